@@ -1,0 +1,3 @@
+from spcl_search.cli import main
+
+main()

@@ -1,0 +1,52 @@
+"""The ``spcl-search`` command line: thin Typer commands over the library.
+
+Each sub-module registers its commands on :data:`app`; a command parses options and calls library
+code. Errors meant for the user (:class:`~spcl_search.errors.SpclSearchError`) are printed as one
+line on stderr with exit code 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+from rich.console import Console
+
+from spcl_search.errors import SpclSearchError
+
+app = typer.Typer(
+    name="spcl-search",
+    help="Hyperparameter search for SPCL (self-paced curriculum learning) on multimodal ERC backbones.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+err_console = Console(stderr=True)
+
+#: sub-modules that register commands on ``app`` (imported in this order)
+COMMAND_MODULES = ("data", "train", "search", "report")
+
+
+def _register() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            importlib.import_module(f"spcl_search.cli.{name}")
+        except ModuleNotFoundError as exc:  # a command group not built yet
+            if exc.name != f"spcl_search.cli.{name}":
+                raise
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    _register()
+    try:
+        app(args=argv, standalone_mode=True)
+    except SpclSearchError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+_register()
