@@ -1,0 +1,307 @@
+"""Train one SPCL-wrapped backbone: Adam, gradient clipping, per-epoch dev/test evaluation.
+
+The model is selected on the dev split (weighted-F1); test figures are those of the best dev epoch
+and are never used for any decision. A callback after each epoch lets the search report to Optuna
+and prune; whatever it raises propagates.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, f1_score
+
+import backbones
+from backbones.defaults import training_defaults
+from spcl_search.data.batching import Batch, collate, iter_batches
+from spcl_search.data.types import ERCDataset, canonical_modalities
+from spcl_search.errors import ConfigError, SpclSearchError
+from spcl_search.spcl import SPCL, SPCLConfig, joint_logits, modality_ratio
+
+#: datasets whose backbone defaults differ from the generic ones
+KNOWN_DATASETS = ("iemocap", "meld")
+
+
+class NonFiniteLossError(SpclSearchError):
+    """The training loss became NaN or inf; the run cannot continue."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (``None`` means: the backbone's default)."""
+
+    backbone: str = "mmgcn"
+    modalities: str = "atv"
+    epochs: int = 30
+    lr: float | None = None
+    weight_decay: float | None = None
+    batch_size: int | None = None
+    clip_grad_norm: float = 2.0
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    patience: int | None = None
+    spcl: SPCLConfig = field(default_factory=SPCLConfig)
+    model: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["spcl"] = self.spcl.to_dict()
+        return d
+
+
+@dataclass
+class EpochRecord:
+    """Figures of one epoch. F1 and accuracy are weighted-F1 / accuracy in percent.
+
+    ``seconds`` is the training pass alone (what the benchmarks compare); ``eval_seconds`` the dev
+    and test evaluation after it.
+    """
+
+    epoch: int
+    train_loss: float
+    take_rate: float
+    threshold: float
+    dev_f1: float
+    dev_acc: float
+    test_f1: float
+    test_acc: float
+    seconds: float
+    eval_seconds: float
+    uni_nll: dict[str, float]
+    ratio: dict[str, float]
+
+
+@dataclass
+class TrainResult:
+    """Outcome of a run: the best dev epoch and the test figures at that epoch."""
+
+    config: dict[str, Any]
+    best_epoch: int
+    dev_f1: float
+    dev_acc: float
+    test_f1: float
+    test_acc: float
+    history: list[EpochRecord]
+    seconds_per_epoch: float
+    device: str
+    take_rate: float
+    dataset: dict[str, Any]
+    versions: dict[str, str]
+    model: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that can change a run's numbers."""
+    import optuna
+    import sklearn
+    import torch_geometric
+
+    import spcl_search
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_geometric": torch_geometric.__version__,
+        "numpy": np.__version__,
+        "optuna": optuna.__version__,
+        "scikit-learn": sklearn.__version__,
+        "spcl_search": spcl_search.__version__,
+    }
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; otherwise the device named (checked)."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError as exc:
+        raise ConfigError(f"--device {spec!r} is not a device name (use auto, cpu, cuda or cuda:N)") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {spec}: CUDA is not available on this machine; use --device cpu or auto")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _dataset_key(dataset: ERCDataset) -> str | None:
+    return dataset.name if dataset.name in KNOWN_DATASETS else None
+
+
+def _effective(config: TrainConfig, dataset: ERCDataset) -> dict[str, Any]:
+    defaults = training_defaults(config.backbone, _dataset_key(dataset))
+    return {
+        "lr": config.lr if config.lr is not None else defaults.get("lr", 2e-4),
+        "weight_decay": config.weight_decay if config.weight_decay is not None else defaults.get("weight_decay", 1e-8),
+        "batch_size": config.batch_size if config.batch_size is not None else defaults.get("batch_size", 16),
+    }
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, batches: list[Batch], device: torch.device) -> tuple[float, float]:
+    """Weighted-F1 and accuracy (percent) of the joint prediction over ``batches``."""
+    model.eval()
+    preds, golds = [], []
+    for batch in batches:
+        b = batch.to(device)
+        joint = joint_logits(model(b))
+        keep = b.mask > 0
+        preds.append(joint.argmax(-1)[keep].cpu())
+        golds.append(b.labels[keep].cpu())
+    y_pred = torch.cat(preds).numpy()
+    y_true = torch.cat(golds).numpy()
+    f1 = f1_score(y_true, y_pred, average="weighted", zero_division=0)
+    return 100.0 * float(f1), 100.0 * float(accuracy_score(y_true, y_pred))
+
+
+def _save_checkpoint(path: str, model: torch.nn.Module, meta: dict[str, Any]) -> None:
+    """Write atomically (temp file + rename) so a crash never leaves a half checkpoint."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
+    os.replace(tmp, target)
+
+
+def train(
+    dataset: ERCDataset,
+    config: TrainConfig,
+    callback: Callable[[EpochRecord], None] | None = None,
+) -> TrainResult:
+    """Train ``config.backbone`` with SPCL on ``dataset``; select on dev, report test at the best dev epoch."""
+    try:
+        modalities = canonical_modalities(config.modalities)
+    except ValueError as exc:
+        raise ConfigError(f"--modalities: {exc}") from None
+    missing = [m for m in modalities if m not in dataset.dims]
+    if missing:
+        raise ConfigError(
+            f"--modalities {config.modalities!r}: dataset {dataset.name!r} has no {', '.join(missing)} features "
+            f"(it has {dataset.modalities!r})"
+        )
+    if config.epochs < 1:
+        raise ConfigError(f"--epochs must be >= 1, got {config.epochs}")
+    engine = SPCL(config.spcl, modalities)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    eff = _effective(config, dataset)
+
+    try:
+        model = backbones.build(
+            config.backbone,
+            modalities,
+            {m: dataset.dims[m] for m in modalities},
+            dataset.n_classes,
+            dataset.n_speakers,
+            dataset=_dataset_key(dataset),
+            **config.model,
+        ).to(device)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"--backbone {config.backbone}: {exc}") from None
+    optimizer = torch.optim.Adam(model.parameters(), lr=eff["lr"], weight_decay=eff["weight_decay"])
+
+    eval_bs = max(eff["batch_size"], 32)
+    dev_batches = list(iter_batches(dataset.dev, modalities, dataset.n_speakers, eval_bs))
+    test_batches = list(iter_batches(dataset.test, modalities, dataset.n_speakers, eval_bs))
+
+    history: list[EpochRecord] = []
+    best: EpochRecord | None = None
+    stale = 0
+    for epoch in range(config.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        threshold = engine.threshold
+        total_loss = torch.zeros((), device=device)
+        take = torch.zeros((), device=device)
+        n_utts = 0
+        uni = {m: torch.zeros((), device=device) for m in modalities}
+        wp = {m: torch.zeros((), device=device) for m in modalities}
+        n_batches = 0
+        for batch in iter_batches(dataset.train, modalities, dataset.n_speakers, eff["batch_size"], shuffle=True, seed=config.seed * 100_003 + epoch):
+            b = batch.to(device)
+            out = engine.loss(model(b), b.labels, b.mask)
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            if config.clip_grad_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
+            optimizer.step()
+            total_loss += out.loss.detach()
+            take += out.take_samp
+            n_utts += out.n_utterances
+            for m in modalities:
+                uni[m] += out.uni_nll[m]
+                wp[m] += out.weighted_p[m]
+            n_batches += 1
+        mean_loss = float(total_loss.item()) / max(n_batches, 1)
+        if not math.isfinite(mean_loss):
+            raise NonFiniteLossError(f"training loss became {mean_loss} at epoch {epoch}; lower --lr or check the features")
+        engine.step_epoch()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_seconds = time.perf_counter() - t0
+        dev_f1, dev_acc = evaluate(model, dev_batches, device)
+        test_f1, test_acc = evaluate(model, test_batches, device)
+        record = EpochRecord(
+            epoch=epoch,
+            train_loss=mean_loss,
+            take_rate=float(take.item()) / max(n_utts, 1),
+            threshold=threshold,
+            dev_f1=dev_f1,
+            dev_acc=dev_acc,
+            test_f1=test_f1,
+            test_acc=test_acc,
+            seconds=train_seconds,
+            eval_seconds=time.perf_counter() - t0 - train_seconds,
+            uni_nll={m: float(uni[m].item()) / max(n_utts, 1) for m in modalities},
+            ratio=modality_ratio({m: float(wp[m].item()) for m in modalities}),
+        )
+        history.append(record)
+        improved = best is None or record.dev_f1 > best.dev_f1
+        if improved:
+            best, stale = record, 0
+            if config.checkpoint:
+                _save_checkpoint(config.checkpoint, model, {"epoch": epoch, "config": config.to_dict()})
+        else:
+            stale += 1
+        if callback is not None:
+            callback(record)
+        if config.patience is not None and stale >= config.patience:
+            break
+
+    assert best is not None
+    return TrainResult(
+        config={**config.to_dict(), **eff, "modalities": modalities},
+        best_epoch=best.epoch,
+        dev_f1=best.dev_f1,
+        dev_acc=best.dev_acc,
+        test_f1=best.test_f1,
+        test_acc=best.test_acc,
+        history=history,
+        seconds_per_epoch=float(np.mean([r.seconds for r in history])),
+        device=str(device),
+        take_rate=history[-1].take_rate,
+        dataset={"name": dataset.name, **{k: v for k, v in dataset.info.items() if k in ("source", "sha256", "surrogate", "dev_split_method")}},
+        versions=library_versions(),
+        model={"name": config.backbone, **(model.extra_config() if hasattr(model, "extra_config") else {})},
+    )
