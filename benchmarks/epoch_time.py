@@ -50,7 +50,8 @@ def measure(backbone: str, dataset: str, epochs: int, threads: int, device: str)
 
     ds = load_dataset(str(DATASETS[dataset]))
     try:
-        growth, threshold = paper_setting(backbone, dataset, "atv")
+        setting = paper_setting(backbone, dataset, "atv")
+        growth, threshold = setting["cl_growth"], setting["cl_threshold"]
     except Exception:  # noqa: BLE001 - the late-fusion baseline has no paper setting
         growth, threshold = 1.1, 0.4
     cfg = TrainConfig(backbone=backbone, modalities="atv", epochs=epochs, threads=threads, device=device,

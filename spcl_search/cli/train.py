@@ -87,7 +87,13 @@ def train(
         result = run_training(ds, config, callback=on_epoch)
 
     surrogate = ds.info.get("surrogate") or []
-    title = f"{backbone} {result.config['modalities']} on {ds.name}" + (" (SURROGATE a/v features)" if surrogate else "")
+    if ds.name == "synthetic":
+        tag = " (fully synthetic data)"
+    elif surrogate:
+        tag = f" (SURROGATE {', '.join(surrogate)} features)"
+    else:
+        tag = ""
+    title = f"{backbone} {result.config['modalities']} on {ds.name}{tag}"
     table = Table(title=title)
     for col in ("split", "weighted-F1 %", "accuracy %"):
         table.add_column(col, justify="right" if col != "split" else "left")
