@@ -1,0 +1,181 @@
+"""``spcl-search report``, ``dashboard`` and ``compare``: look at studies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+import warnings
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from spcl_search.cli import app
+from spcl_search.errors import ConfigError
+
+console = Console()
+
+STORAGE_HELP = (
+    "Study database URL (sqlite:///FILE or postgresql://USER@HOST/DB) "
+    "[default: $SPCL_SEARCH_STORAGE, else ./spcl_search.db]."
+)
+IMAGE_FORMATS = ("png", "svg", "pdf", "jpeg", "webp")
+
+
+@app.command()
+def report(
+    study: str = typer.Option(..., "--study", "-s", help="Study name."),
+    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
+    out: Path = typer.Option(
+        Path("reports"), "--out", "-o", help="Folder for <study>.html (and <study>/ images)."
+    ),
+    fmt: str = typer.Option(
+        "html",
+        "--format",
+        "-f",
+        help="html, or png (svg, pdf) to also write each figure as an image.",
+    ),
+    png: bool = typer.Option(False, "--png", help="Same as --format png."),
+    importance: str = typer.Option(
+        "ped-anova", "--importance", help="Importance evaluator: ped-anova or fanova."
+    ),
+) -> None:
+    """Write one self-contained HTML report of a study (plotly embedded, opens offline)."""
+    from spcl_search.reports.html import safe_name, write_html
+    from spcl_search.reports.report import build_report
+    from spcl_search.reports.study import load_study
+
+    from spcl_search.reports.importance import make_evaluator
+
+    make_evaluator(importance)  # a bad --importance fails before any work
+    fmt = "png" if png else fmt.lower()
+    if fmt != "html" and fmt not in IMAGE_FORMATS:
+        raise ConfigError(f"--format {fmt!r}: choose html or one of {', '.join(IMAGE_FORMATS)}")
+    if fmt != "html":
+        from spcl_search.reports.images import require_browser
+
+        require_browser(fmt)
+    loaded = load_study(study, storage)
+    built = build_report(loaded, importance)
+    page = write_html(built, out)
+    console.print(f"report: {page}  ({len(built.figures)} figures)", highlight=False)
+    if fmt != "html":
+        from spcl_search.reports.images import write_images
+
+        paths = write_images(built.figures, out / safe_name(built.info.name), fmt)
+        console.print(
+            f"{len(paths)} {fmt} images in {out / safe_name(built.info.name)}", highlight=False
+        )
+
+
+@app.command()
+def dashboard(
+    study: str = typer.Option(
+        ..., "--study", "-s", help="Study name (its figures are pushed to the dashboard)."
+    ),
+    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
+    port: int = typer.Option(8080, "--port", "-p", help="Port to listen on (0: any free port)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    push: bool = typer.Option(
+        True,
+        "--push/--no-push",
+        help="Save the report's figures and tables into the study for the dashboard.",
+    ),
+    importance: str = typer.Option(
+        "ped-anova",
+        "--importance",
+        help="Importance evaluator for pushed figures: ped-anova or fanova.",
+    ),
+) -> None:
+    """Serve optuna-dashboard on the study's storage until Ctrl-C."""
+    from spcl_search.reports.dashboard import push_report, start_dashboard
+    from spcl_search.reports.report import build_report
+    from spcl_search.reports.study import load_study, open_storage
+
+    opened = open_storage(storage)
+    loaded = load_study(study, opened)
+    if push:
+        ids = push_report(loaded, build_report(loaded, importance))
+        console.print(f"pushed {len(ids)} figures and a note to study {study!r}", highlight=False)
+    # the dashboard's own importance plot warns on every request of a small study
+    warnings.simplefilter("ignore", UserWarning)
+    server = start_dashboard(opened, host, port)
+    console.print(
+        f"optuna-dashboard: {server.study_url(loaded)}  (Ctrl-C to stop)", highlight=False
+    )
+    server.wait()
+
+
+@app.command()
+def compare(
+    studies: list[str] = typer.Argument(
+        ..., help="Study names (e.g. one per backbone or dataset)."
+    ),
+    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
+    csv_out: Optional[Path] = typer.Option(
+        None, "--csv", help="Also write the gain table as CSV here."
+    ),
+) -> None:
+    """Gain table (tri-modal minus bi-modal, without/with SPCL) and best settings across studies."""
+    from spcl_search.reports.best import best_settings, paper_table
+    from spcl_search.reports.gain import gain_csv, gain_rows
+    from spcl_search.reports.html import write_atomic
+    from spcl_search.reports.study import load_study, open_storage
+
+    if csv_out is not None and csv_out.is_dir():
+        raise ConfigError(f"--csv {csv_out}: is a directory; give a file path")
+    opened = open_storage(storage)
+    loaded = [load_study(name, opened) for name in studies]
+    rows = [row for s in loaded for row in gain_rows(s)]
+
+    def signed(v: float | None) -> str:
+        return "-" if v is None else f"{v:+.2f}"
+
+    out = console if console.is_terminal else Console(width=max(console.width, 150))
+    table = Table(
+        title="Gain (%): tri-modal minus bi-modal, test split; 'with' = best SPCL setting on dev"
+    )
+    for col in (
+        "study",
+        "backbone",
+        "dataset",
+        "versus",
+        "w-F1 without",
+        "w-F1 with",
+        "acc without",
+        "acc with",
+        "growth/threshold",
+    ):
+        table.add_column(
+            col, justify="left" if col in ("study", "backbone", "dataset", "versus") else "right"
+        )
+    for r in rows:
+        table.add_row(
+            r.study,
+            r.backbone,
+            r.dataset,
+            r.label,
+            signed(r.f1_without),
+            signed(r.f1_with),
+            signed(r.acc_without),
+            signed(r.acc_with),
+            r.spcl_setting,
+        )
+    out.print(table)
+    missing = [s.study_name for s in loaded if not any(r.study == s.study_name for r in rows)]
+    if missing:
+        console.print(
+            f"no tri- and bi-modal results yet in: {', '.join(missing)}", highlight=False
+        )
+
+    header, body = paper_table([b for s in loaded for b in best_settings(s)])
+    if body:
+        best = Table(title="Best SPCL settings (cl_growth/cl_threshold), chosen on dev F1")
+        for col in header:
+            best.add_column(col)
+        for line in body:
+            best.add_row(*line)
+        out.print(best)
+    if csv_out is not None:
+        write_atomic(csv_out, gain_csv(rows))
+        console.print(f"csv: {csv_out}", highlight=False)

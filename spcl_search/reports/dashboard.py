@@ -1,0 +1,126 @@
+"""optuna-dashboard on the study's storage, with the report's figures and tables pushed into it.
+
+:func:`push_report` stores the report's figures as the dashboard's user-defined plotly graph
+objects and its tables as the study note (both live in the study's system attrs, so any
+dashboard on the same storage shows them). :func:`start_dashboard` serves optuna-dashboard's WSGI
+app from a background thread; :class:`DashboardServer` stops it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from socketserver import ThreadingMixIn
+import threading
+from wsgiref.simple_server import make_server
+from wsgiref.simple_server import WSGIRequestHandler
+from wsgiref.simple_server import WSGIServer
+
+import optuna
+from optuna.storages import BaseStorage
+
+from spcl_search.errors import ConfigError
+from spcl_search.reports.report import Report
+from spcl_search.reports.report import Table
+
+
+#: prefix of the graph-object ids this package writes (so a re-push overwrites them)
+GRAPH_PREFIX = "spcl-"
+
+
+class _ThreadedServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@dataclass
+class DashboardServer:
+    """A running optuna-dashboard; ``url`` is its address."""
+
+    host: str
+    port: int
+    _server: WSGIServer
+    _thread: threading.Thread
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def study_url(self, study: optuna.Study) -> str:
+        """The dashboard page of ``study``."""
+        return f"{self.url}/dashboard/studies/{study._study_id}"
+
+    def wait(self) -> None:
+        """Block until the server stops (Ctrl-C stops it)."""
+        try:
+            while self._thread.is_alive():
+                self._thread.join(0.5)
+        except KeyboardInterrupt:
+            self.stop()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
+def start_dashboard(
+    storage: BaseStorage, host: str = "127.0.0.1", port: int = 8080
+) -> DashboardServer:
+    """Serve optuna-dashboard on ``storage`` from a daemon thread (``port=0`` picks a free one)."""
+    from optuna_dashboard import wsgi
+
+    app = wsgi(storage)
+    try:
+        server = make_server(
+            host, port, app, server_class=_ThreadedServer, handler_class=_QuietHandler
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc})"
+        ) from exc
+    thread = threading.Thread(target=server.serve_forever, name="optuna-dashboard", daemon=True)
+    thread.start()
+    return DashboardServer(host, server.server_port, server, thread)
+
+
+def _markdown_table(table: Table) -> str:
+    def row(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") or " " for c in cells) + " |"
+
+    lines = [f"**{table.caption}**", ""] if table.caption else []
+    header = table.header if any(table.header) else [" "] * len(table.header)
+    lines += [row(header), "|" + "---|" * len(header)] + [row(r) for r in table.rows]
+    return "\n".join(lines)
+
+
+def report_note(report: Report) -> str:
+    """The report's tables and notices as the Markdown of a study note."""
+    parts = [f"# SPCL search report: {report.info.name}", f"_generated {report.generated}_"]
+    for section in report.sections:
+        if not (section.tables or section.notices) or section.key == "summary":
+            continue
+        parts.append(f"## {section.title}")
+        if section.text:
+            parts.append(section.text)
+        parts += [f"> {n}" for n in section.notices]
+        parts += [_markdown_table(t) for t in section.tables]
+    return "\n\n".join(parts)
+
+
+def push_report(study: optuna.Study, report: Report) -> list[str]:
+    """Save the report's figures as dashboard graph objects and its tables as the study note;
+    return the graph-object ids."""
+    from optuna_dashboard import save_note
+    from optuna_dashboard import save_plotly_graph_object
+
+    ids = []
+    for named in report.figures:
+        ids.append(
+            save_plotly_graph_object(study, named.figure, graph_object_id=GRAPH_PREFIX + named.key)
+        )
+    save_note(study, report_note(report))
+    return ids

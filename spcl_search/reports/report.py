@@ -1,0 +1,247 @@
+"""A study report: sections of figures, tables and notices, independent of how it is written.
+
+:func:`build_report` never fails on a thin study: a section the study cannot fill carries a
+notice that says why (too few trials, single objective, no baseline) instead of a figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field
+import datetime
+
+import optuna
+import plotly.graph_objects as go
+
+from spcl_search.reports import figures
+from spcl_search.reports import records
+from spcl_search.reports.best import BestSetting
+from spcl_search.reports.best import best_settings
+from spcl_search.reports.best import paper_table
+from spcl_search.reports.gain import GainRow
+from spcl_search.reports.gain import gain_rows
+from spcl_search.reports.importance import make_evaluator
+from spcl_search.reports.importance import param_importances
+
+
+@dataclass(frozen=True)
+class NamedFigure:
+    """A figure with a stable key (HTML id, PNG file name, dashboard graph id)."""
+
+    key: str
+    figure: go.Figure
+
+    @property
+    def title(self) -> str:
+        return str(self.figure.layout.title.text or self.key)
+
+
+@dataclass(frozen=True)
+class Table:
+    caption: str
+    header: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    figures: list[NamedFigure] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    text: str = ""
+
+
+@dataclass
+class Report:
+    info: records.StudyInfo
+    sections: list[Section]
+    generated: str
+    importance: str
+    gains: list[GainRow]
+    best: list[BestSetting]
+
+    @property
+    def figures(self) -> list[NamedFigure]:
+        return [f for s in self.sections for f in s.figures]
+
+
+def _num(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.2f}" if signed else f"{value:.2f}"
+
+
+def _fill(section: Section, key: str, make: Callable[[], go.Figure | list[go.Figure]]) -> None:
+    try:
+        made = make()
+    except figures.NotApplicable as exc:
+        section.notices.append(str(exc))
+        return
+    for i, fig in enumerate(made if isinstance(made, list) else [made]):
+        section.figures.append(NamedFigure(key if i == 0 else f"{key}-{i}", fig))
+
+
+def _summary_section(info: records.StudyInfo, study: optuna.Study) -> Section:
+    rows = [
+        ["study", info.name],
+        ["kind", info.kind],
+        ["backbone", info.backbone],
+        ["dataset", info.dataset],
+        ["objectives", ", ".join(info.metric_names)],
+        ["trials", f"{info.n_complete} complete of {info.n_trials}"],
+        [
+            "no-SPCL baseline trials",
+            str(len(records.baseline_trials(records.complete_trials(study)))),
+        ],
+    ]
+    return Section("summary", "Study", tables=[Table("", ["", ""], rows)])
+
+
+def _best_section(rows: list[BestSetting]) -> Section:
+    section = Section("best", "Best SPCL settings per backbone x modality set")
+    if not rows:
+        section.notices.append("No complete SPCL trial yet: no best setting to show.")
+        return section
+    section.text = (
+        "Chosen on dev weighted-F1; cells are cl_growth/cl_threshold as in the paper's table. "
+        "Test figures are those of the chosen trial, never used for selection."
+    )
+    header, body = paper_table(rows)
+    section.tables.append(Table("cl_growth/cl_threshold", header, body))
+    detail = [
+        [
+            records.modality_label(r.modalities),
+            str(r.trial),
+            r.setting,
+            _num(r.dev_f1),
+            _num(r.test_f1),
+            _num(r.test_acc),
+            _num(r.baseline_dev_f1),
+            _num(r.baseline_test_f1),
+            _num(
+                None
+                if r.test_f1 is None or r.baseline_test_f1 is None
+                else r.test_f1 - r.baseline_test_f1,
+                True,
+            ),
+            str(r.n_trials),
+        ]
+        for r in rows
+    ]
+    section.tables.append(
+        Table(
+            "Best trial per modality set",
+            [
+                "modalities",
+                "trial",
+                "growth/threshold",
+                "dev F1",
+                "test F1",
+                "test acc",
+                "no-SPCL dev F1",
+                "no-SPCL test F1",
+                "SPCL gain (test F1)",
+                "trials",
+            ],
+            detail,
+        )
+    )
+    if not any(r.baseline_dev_f1 is not None for r in rows):
+        section.notices.append(
+            "No no-SPCL baseline trial (use_cl False): baseline columns are empty."
+        )
+    return section
+
+
+def _gain_section(rows: list[GainRow]) -> Section:
+    section = Section("gain", "Gain: tri-modal minus bi-modal (the paper's motivation figure)")
+    section.text = (
+        "A negative gain means adding the third modality hurt: the modality imbalance SPCL is "
+        "meant to remove. 'With SPCL' is the best SPCL setting found on dev."
+    )
+    _fill(section, "gain", lambda: figures.gain_chart(rows))
+    if rows and all(r.f1_without is None for r in rows):
+        section.notices.append(
+            "No no-SPCL baseline trial (use_cl False) with these modality sets: "
+            "only the with-SPCL gain is shown."
+        )
+    if rows:
+        section.tables.append(
+            Table(
+                f"Gain in points ({rows[0].split})",
+                [
+                    "backbone",
+                    "versus",
+                    "w-F1 without",
+                    "w-F1 with",
+                    "acc without",
+                    "acc with",
+                    "baseline trial",
+                    "SPCL trial",
+                    "growth/threshold",
+                ],
+                [
+                    [
+                        r.backbone,
+                        r.label,
+                        _num(r.f1_without, True),
+                        _num(r.f1_with, True),
+                        _num(r.acc_without, True),
+                        _num(r.acc_with, True),
+                        "-" if r.baseline_trial is None else str(r.baseline_trial),
+                        "-" if r.spcl_trial is None else str(r.spcl_trial),
+                        r.spcl_setting,
+                    ]
+                    for r in rows
+                ],
+            )
+        )
+    return section
+
+
+def _importance_section(study: optuna.Study, evaluator: str) -> Section:
+    label, _ = make_evaluator(evaluator)
+    section = Section("importance", f"Parameter importance per objective ({label})")
+    for i, result in enumerate(param_importances(study, evaluator)):
+        if result.notice:
+            section.notices.append(result.notice)
+        if result.figure is not None:
+            section.figures.append(NamedFigure(f"importance-{i}", result.figure))
+    if section.figures:
+        section.text = (
+            "Computed on the complete SPCL trials (the no-SPCL baseline is left out); the number "
+            "of trials each ranking rests on is in its title."
+        )
+    return section
+
+
+def build_report(study: optuna.Study, importance: str = "ped-anova") -> Report:
+    """Collect every section of the report on ``study``."""
+    info = records.study_info(study)
+    gains = gain_rows(study)
+    best = best_settings(study)
+    sections = [_summary_section(info, study), _best_section(best), _gain_section(gains)]
+
+    pareto = Section("pareto", "Pareto front: tri-modal dev F1 vs gain")
+    _fill(pareto, "pareto", lambda: figures.pareto_front(study))
+    sections.append(pareto)
+
+    sections.append(_importance_section(study, importance))
+
+    landscape = Section("landscape", "SPCL landscape: cl_threshold x cl_growth")
+    _fill(landscape, "landscape", lambda: figures.threshold_growth(study))
+    sections.append(landscape)
+
+    history = Section("history", "Optimisation history")
+    _fill(history, "history", lambda: figures.optimization_history(study))
+    sections.append(history)
+
+    timeline = Section("timeline", "Trials' timeline")
+    _fill(timeline, "timeline", lambda: figures.timeline(study))
+    sections.append(timeline)
+
+    generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return Report(info, sections, generated, make_evaluator(importance)[0], gains, best)
