@@ -42,10 +42,11 @@ def dialogues() -> list[Dialogue]:
 def pg_url() -> str:
     """URL of the real PostgreSQL used by the shared-storage tests (skips with the reason if down)."""
     url = os.environ.get("SPCL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    from spcl_search.search.storage import resolve_url
     try:
         import sqlalchemy
 
-        engine = sqlalchemy.create_engine(url)
+        engine = sqlalchemy.create_engine(resolve_url(url))
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text("select 1"))
         engine.dispose()

@@ -1,0 +1,323 @@
+"""``spcl-search run | worker | status | best``: hyperparameter studies over SPCL settings."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from spcl_search.cli import app
+from spcl_search.errors import ConfigError, SpclSearchError
+from spcl_search.search.settings import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
+
+console = Console()
+
+_SPEC_HELP = "Study spec (TOML, see studies/); options below override it."
+_STORAGE_HELP = "Database URL: sqlite:///FILE or postgresql://USER:PASS@HOST/DB (default: $SPCL_SEARCH_STORAGE or sqlite:///spcl_search.db)."
+
+
+def _requested(**kw: Any) -> dict[str, Any]:
+    from spcl_search.search.spec import requested_fields
+
+    spec_file = kw.pop("spec_file")
+    return requested_fields(spec_file, **kw)
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S", stream=sys.stderr, force=True)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _params(params: dict[str, Any] | None) -> str:
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in (params or {}).items())
+
+
+def _status_table(status: Any) -> Table:
+    """Two columns: what, value (wraps well on narrow terminals)."""
+    c = status.counts
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("study", f"{status.name}  ({status.kind}, {status.backbone} on {status.dataset})")
+    table.add_row(
+        "trials",
+        f"{c.finished}/{status.n_trials} finished: {c.complete} complete, {c.pruned} pruned, {c.failed} failed"
+        f" | {c.running} running, {c.waiting} waiting" + (f", {c.retried} retried" if c.retried else ""),
+    )
+    if status.best_values is not None:
+        names = status.metric_names or ["value"] * len(status.best_values)
+        best = ", ".join(f"{n} {v:.2f}" for n, v in zip(names, status.best_values))
+        best += f"  (trial {status.best_trial}: {_params(status.best_params)})"
+        if status.pareto_size:
+            best += f"  [{status.pareto_size} trial(s) on the Pareto front]"
+    else:
+        best = "-"
+    table.add_row("best so far", best)
+    return table
+
+
+def _workers_table(status: Any, local: list[Any] | None = None) -> Table:
+    table = Table(title="workers", title_justify="left")
+    for col in ("worker", "gpu", "threads", "state", "trial", "trials done", "last seen"):
+        table.add_column(col)
+    now = time.time()
+    for w in status.workers:
+        table.add_row(
+            f"{w.host}:{w.pid}", w.gpu or "-", _fmt(w.threads or "-"), w.state, _fmt(w.trial if w.trial is not None else "-"),
+            str(w.trials_done), f"{now - w.last_seen:.0f} s ago",
+        )
+    for lw in local or []:
+        if lw.returncode is not None:
+            table.add_row(f"local #{lw.slot.index} (pid {lw.process.pid})", lw.slot.gpu or "-", _fmt(lw.slot.threads or "-"), f"exited {lw.returncode}", "-", "-", "-")
+    return table
+
+
+@app.command()
+def run(
+    spec_file: Optional[Path] = typer.Option(None, "--spec", help=_SPEC_HELP),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name (default: <backbone>-<dataset>-<kind>)."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", "-b", help="mmgcn, dialoguegcn, mm_dfn, biddin (or late_fusion)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset name: synthetic, iemocap, meld (default: synthetic)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Feature pickle for the dataset ('synthetic' for the embedded one)."),
+    kind: Optional[str] = typer.Option(None, "--kind", help="search (max dev F1) or balance (dev F1 and tri- vs bi-modal gain)."),
+    modalities: Optional[str] = typer.Option(None, "--modalities", "-m", help="Comma list, e.g. atv or atv,at,av,tv (categorical when several)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per training run."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma list of seeds; a trial's figures are their mean."),
+    n_trials: Optional[int] = typer.Option(None, "--n-trials", help="Study budget: finished trials across all workers."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="tpe, nsga2 or random."),
+    pruner: Optional[str] = typer.Option(None, "--pruner", help="median, hyperband or none."),
+    warm_start: Optional[str] = typer.Option(None, "--warm-start", help="'paper' enqueues the paper's settings first ('paper:iemocap' borrows a dataset's)."),
+    baseline: Optional[bool] = typer.Option(None, "--baseline/--no-baseline", help="Enqueue the no-SPCL baseline (default: on for balance)."),
+    space: Optional[list[str]] = typer.Option(None, "--space", help="Search range NAME=LOW:HIGH[:log|:step=S] or NAME=A,B,C (repeatable)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help=_STORAGE_HELP),
+    workers: int = typer.Option(1, "--workers", "-k", min=0, help="Local worker processes (0: only create the study)."),
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="GPU ids to spread workers over (default: all visible)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per worker (default: cores / workers)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda (workers on GPUs use their own)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Workers start no trial after this many seconds."),
+    log_dir: Path = typer.Option(Path("spcl-search-logs"), "--log-dir", help="Worker logs go to LOG_DIR/<study>/."),
+    heartbeat_interval: int = typer.Option(DEFAULT_HEARTBEAT_INTERVAL, "--heartbeat-interval", hidden=True, help="Seconds between trial heartbeats."),
+    grace_period: int = typer.Option(DEFAULT_GRACE_PERIOD, "--grace-period", hidden=True, help="Seconds without heartbeat before a trial is retried."),
+) -> None:
+    """Create (or resume) a study and run it with local workers, showing live progress."""
+    import optuna
+
+    from spcl_search.search import launcher
+    from spcl_search.search.status import best_settings, study_status
+    from spcl_search.search.storage import open_storage, resolve_url
+    from spcl_search.search.study import open_study
+    from spcl_search.search.worker import sigterm_as_interrupt
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    requested = _requested(
+        spec_file=spec_file, name=study, backbone=backbone, dataset=dataset, data=data, kind=kind, modalities=modalities,
+        epochs=epochs, seeds=seeds, n_trials=n_trials, sampler=sampler, pruner=pruner, warm_start=warm_start,
+        baseline=baseline, space=space,
+    )
+    _check_data(requested.get("data"), requested.get("dataset"))
+    url = resolve_url(storage)
+    rdb = open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+    opened = open_study(rdb, requested)
+    spec = opened.spec
+    if spec.objective == "train":
+        _check_data(spec.data, spec.dataset)
+    console.print(f"study [bold]{spec.name}[/] ({'created' if opened.created else 'resumed'}) in {_masked(url)}")
+    for note in opened.notes:
+        console.print(f"  {note}")
+    if workers == 0:
+        console.print("no local workers (--workers 0); join with: spcl-search worker --study " + spec.name)
+        return
+    gpu_list = [g.strip() for g in gpus.split(",")] if gpus else None
+    slots = launcher.plan(workers, gpu_list, threads=threads)
+    extra = ["--heartbeat-interval", str(heartbeat_interval), "--grace-period", str(grace_period), "--device", device]
+    if timeout is not None:
+        extra += ["--timeout", str(timeout)]
+    if data is not None:
+        extra += ["--data", data]
+    procs = launcher.start_workers(spec.name, url, slots, log_dir, extra)
+    where = ", ".join(f"GPU {s.gpu}" if s.gpu is not None else f"{s.threads} CPU thread(s)" for s in slots)
+    console.print(f"  {workers} worker(s): {where}; logs in {log_dir / spec.name}/")
+    reader = open_storage(url, heartbeat_interval=None)
+
+    def render() -> Group:
+        st = study_status(reader, spec.name, stale_after=float(grace_period))
+        return Group(_status_table(st), _workers_table(st, procs))
+
+    try:
+        with sigterm_as_interrupt(), Live(render(), console=console, refresh_per_second=2, transient=False) as live:
+            while any(p.returncode is None for p in procs):
+                time.sleep(1.0)
+                live.update(render())
+            live.update(render())
+    except KeyboardInterrupt:
+        console.print("interrupted: stopping workers (their running trials are re-enqueued)")
+        launcher.stop_workers(procs)
+        raise typer.Exit(130) from None
+    final = study_status(reader, spec.name)
+    failed = [p for p in procs if p.returncode not in (0, None)]
+    if failed and not final.done:
+        last = failed[0].tail(1).strip() or f"exit code {failed[0].returncode}"
+        raise SpclSearchError(f"worker #{failed[0].slot.index} stopped: {last.removeprefix('error: ')} (log: {failed[0].log})")
+    rows = best_settings(reader, spec.name)
+    if rows:
+        console.print(_detail_table(rows))
+    if final.done:
+        console.print(f"study {spec.name!r} finished its budget of {final.n_trials} trials (`spcl-search best` shows the table)")
+    else:
+        console.print(f"study {spec.name!r}: {final.counts.finished}/{final.n_trials} trials finished; run again to continue")
+
+
+def _check_data(data: str | None, dataset: str | None) -> None:
+    if data and data != "synthetic" and not Path(data).exists():
+        raise ConfigError(f"--data {data}: no such file; pass the feature pickle of dataset {dataset or '?'!r} with --data PATH")
+
+
+def _masked(url: str) -> str:
+    from spcl_search.search.storage import mask_url
+
+    return mask_url(url)
+
+
+@app.command()
+def worker(
+    study: Optional[str] = typer.Option(None, "--study", help="Study to join (or to create, with --spec/--backbone)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help=_STORAGE_HELP),
+    gpu: Optional[str] = typer.Option(None, "--gpu", help="GPU id this worker uses (sets CUDA_VISIBLE_DEVICES)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (ignored with --gpu)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Start no trial after this many seconds."),
+    data: Optional[str] = typer.Option(None, "--data", help="Feature pickle on this machine (default: the study's)."),
+    spec_file: Optional[Path] = typer.Option(None, "--spec", help="Create the study from this spec if it does not exist."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", "-b", help="Create: backbone."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Create: dataset name."),
+    kind: Optional[str] = typer.Option(None, "--kind", help="Create: search or balance."),
+    n_trials: Optional[int] = typer.Option(None, "--n-trials", help="Study budget (changes it for every worker)."),
+    warm_start: Optional[str] = typer.Option(None, "--warm-start", help="Create: 'paper' enqueues the paper's settings first."),
+    heartbeat_interval: int = typer.Option(DEFAULT_HEARTBEAT_INTERVAL, "--heartbeat-interval", hidden=True, help="Seconds between trial heartbeats."),
+    grace_period: int = typer.Option(DEFAULT_GRACE_PERIOD, "--grace-period", hidden=True, help="Seconds without heartbeat before a trial is retried."),
+) -> None:
+    """Join a study and run trials until its budget is spent (run one per GPU or node)."""
+    from spcl_search.search.storage import open_storage
+    from spcl_search.search.worker import WorkerOptions, run_worker
+
+    _setup_logging()
+    requested = _requested(
+        spec_file=spec_file, name=study, backbone=backbone, dataset=dataset, kind=kind, n_trials=n_trials, data=data, warm_start=warm_start
+    )
+    if "name" not in requested and "backbone" not in requested:
+        raise ConfigError("worker needs --study NAME (or --spec FILE to create the study)")
+    rdb = open_storage(storage, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+    options = WorkerOptions(device=device, threads=threads, gpu=gpu, timeout=timeout, data=data)
+    try:
+        report = run_worker(rdb, options=options, requested=requested)
+    except KeyboardInterrupt:
+        logging.getLogger(__name__).info("interrupted; the running trial was failed and re-enqueued")
+        raise typer.Exit(130) from None
+    states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(report.states.items())) or "no trials"
+    logging.getLogger(__name__).info("worker done (%s): %s", report.reason, states)
+
+
+@app.command()
+def status(
+    study: Optional[str] = typer.Option(None, "--study", help="Study name (default: every study)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help=_STORAGE_HELP),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Trials by state, best so far and live workers of a study (or of every study)."""
+    from spcl_search.search.status import all_statuses, study_status
+    from spcl_search.search.storage import open_storage, study_exists
+
+    rdb = open_storage(storage, heartbeat_interval=None, must_exist=True)
+    if study is not None:
+        if not study_exists(rdb, study):
+            raise ConfigError(f"no study {study!r} in {_masked(rdb.url)}; run `spcl-search status` to list them")
+        statuses = [study_status(rdb, study)]
+    else:
+        statuses = all_statuses(rdb)
+    if json_out:
+        print(json.dumps([s.to_dict() for s in statuses], indent=2, default=str))
+        return
+    if not statuses:
+        console.print(f"no studies in {_masked(rdb.url)}")
+    for st in statuses:
+        console.print(_status_table(st))
+        if st.workers:
+            console.print(_workers_table(st))
+
+
+@app.command()
+def best(
+    study: Optional[list[str]] = typer.Option(None, "--study", help="Study name (repeatable) (default: every study)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help=_STORAGE_HELP),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Best SPCL setting per modality set, laid out like the paper's table (cl_growth/cl_threshold)."""
+    from spcl_search.search.status import best_settings
+    from spcl_search.search.storage import list_studies, open_storage, study_exists
+
+    rdb = open_storage(storage, heartbeat_interval=None, must_exist=True)
+    names = study or list_studies(rdb)
+    for name in names:
+        if not study_exists(rdb, name):
+            raise ConfigError(f"no study {name!r} in {_masked(rdb.url)}; run `spcl-search status` to list them")
+    rows = [row for name in names for row in best_settings(rdb, name)]
+    if json_out:
+        print(json.dumps([r.to_dict() for r in rows], indent=2, default=str))
+        return
+    if not rows:
+        console.print("no complete trials yet")
+        return
+    console.print(_paper_table(rows))
+    console.print(_detail_table(rows))
+
+
+def _paper_table(rows: list[Any]) -> Table:
+    """Rows: backbone (and kind); columns: dataset x modality set; cells: cl_growth/cl_threshold."""
+    columns: list[tuple[str, str]] = []
+    for r in rows:
+        if (r.dataset, r.modalities) not in columns:
+            columns.append((r.dataset, r.modalities))
+    table = Table(title="best cl_growth/cl_threshold per modality set (selected on dev F1)", title_justify="left")
+    table.add_column("backbone")
+    for ds, m in columns:
+        table.add_column(f"{ds} {m}", justify="center")
+    keys: list[tuple[str, str]] = []
+    for r in rows:
+        if (r.backbone, r.kind) not in keys:
+            keys.append((r.backbone, r.kind))
+    for backbone, kind in keys:
+        cells = []
+        for ds, m in columns:
+            hit = [r for r in rows if (r.backbone, r.kind, r.dataset, r.modalities) == (backbone, kind, ds, m)]
+            cells.append(f"{_fmt(hit[0].params.get('cl_growth'))}/{_fmt(hit[0].params.get('cl_threshold'))}" if hit else "-")
+        label = backbone if len({k for _, k in keys}) == 1 else f"{backbone} ({kind})"
+        table.add_row(label, *cells)
+    return table
+
+
+def _detail_table(rows: list[Any]) -> Table:
+    table = Table(title="details (F1 = weighted-F1 %, test at the best dev epoch)", title_justify="left")
+    for col in ("study", "modalities", "trial", "params", "dev F1", "test F1", "no-SPCL dev F1", "SPCL gain (dev)"):
+        table.add_column(col)
+    for r in rows:
+        gain = r.spcl_gain_dev
+        table.add_row(
+            r.study, r.modalities, str(r.trial), _params(r.params), f"{r.dev_f1:.2f}",
+            "-" if r.test_f1 is None else f"{r.test_f1:.2f}",
+            "-" if r.baseline_dev_f1 is None else f"{r.baseline_dev_f1:.2f}",
+            "-" if gain is None else f"{gain:+.2f}",
+        )
+    return table

@@ -1,0 +1,53 @@
+"""Optuna samplers and pruners named by a study spec."""
+
+from __future__ import annotations
+
+import optuna
+
+from spcl_search.errors import ConfigError
+from spcl_search.search.spec import StudySpec
+
+
+def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
+    """``tpe`` (constant liar, so parallel workers spread out), ``nsga2`` or ``random``; unseeded, so
+    workers do not all draw the same points."""
+    if spec.sampler == "random":
+        return optuna.samplers.RandomSampler()
+    if spec.sampler == "nsga2":
+        population = max(4, min(50, spec.n_trials // 5))
+        return optuna.samplers.NSGAIISampler(population_size=population)
+    startup = max(3, min(10, spec.n_trials // 5))
+    return optuna.samplers.TPESampler(n_startup_trials=startup, constant_liar=True)
+
+
+def max_resource(spec: StudySpec) -> int:
+    """Intermediate values a trial reports: one per epoch and seed."""
+    return spec.epochs * len(spec.seeds)
+
+
+def first_prunable_step(spec: StudySpec) -> int:
+    """The first step at which the spec's pruner can prune (earlier ``should_prune`` calls are skipped:
+    each one reads the study's trials)."""
+    if spec.pruner == "median":
+        return int(spec.pruner_options.get("n_warmup_steps", max(1, spec.epochs // 5)))
+    if spec.pruner == "none":
+        return max_resource(spec) + 1
+    return 0
+
+
+def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+    """``median`` (warm-up of a fifth of the epochs), ``hyperband`` (resource = epochs x seeds) or none."""
+    opts = dict(spec.pruner_options)
+    try:
+        if spec.pruner == "median":
+            opts.setdefault("n_startup_trials", 5)
+            opts.setdefault("n_warmup_steps", max(1, spec.epochs // 5))
+            return optuna.pruners.MedianPruner(**opts)
+        if spec.pruner == "hyperband":
+            opts.setdefault("min_resource", max(1, spec.epochs // 10))
+            opts.setdefault("max_resource", max_resource(spec))
+            opts.setdefault("reduction_factor", 3)
+            return optuna.pruners.HyperbandPruner(**opts)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"pruner_options for {spec.pruner}: {exc}") from None
+    return optuna.pruners.NopPruner()

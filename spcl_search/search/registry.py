@@ -1,0 +1,67 @@
+"""Workers known to a study: each worker keeps one study system attr up to date.
+
+The record is ``spcl_worker:<host>:<pid>:<token>`` -> ``{host, pid, gpu, threads, started, last_seen,
+state, trial, trials_done}``; ``state`` is ``running`` (a trial), ``waiting`` (the budget is reserved
+by others' running trials), or ``exited``. A worker that was killed never writes ``exited``; readers
+treat a record whose ``last_seen`` is older than the grace period as gone.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import optuna
+
+PREFIX = "spcl_worker:"
+
+
+@dataclass
+class WorkerRecord:
+    """What a worker tells the study about itself."""
+
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+    gpu: str | None = None
+    threads: int | None = None
+    started: float = field(default_factory=time.time)
+    last_seen: float = field(default_factory=time.time)
+    state: str = "starting"
+    trial: int | None = None
+    trials_done: int = 0
+    token: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    @property
+    def key(self) -> str:
+        return f"{PREFIX}{self.host}:{self.pid}:{self.token}"
+
+    @property
+    def label(self) -> str:
+        """``host:pid``, as stored in each trial's ``worker`` user attr."""
+        return f"{self.host}:{self.pid}"
+
+    def publish(self, storage: optuna.storages.BaseStorage, study_id: int, **changes: Any) -> None:
+        """Apply ``changes``, stamp ``last_seen`` and write the record."""
+        for key, value in changes.items():
+            setattr(self, key, value)
+        self.last_seen = time.time()
+        storage.set_study_system_attr(study_id, self.key, asdict(self))
+
+
+def workers(storage: optuna.storages.BaseStorage, study_id: int, *, stale_after: float | None = None) -> list[WorkerRecord]:
+    """Worker records of a study; with ``stale_after``, only those seen that recently and not exited."""
+    out = []
+    now = time.time()
+    for key, value in storage.get_study_system_attrs(study_id).items():
+        if not key.startswith(PREFIX) or not isinstance(value, dict):
+            continue
+        known = {k: v for k, v in value.items() if k in WorkerRecord.__dataclass_fields__}
+        rec = WorkerRecord(**known)
+        if stale_after is not None and (rec.state == "exited" or now - rec.last_seen > stale_after):
+            continue
+        out.append(rec)
+    return sorted(out, key=lambda r: r.started)

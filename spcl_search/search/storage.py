@@ -1,0 +1,230 @@
+"""Study storage: which database, opened how, and errors a user can act on.
+
+* The URL comes from ``--storage``, else ``$SPCL_SEARCH_STORAGE``, else a SQLite file
+  ``spcl_search.db`` in the working directory.
+* SQLite is switched to WAL and given a long busy timeout, so several local workers share it.
+* PostgreSQL gets ``pool_pre_ping`` and a small connection pool (a cluster runs many workers).
+* Heartbeats are on: a trial whose worker died is failed after the grace period and retried as a new
+  trial by :class:`optuna.storages.RetryHeartbeatStaleTrialCallback` (Optuna 5's name for
+  ``RetryFailedTrialCallback``).
+* Passwords never appear in messages: URLs are shown through :func:`mask_url`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+import re
+import sqlite3
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy
+from sqlalchemy.engine import make_url
+from sqlalchemy.engine.url import URL
+
+from spcl_search.errors import StorageError
+from spcl_search.search.settings import (
+    DEFAULT_GRACE_PERIOD,
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_MAX_RETRY,
+    DEFAULT_SQLITE_FILE,
+    ENV_VAR,
+)
+
+#: seconds a SQLite connection waits for a lock before "database is locked"
+SQLITE_BUSY_TIMEOUT = 300.0
+#: PostgreSQL pool per process: pool_size + max_overflow connections at most
+PG_POOL_SIZE = 2
+PG_MAX_OVERFLOW = 2
+
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*(@)")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (also for URLs SQLAlchemy cannot parse)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparseable URL is still masked below
+        return _PASSWORD_IN_URL.sub(r"\1***\2", url)
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The storage URL to use: ``url``, else ``$SPCL_SEARCH_STORAGE``, else ``sqlite:///<cwd>/spcl_search.db``.
+
+    ``postgres://`` is read as ``postgresql://``; a PostgreSQL URL without a driver uses psycopg2 when
+    psycopg (3) is not installed.
+    """
+    raw = url or os.environ.get(ENV_VAR) or f"sqlite:///{Path.cwd() / DEFAULT_SQLITE_FILE}"
+    parsed = _parse(raw)
+    if parsed.drivername == "postgres":
+        parsed = parsed.set(drivername="postgresql")
+    if parsed.drivername == "postgresql":
+        if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+            parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _parse(url: str) -> URL:
+    try:
+        return make_url(url)
+    except Exception:  # noqa: BLE001 - any parse failure is the same user error
+        raise StorageError(
+            f"storage URL {mask_url(url)!r} is not a database URL; use e.g. sqlite:///study.db or "
+            "postgresql://USER:PASSWORD@HOST:5432/DB"
+        ) from None
+
+
+def dialect(url: str) -> str:
+    """``"sqlite"``, ``"postgresql"``, ... for a resolved URL."""
+    return _parse(url).get_backend_name()
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (``None`` for in-memory or other databases)."""
+    parsed = _parse(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def _engine_kwargs(url: str) -> dict[str, object]:
+    backend = dialect(url)
+    if backend == "sqlite":
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
+    if backend == "postgresql":
+        return {
+            "pool_pre_ping": True,
+            "pool_size": PG_POOL_SIZE,
+            "max_overflow": PG_MAX_OVERFLOW,
+            "pool_recycle": 1800,
+            "connect_args": {"connect_timeout": 10, "application_name": "spcl-search"},
+        }
+    return {"pool_pre_ping": True}
+
+
+def _prepare_sqlite(path: Path, masked: str, must_exist: bool) -> None:
+    if must_exist and not path.exists():
+        raise StorageError(f"no study database at {masked}; start a study with `spcl-search run` or pass --storage")
+    if not path.parent.is_dir():
+        raise StorageError(f"cannot create the SQLite database {masked}: folder {path.parent} does not exist")
+    try:
+        conn = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT)
+        try:
+            # WAL lets readers and one writer work at once; it is a property of the file, set once.
+            conn.execute("PRAGMA journal_mode=WAL")
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"cannot open the SQLite database {masked}: {exc}; check the path and its permissions") from None
+
+
+def _tune_sqlite(engine: sqlalchemy.engine.Engine) -> None:
+    """``synchronous=NORMAL`` on every connection: in WAL mode a commit then needs no fsync (a crash of
+    the process loses nothing; a power cut may lose the last commits, never consistency)."""
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    sqlalchemy.event.listen(engine, "connect", on_connect)
+    engine.dispose()  # connections opened while Optuna set up the tables reconnect with the pragma
+
+
+def _short(exc: BaseException, url: str) -> str:
+    """First line of a driver error, without the password."""
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    password = _parse(url).password
+    if password:
+        line = line.replace(str(password), "***")
+    return _PASSWORD_IN_URL.sub(r"\1***\2", line)
+
+
+def open_storage(
+    url: str | None = None,
+    *,
+    heartbeat_interval: int | None = DEFAULT_HEARTBEAT_INTERVAL,
+    grace_period: int | None = DEFAULT_GRACE_PERIOD,
+    max_retry: int | None = DEFAULT_MAX_RETRY,
+    must_exist: bool = False,
+) -> optuna.storages.RDBStorage:
+    """Open (and create if needed) the study database at ``url`` (see :func:`resolve_url`).
+
+    ``heartbeat_interval=None`` opens it without heartbeats (for read-only commands). ``must_exist``
+    refuses to create a new SQLite file. Raises :class:`StorageError` with one line saying what to do.
+    """
+    resolved = resolve_url(url)
+    masked = mask_url(resolved)
+    if heartbeat_interval is not None:
+        if heartbeat_interval < 1 or grace_period is None or grace_period <= heartbeat_interval:
+            raise StorageError(
+                f"heartbeat interval {heartbeat_interval} s and grace period {grace_period} s: the grace period "
+                "must be longer than the interval (e.g. 30 and 120)"
+            )
+    path = sqlite_path(resolved)
+    if path is not None:
+        _prepare_sqlite(path, masked, must_exist)
+    kwargs: dict[str, object] = {"engine_kwargs": _engine_kwargs(resolved)}
+    if heartbeat_interval is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+        kwargs.update(heartbeat_interval=heartbeat_interval, grace_period=grace_period, heartbeat_stale_trial_callback=retry)
+    for attempt in range(6):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                rdb = optuna.storages.RDBStorage(resolved, **kwargs)  # type: ignore[arg-type]
+            if path is not None:
+                _tune_sqlite(rdb.engine)
+            return rdb
+        except ImportError:
+            raise StorageError(
+                f"no database driver for {masked}: install one (pip install psycopg2-binary for PostgreSQL)"
+            ) from None
+        except sqlalchemy.exc.NoSuchModuleError:
+            raise StorageError(
+                f"storage URL {masked} names an unknown database; use sqlite:///FILE or postgresql://USER@HOST/DB"
+            ) from None
+        except sqlalchemy.exc.ArgumentError as exc:
+            raise StorageError(f"storage URL {masked} is invalid: {_short(exc, resolved)}") from None
+        except sqlalchemy.exc.OperationalError as exc:
+            if path is None:
+                raise StorageError(
+                    f"cannot connect to {masked}: {_short(exc, resolved)}; check that the server runs and the "
+                    "host, port, user, password and database are right"
+                ) from None
+            raise StorageError(f"cannot open the SQLite database {masked}: {_short(exc, resolved)}") from None
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
+            # several workers creating the tables of a fresh database at once: try again shortly
+            if attempt == 5:
+                raise StorageError(f"cannot set up the Optuna tables in {masked}: {_short(exc, resolved)}") from None
+            time.sleep(0.2 + random.random())
+        except RuntimeError as exc:
+            if "compatible with the table schema" in str(exc):
+                upgrade = "pip install -U optuna" if "pip install" in str(exc) else f"optuna storage upgrade --storage '{masked}'"
+                raise StorageError(
+                    f"the database {masked} has an Optuna schema this Optuna {optuna.__version__} cannot use; "
+                    f"back it up and run `{upgrade}` (with the real password), or use another --storage"
+                ) from None
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def list_studies(storage: optuna.storages.BaseStorage) -> list[str]:
+    """Names of the studies in ``storage``, oldest first."""
+    return list(optuna.get_all_study_names(storage))
+
+
+def study_exists(storage: optuna.storages.BaseStorage, name: str) -> bool:
+    try:
+        storage.get_study_id_from_name(name)
+    except KeyError:
+        return False
+    return True

@@ -1,0 +1,182 @@
+"""Create a study from a spec, or join an existing one and adopt its stored spec.
+
+Creation and joining happen under the study lock, so workers that start at the same moment on a
+fresh database create the study once, store one spec and enqueue the warm-start trials once.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import optuna
+
+from spcl_search.errors import ConfigError
+from spcl_search.search import spec as specs
+from spcl_search.search.algorithms import make_pruner, make_sampler
+from spcl_search.search.lock import study_lock
+from spcl_search.search.paper import warm_start_params
+from spcl_search.search.spec import StudySpec
+from spcl_search.search.storage import mask_url, study_exists
+
+logger = logging.getLogger(__name__)
+
+#: study user attr holding the effective spec (see docs/architecture.md, "Study records")
+SPEC_ATTR = "spec"
+
+
+@dataclass
+class OpenedStudy:
+    """A study ready for trials, its effective spec, and whether this call created it."""
+
+    study: optuna.Study
+    spec: StudySpec
+    created: bool
+    notes: list[str]
+
+
+def requested_name(requested: Mapping[str, Any]) -> str:
+    """The study name ``requested`` refers to: its ``name``, else ``<backbone>-<dataset>-<kind>``."""
+    if requested.get("name"):
+        return str(requested["name"])
+    if not requested.get("backbone"):
+        raise ConfigError("name the study (--study NAME) or describe a new one (--backbone NAME or --spec FILE)")
+    req = specs.normalise(requested)
+    return specs.study_name(req["backbone"], req.get("dataset", "synthetic"), req.get("kind", "search"))
+
+
+def stored_spec(study: optuna.Study) -> StudySpec:
+    """The spec a study was created with (ConfigError if it was not made by spcl-search)."""
+    raw = study.user_attrs.get(SPEC_ATTR)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"study {study.study_name!r} was not created by spcl-search (it has no stored spec); use another --study name")
+    return specs.from_dict(raw)
+
+
+def load(storage: optuna.storages.BaseStorage, name: str, spec: StudySpec | None = None) -> optuna.Study:
+    """Load study ``name`` with the sampler and pruner of its spec."""
+    if spec is None:
+        spec = stored_spec(optuna.load_study(study_name=name, storage=storage))
+    return optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(spec), pruner=make_pruner(spec))
+
+
+def _queued(spec: StudySpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Warm-start and baseline parameter sets to enqueue when the study is created (checked)."""
+    queued = warm_start_params(spec.backbone, spec.dataset, spec.warm_start, spec.kind, spec.modalities)
+    for params in queued:
+        for key, value in params.items():
+            rng = spec.space.get(key)
+            if rng is not None and not rng.contains(value):
+                raise ConfigError(
+                    f"--warm-start {spec.warm_start}: the paper's {key} = {value} lies outside the search range "
+                    f"{rng.to_dict()}; widen space.{key} or drop the warm start"
+                )
+    # SPCL off; the parameters are the space's top corner, the SPCL setting closest to no curriculum,
+    # so that samplers that learn from these trials are not misled.
+    upper = {name: spec.space[name].upper for name in ("cl_threshold", "cl_growth")}
+    baselines: list[dict[str, Any]] = []
+    if spec.baseline:
+        if spec.kind == "search" and len(spec.modalities) > 1:
+            baselines = [{**upper, "modalities": m} for m in spec.modalities]
+        else:
+            baselines = [dict(upper)]
+    return queued, baselines
+
+
+def _enqueue(study: optuna.Study, spec: StudySpec, queued: list[dict[str, Any]], baselines: list[dict[str, Any]]) -> list[str]:
+    notes = []
+    for params in queued:
+        study.enqueue_trial(params, user_attrs={"use_cl": True, "enqueued": "paper"})
+    for params in baselines:
+        study.enqueue_trial(params, user_attrs={"use_cl": False, "enqueued": "baseline"})
+    if queued:
+        notes.append(f"enqueued {len(queued)} paper setting(s) as the first trials")
+    if baselines:
+        notes.append(f"enqueued {len(baselines)} no-SPCL baseline trial(s)")
+    if len(queued) + len(baselines) > spec.n_trials:
+        notes.append(f"only {spec.n_trials} of the {len(queued) + len(baselines)} enqueued trials fit the budget")
+    return notes
+
+
+def open_study(
+    storage: optuna.storages.RDBStorage,
+    requested: Mapping[str, Any],
+    *,
+    create: bool = True,
+    fingerprint: str | None = None,
+) -> OpenedStudy:
+    """Create the study ``requested`` describes, or join it if it exists.
+
+    ``requested`` holds the spec fields given explicitly (file fields and options). Joining adopts the
+    stored spec; an explicit field that differs is refused with a ConfigError naming it, except
+    ``n_trials`` (the budget may be changed) and ``data`` (paths differ between machines).
+    ``fingerprint`` is the dataset's sha256, stored at creation and checked on joining.
+    """
+    name = requested_name(requested)
+    requested = {**requested, "name": name}
+    notes: list[str] = []
+    with study_lock(storage, name):
+        if study_exists(storage, name):
+            study = optuna.load_study(study_name=name, storage=storage)
+            spec = stored_spec(study)
+            diff = specs.conflicts(spec, requested)
+            if diff:
+                text = "; ".join(f"{k} is {have!r} there but {want!r} here" for k, (have, want) in diff.items())
+                raise ConfigError(
+                    f"study {name!r} in {mask_url(storage.url)} has another spec: {text}; drop those options to join it, "
+                    "or pick a new --study name"
+                )
+            stored_fp = study.user_attrs.get("data_sha256")
+            if fingerprint and stored_fp and fingerprint != stored_fp:
+                raise ConfigError(
+                    f"study {name!r} was created on another feature file (sha256 {stored_fp[:12]}..., this one {fingerprint[:12]}...); "
+                    "pass the same --data file or pick a new --study name"
+                )
+            want = specs.normalise(requested).get("n_trials")
+            if want is not None and want != spec.n_trials:
+                notes.append(f"budget of study {name!r} changed from {spec.n_trials} to {want} trials")
+                spec = replace(spec, n_trials=want)
+                study.set_user_attr(SPEC_ATTR, spec.to_dict())
+            spec = specs.with_runtime(spec, requested)
+            return OpenedStudy(load(storage, name, spec), spec, False, notes)
+        if not create or "backbone" not in requested:
+            raise ConfigError(
+                f"no study {name!r} in {mask_url(storage.url)}; create it with --backbone or --spec (spcl-search run), "
+                "or check --study and --storage"
+            )
+        spec = specs.build(requested)
+        queued, baselines = _queued(spec)
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            directions=["maximize"] * len(spec.metrics),
+            sampler=make_sampler(spec),
+            pruner=make_pruner(spec),
+        )
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(list(spec.metrics))
+            for key, value in (
+                (SPEC_ATTR, spec.to_dict()),
+                ("kind", spec.kind),
+                ("backbone", spec.backbone),
+                ("dataset", spec.dataset),
+            ):
+                study.set_user_attr(key, value)
+            if fingerprint:
+                study.set_user_attr("data_sha256", fingerprint)
+            notes += _enqueue(study, spec, queued, baselines)
+        except BaseException:
+            optuna.delete_study(study_name=name, storage=storage)
+            raise
+        return OpenedStudy(study, spec, True, notes)
+
+
+def budget(storage: optuna.storages.BaseStorage, study_id: int) -> int:
+    """The study's current budget (``n_trials`` of its stored spec, read afresh from ``storage``)."""
+    raw = storage.get_study_user_attrs(study_id).get(SPEC_ATTR, {})
+    return int(raw.get("n_trials", 0))

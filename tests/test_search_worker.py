@@ -1,0 +1,177 @@
+"""One worker in this process (SQLite, simulated or tiny real training): budget, records, pruning,
+interruption, stale trials."""
+
+from __future__ import annotations
+
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from spcl_search.errors import ConfigError
+from spcl_search.search import worker as worker_mod
+from spcl_search.search.objectives import Fit, Trainer
+from spcl_search.search.storage import open_storage
+from spcl_search.search.worker import WorkerOptions, run_worker
+
+CONTRACT_ATTRS = {"use_cl", "seed", "device", "versions", "worker", "trial_seconds"}
+PER_SET = ("dev_f1", "test_f1", "dev_acc", "test_acc", "best_epoch", "take_rate", "epoch_seconds")
+
+
+@pytest.fixture
+def rdb(tmp_path):
+    return open_storage(f"sqlite:///{tmp_path / 'w.db'}", heartbeat_interval=1, grace_period=2)
+
+
+def _cheap(**fields):
+    return {"backbone": "mmgcn", "objective": "cheap", "epochs": 3, **fields}
+
+
+def _study(rdb, name):
+    return optuna.load_study(study_name=name, storage=rdb)
+
+
+def test_worker_finishes_exactly_the_budget(rdb):
+    report = run_worker(rdb, requested=_cheap(n_trials=5))
+    trials = _study(rdb, "mmgcn-synthetic-search").trials
+    assert report.reason == "budget" and len(report.trials) == 5
+    assert len(trials) == 5 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+
+
+def test_search_trial_records_the_contract_attrs(rdb):
+    run_worker(rdb, requested=_cheap(n_trials=1))
+    (trial,) = _study(rdb, "mmgcn-synthetic-search").trials
+    expected = CONTRACT_ATTRS | {f"{k}_atv" for k in PER_SET}
+    assert expected <= set(trial.user_attrs)
+    assert trial.value == trial.user_attrs["dev_f1_atv"]
+    assert trial.user_attrs["test_f1_atv"] != trial.value  # recorded, never the objective
+
+
+def test_search_reports_dev_f1_every_epoch(rdb):
+    run_worker(rdb, requested=_cheap(n_trials=1, epochs=4))
+    (trial,) = _study(rdb, "mmgcn-synthetic-search").trials
+    assert sorted(trial.intermediate_values) == [0, 1, 2, 3]
+
+
+def test_categorical_modalities_record_the_set_trained(rdb):
+    run_worker(rdb, requested=_cheap(n_trials=3, modalities="atv,at"))
+    for trial in _study(rdb, "mmgcn-synthetic-search").trials:
+        m = trial.params["modalities"]
+        assert trial.user_attrs["modalities"] == m and f"dev_f1_{m}" in trial.user_attrs
+
+
+def test_balance_trial_records_all_sets_and_the_gain(rdb):
+    run_worker(rdb, requested=_cheap(n_trials=2, kind="balance"))
+    trials = _study(rdb, "mmgcn-synthetic-balance").trials
+    assert trials[0].user_attrs["use_cl"] is False  # the enqueued baseline runs first
+    for trial in trials:
+        attrs = trial.user_attrs
+        assert {f"{k}_{m}" for k in PER_SET for m in ("atv", "at", "av", "tv")} <= set(attrs)
+        best_bi = max(attrs[f"dev_f1_{m}"] for m in ("at", "av", "tv"))
+        assert trial.values[0] == pytest.approx(attrs["dev_f1_atv"])
+        assert trial.values[1] == pytest.approx(attrs["dev_f1_atv"] - best_bi, abs=1e-5)
+        assert {"gain_test", "gain_vs_at", "gain_vs_av", "gain_vs_tv"} <= set(attrs)
+
+
+def test_median_pruner_prunes_a_bad_trial_and_keeps_its_partial_figures(rdb):
+    from spcl_search.search.study import open_study
+
+    req = _cheap(n_trials=2, epochs=4, pruner_options={"n_startup_trials": 1, "n_warmup_steps": 0})
+    s = open_study(rdb, req).study
+    s.enqueue_trial({"cl_threshold": 0.7, "cl_growth": 1.3})
+    s.enqueue_trial({"cl_threshold": 1.5, "cl_growth": 2.0})
+    run_worker(rdb, "mmgcn-synthetic-search")
+    good, bad = _study(rdb, "mmgcn-synthetic-search").trials
+    assert good.state == TrialState.COMPLETE and bad.state == TrialState.PRUNED
+    assert {"pruned_at_step", "dev_f1_atv", "test_f1_atv", "best_epoch_atv", "epoch_seconds_atv", "device", "versions"} <= set(bad.user_attrs)
+
+
+def test_hyperband_study_runs(rdb):
+    report = run_worker(rdb, requested=_cheap(n_trials=4, epochs=6, pruner="hyperband"))
+    assert len(report.trials) == 4
+
+
+def test_several_seeds_average_and_record_each(rdb):
+    run_worker(rdb, requested=_cheap(n_trials=1, seeds=[0, 1]))
+    (trial,) = _study(rdb, "mmgcn-synthetic-search").trials
+    per_seed = trial.user_attrs["per_seed_atv"]
+    assert len(per_seed) == 2
+    assert trial.value == pytest.approx(sum(p["dev_f1"] for p in per_seed) / 2, abs=1e-5)
+    assert sorted(trial.intermediate_values) == list(range(6))
+
+
+def test_timeout_stops_the_worker_before_new_trials(rdb):
+    report = run_worker(rdb, options=WorkerOptions(timeout=0), requested=_cheap(n_trials=3))
+    assert report.reason == "timeout" and report.trials == []
+
+
+def _raising_trainer(exc):
+    def factory(spec):
+        def fit(m, seed, setting, on_epoch):
+            raise exc
+
+        return Trainer(fit, "cpu", {"optuna": optuna.__version__})
+
+    return factory
+
+
+def test_interrupted_trial_is_failed_and_re_enqueued(rdb, monkeypatch):
+    monkeypatch.setattr(worker_mod, "cheap_trainer", _raising_trainer(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        run_worker(rdb, requested=_cheap(n_trials=2))
+    failed, retry = _study(rdb, "mmgcn-synthetic-search").trials
+    assert failed.state == TrialState.FAIL and retry.state == TrialState.WAITING
+    assert retry.system_attrs["failed_trial"] == failed.number and retry.params == failed.params
+    monkeypatch.undo()
+    run_worker(rdb, "mmgcn-synthetic-search")
+    states = [t.state for t in _study(rdb, "mmgcn-synthetic-search").trials]
+    assert states.count(TrialState.COMPLETE) == 2  # the retry plus one new trial: the budget
+
+
+def test_config_error_in_a_trial_stops_the_worker(rdb, monkeypatch):
+    monkeypatch.setattr(worker_mod, "cheap_trainer", _raising_trainer(ConfigError("bad option")))
+    with pytest.raises(ConfigError, match="bad option"):
+        run_worker(rdb, requested=_cheap(n_trials=3))
+    (trial,) = _study(rdb, "mmgcn-synthetic-search").trials
+    assert trial.state == TrialState.FAIL and "bad option" in trial.user_attrs["error"]
+    assert {"seed", "device", "versions", "use_cl", "worker"} <= set(trial.user_attrs)
+
+
+def test_other_trial_errors_fail_the_trial_and_use_its_slot(rdb, monkeypatch):
+    monkeypatch.setattr(worker_mod, "cheap_trainer", _raising_trainer(RuntimeError("nan")))
+    report = run_worker(rdb, requested=_cheap(n_trials=2))
+    assert report.reason == "budget" and report.states == {"FAIL": 2}
+
+
+def test_trial_of_a_dead_worker_is_retried_and_completed(rdb):
+    from spcl_search.search.study import open_study
+
+    study = open_study(rdb, _cheap(n_trials=2)).study
+    dead = study.ask()  # a worker took this trial and died: one heartbeat, then silence
+    rdb.record_heartbeat(dead._trial_id)
+    time.sleep(3)
+    run_worker(rdb, "mmgcn-synthetic-search", WorkerOptions(poll_interval=0.2))
+    trials = _study(rdb, "mmgcn-synthetic-search").trials
+    assert trials[dead.number].state == TrialState.FAIL
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
+    assert not any(t.state == TrialState.RUNNING for t in trials)
+
+
+def test_real_training_trial_on_synthetic_records_device_and_versions(rdb):
+    run_worker(rdb, options=WorkerOptions(threads=1, device="cpu"), requested={"backbone": "late_fusion", "epochs": 2, "n_trials": 1})
+    (trial,) = _study(rdb, "late_fusion-synthetic-search").trials
+    assert trial.state == TrialState.COMPLETE
+    assert trial.user_attrs["device"] == "cpu" and "torch" in trial.user_attrs["versions"]
+    assert 0 <= trial.user_attrs["best_epoch_atv"] < 2
+    assert len(trial.intermediate_values) == 2
+
+
+def test_fit_fields_match_what_real_training_returns():
+    from spcl_search.train import TrainResult
+
+    fields = set(TrainResult.__dataclass_fields__)
+    assert {"best_epoch", "dev_f1", "dev_acc", "test_f1", "test_acc", "seconds_per_epoch", "take_rate", "device"} <= fields
+    assert {"best_epoch", "dev_f1", "test_f1"} <= set(Fit.__dataclass_fields__)
