@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -15,13 +16,16 @@ from spcl_search.reports.html import write_html
 from spcl_search.reports.images import write_images
 from spcl_search.reports.report import build_report
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.timeout(300),
-    pytest.mark.skipif(
-        chromium() is None, reason="headless Chromium not installed (apt-get install chromium)"
-    ),
-]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs_chromium():
+    if chromium() is None:
+        reason = "headless Chromium not installed (apt-get install chromium)"
+        if os.environ.get("SPCL_REQUIRE_BROWSER"):
+            pytest.fail(reason)
+        pytest.skip(reason)
 
 BALANCE_TITLES = (
     "Gain (%): tri-modal minus bi-modal, without vs with SPCL (mmgcn)",

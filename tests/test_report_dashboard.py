@@ -32,7 +32,10 @@ def pg_storage():
     try:
         return open_storage(PG_URL, heartbeat_interval=None)
     except StorageError as exc:
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL} (set SPCL_TEST_PG_URL): {exc}")
+        reason = f"PostgreSQL not reachable at {PG_URL} (set SPCL_TEST_PG_URL): {exc}"
+        if os.environ.get("SPCL_REQUIRE_PG"):
+            pytest.fail(reason)
+        pytest.skip(reason)
 
 
 @pytest.fixture
