@@ -7,9 +7,22 @@ and says what to do. The CLI prints that line and exits non-zero, with no traceb
 
 from __future__ import annotations
 
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
 
 class SpclSearchError(Exception):
-    """Base class of every error meant for the user (one line, no traceback)."""
+    """Base class of every error meant for the user (one line, no traceback).
+
+    Control characters in the message (a newline in a dialogue id or a file name) are escaped, so the
+    message stays one line whatever a file holds.
+    """
+
+    def __init__(self, *args: object) -> None:
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (_CONTROL.sub(lambda m: repr(m.group())[1:-1], args[0]),)
+        super().__init__(*args)
 
 
 class DataError(SpclSearchError):
@@ -22,3 +35,7 @@ class ConfigError(SpclSearchError):
 
 class StorageError(SpclSearchError):
     """The study database is unreachable, malformed or incompatible."""
+
+
+class NonFiniteLossError(SpclSearchError):
+    """The training loss became NaN or inf; the run cannot continue (the trial fails, the worker goes on)."""

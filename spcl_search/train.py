@@ -25,15 +25,11 @@ import backbones
 from backbones.defaults import training_defaults
 from spcl_search.data.batching import Batch, collate, iter_batches
 from spcl_search.data.types import ERCDataset, canonical_modalities
-from spcl_search.errors import ConfigError, SpclSearchError
+from spcl_search.errors import ConfigError, NonFiniteLossError
 from spcl_search.spcl import SPCL, SPCLConfig, joint_logits, modality_ratio
 
 #: datasets whose backbone defaults differ from the generic ones
 KNOWN_DATASETS = ("iemocap", "meld")
-
-
-class NonFiniteLossError(SpclSearchError):
-    """The training loss became NaN or inf; the run cannot continue."""
 
 
 @dataclass
@@ -178,8 +174,15 @@ def _save_checkpoint(path: str, model: torch.nn.Module, meta: dict[str, Any]) ->
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
-    os.replace(tmp, target)
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save({"state_dict": model.state_dict(), "meta": meta}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write leaves neither a half checkpoint nor its temp file
+        raise
 
 
 def train(

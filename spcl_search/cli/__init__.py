@@ -45,8 +45,26 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except SpclSearchError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _fail(str(exc))
+    except Exception as exc:
+        line = _database_failure(exc)
+        if line is None:
+            raise
+        _fail(line)
+
+
+def _fail(line: str) -> None:
+    err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+    sys.exit(2)
+
+
+def _database_failure(exc: BaseException) -> str | None:
+    """One line for a study-database error no retry could cure (only if the database layer is loaded)."""
+    if "sqlalchemy" not in sys.modules:
+        return None
+    from spcl_search.search.retry import database_failure
+
+    return database_failure(exc)
 
 
 _register()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from rich.table import Table
 
 from spcl_search.cli import app
 from spcl_search.errors import ConfigError, SpclSearchError
-from spcl_search.search.settings import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
+from spcl_search.search.settings import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_RETRY
 
 console = Console()
 
@@ -162,10 +163,10 @@ def run(
                 time.sleep(1.0)
                 live.update(render())
             live.update(render())
-    except KeyboardInterrupt:
-        console.print("interrupted: stopping workers (their running trials are re-enqueued)")
+    except KeyboardInterrupt as exc:
+        console.print("interrupted: stopping workers (their running trials are re-enqueued); a second Ctrl-C quits at once")
         launcher.stop_workers(procs)
-        raise typer.Exit(130) from None
+        raise typer.Exit(128 + getattr(exc, "signum", signal.SIGINT)) from None
     final = study_status(reader, spec.name)
     failed = [p for p in procs if p.returncode not in (0, None)]
     if failed and not final.done:
@@ -208,6 +209,7 @@ def worker(
     warm_start: Optional[str] = typer.Option(None, "--warm-start", help="Create: 'paper' enqueues the paper's settings first."),
     heartbeat_interval: int = typer.Option(DEFAULT_HEARTBEAT_INTERVAL, "--heartbeat-interval", hidden=True, help="Seconds between trial heartbeats."),
     grace_period: int = typer.Option(DEFAULT_GRACE_PERIOD, "--grace-period", hidden=True, help="Seconds without heartbeat before a trial is retried."),
+    max_retry: int = typer.Option(DEFAULT_MAX_RETRY, "--max-retry", hidden=True, min=0, help="Retries of a trial whose worker died before it counts as failed."),
 ) -> None:
     """Join a study and run trials until its budget is spent (run one per GPU or node)."""
     from spcl_search.search.storage import open_storage
@@ -219,13 +221,16 @@ def worker(
     )
     if "name" not in requested and "backbone" not in requested:
         raise ConfigError("worker needs --study NAME (or --spec FILE to create the study)")
-    rdb = open_storage(storage, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+    rdb = open_storage(storage, heartbeat_interval=heartbeat_interval, grace_period=grace_period, max_retry=max_retry)
     options = WorkerOptions(device=device, threads=threads, gpu=gpu, timeout=timeout, data=data)
     try:
         report = run_worker(rdb, options=options, requested=requested)
-    except KeyboardInterrupt:
-        logging.getLogger(__name__).info("interrupted; the running trial was failed and re-enqueued")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        logging.getLogger(__name__).info(
+            "interrupted by %s; the running trial was failed and re-enqueued", signal.Signals(signum).name
+        )
+        raise typer.Exit(128 + signum) from None
     states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(report.states.items())) or "no trials"
     logging.getLogger(__name__).info("worker done (%s): %s", report.reason, states)
 

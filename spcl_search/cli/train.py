@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -103,8 +105,19 @@ def train(
     cl = "off" if no_cl else f"threshold {cl_threshold} growth {cl_growth} normalise {cl_normalise} score {cl_score}"
     console.print(f"SPCL {cl}; {result.seconds_per_epoch:.2f} s/epoch on {result.device}; seed {seed}")
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = json_out.with_name(f".{json_out.name}.tmp")
-        tmp.write_text(json.dumps(result.to_dict(), indent=2, default=str))
-        tmp.replace(json_out)
+        _write_atomic(json_out, json.dumps(result.to_dict(), indent=2, default=str))
         console.print(f"wrote {json_out}")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a unique temporary file next to ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -67,6 +67,8 @@ def load_dataset(
     else:
         label, path = str(source), Path(source).expanduser()
         stem = path.stem
+        if path.is_dir():
+            raise DataError(f"{label}: is a directory; pass the feature pickle (.pkl) inside it")
         if not path.is_file():
             raise DataError(
                 f"{label}: no such file (put feature files under data/, see data/README.md, or use 'synthetic')"

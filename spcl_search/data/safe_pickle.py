@@ -54,6 +54,14 @@ ALLOWED_GLOBALS = frozenset(
 #: Slack on the size bound, so that tiny files may still hold small empty-ish arrays.
 _MIN_BUDGET = 1 << 20
 
+#: Leading bytes of formats often mistaken for a feature pickle, and what to do instead (no pickle
+#: starts with them: protocol 2+ opens with 0x80, and "P" is a persistent id, refused anyway).
+_OTHER_FORMATS = (
+    (b"PK\x03\x04", "is a zip archive (an .npz?), not a pickle; pass the feature pickle (.pkl)"),
+    (b"\x1f\x8b", "is gzip-compressed; decompress it first (gunzip) and pass the .pkl"),
+    (b"\x93NUMPY", "is a .npy array, not a pickle; pass the feature pickle (.pkl)"),
+)
+
 
 class _NdarrayToken:
     """Stands for ``numpy.ndarray`` in a pickle: only :func:`_reconstruct` may use it.
@@ -175,6 +183,9 @@ def safe_loads(data: bytes, name: str = "<bytes>") -> Any:
 
     Arrays in the result are ``numpy.ndarray`` instances (a private subclass); ``np.asarray`` gives plain ones.
     """
+    for magic, what in _OTHER_FORMATS:
+        if data.startswith(magic):
+            raise DataError(f"{name}: {what}")
     budget = max(8 * len(data), _MIN_BUDGET)
     try:
         return _RestrictedUnpickler(io.BytesIO(data), name=name, budget=budget).load()

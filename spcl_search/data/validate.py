@@ -41,9 +41,9 @@ def split_ids(source: str, key: str, value: Any) -> list[Any]:
     ids = [v.item() if isinstance(v, np.generic) else v for v in value]
     if not ids:
         raise DataError(f"{source}: split '{key}' is empty")
-    bad = next((v for v in ids if not isinstance(v, (str, int)) or isinstance(v, bool)), None)
-    if bad is not None:
-        raise DataError(f"{source}: split '{key}' holds {bad!r}, which is not a dialogue id (str or int)")
+    bad = [v for v in ids if not isinstance(v, (str, int)) or isinstance(v, bool)]
+    if bad:  # (a list, since the offending id may itself be None)
+        raise DataError(f"{source}: split '{key}' holds {bad[0]!r}, which is not a dialogue id (str or int)")
     if len(set(ids)) != len(ids):
         seen: set[Any] = set()
         dup = next(v for v in ids if v in seen or seen.add(v))

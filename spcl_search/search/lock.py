@@ -7,6 +7,11 @@ Workers take it for the few milliseconds in which they create a study or reserve
   is released when the holder's connection closes, so a killed worker never leaves it held.
 * SQLite: ``flock`` on ``<database>.lock`` next to the database file (SQLite is for one machine).
 * Anything else (in-memory SQLite): a lock within this process.
+
+Storage calls made while the lock is held do not retry in place (:func:`spcl_search.search.retry.paused`):
+if the database restarts, the PostgreSQL lock is gone with its connection and another worker may take
+it, so the critical section must be redone from the start. Releasing the lock checks that it was still
+held; if not, :class:`LockLost` is raised after the section ran, so the caller can check its work.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ from pathlib import Path
 import optuna
 import sqlalchemy
 
-from spcl_search.errors import StorageError
-from spcl_search.search.storage import mask_url, sqlite_path
+from spcl_search.search.retry import TransientStorageError, paused
+from spcl_search.search.storage import sqlite_path
 
 _LOCAL_LOCKS: dict[str, threading.Lock] = {}
 _LOCAL_GUARD = threading.Lock()
@@ -33,22 +38,40 @@ def lock_key(study_name: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+class LockLost(TransientStorageError):
+    """The study lock went with its database connection while the critical section ran."""
+
+
+def _pg_unlock(conn: sqlalchemy.engine.Connection, key: int) -> bool:
+    """Release the advisory lock; False if it was no longer held (its connection was lost)."""
+    try:
+        held = bool(conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key}).scalar())
+        conn.commit()
+        return held
+    except sqlalchemy.exc.SQLAlchemyError:
+        conn.invalidate()  # never hand a connection that may still hold the lock back to the pool
+        return False
+
+
 @contextlib.contextmanager
 def _pg_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[None]:
     key = lock_key(study_name)
-    try:
-        conn = storage.engine.connect()
-    except sqlalchemy.exc.OperationalError as exc:
-        raise StorageError(f"lost the connection to {mask_url(storage.url)} ({type(exc).__name__}); check the server") from None
+    conn = storage.engine.connect()
+    released = False
     try:
         conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
         conn.commit()
         try:
             yield
-        finally:
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-            conn.commit()
+        except BaseException:
+            released = _pg_unlock(conn, key)
+            raise
+        released = _pg_unlock(conn, key)
+        if not released:
+            raise LockLost(f"the lock of study {study_name!r} was lost with its database connection")
     finally:
+        if not released:
+            conn.invalidate()  # closing the session releases a lock it may still hold
         conn.close()
 
 
@@ -74,6 +97,10 @@ def _local_lock(key: str) -> Iterator[None]:
 
 def study_lock(storage: optuna.storages.RDBStorage, study_name: str) -> contextlib.AbstractContextManager[None]:
     """Context manager holding the lock of ``study_name`` in ``storage`` across processes."""
+    return _without_retries(_lock(storage, study_name))
+
+
+def _lock(storage: optuna.storages.RDBStorage, study_name: str) -> contextlib.AbstractContextManager[None]:
     backend = storage.engine.dialect.name
     if backend == "postgresql":
         return _pg_lock(storage, study_name)
@@ -81,3 +108,9 @@ def study_lock(storage: optuna.storages.RDBStorage, study_name: str) -> contextl
     if path is not None:
         return _file_lock(path.with_name(path.name + ".lock"))
     return _local_lock(f"{storage.url}:{study_name}")
+
+
+@contextlib.contextmanager
+def _without_retries(lock: contextlib.AbstractContextManager[None]) -> Iterator[None]:
+    with paused(), lock:
+        yield

@@ -10,7 +10,8 @@ never optimised. With several seeds, figures are means over the seeds (``per_see
 
 The trainer is :func:`spcl_search.train.train` (objective ``train``) or, for storage tests and
 benchmarks only, a simulated one (objective ``cheap``) that sleeps ``cheap.seconds`` per epoch and
-returns a smooth function of the parameters, so that workers can be tested in seconds.
+returns a smooth function of the parameters, so that workers can be tested in seconds; it can also
+inject a fault (``cheap.fault``: NaN loss, host or GPU out-of-memory, an error) for reliability tests.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 
 import optuna
 
+from spcl_search.errors import NonFiniteLossError
 from spcl_search.search.algorithms import first_prunable_step
 from spcl_search.search.records import set_user_attrs
 from spcl_search.search.spec import BIMODAL, StudySpec
@@ -182,9 +184,26 @@ def real_trainer(spec: StudySpec, dataset: Any, device: str = "auto", threads: i
 _CHEAP_BASE = {"atv": 62.0, "at": 60.0, "tv": 57.0, "av": 45.0, "a": 40.0, "t": 55.0, "v": 30.0}
 
 
+def _inject(fault: str, epoch: int) -> None:
+    """Raise the TEST-ONLY fault ``fault`` (see ``spec.CHEAP_FAULTS``) as real training would."""
+    if fault == "nan":
+        raise NonFiniteLossError(f"training loss became nan at epoch {epoch}; lower --lr or check the features")
+    if fault == "memory":
+        raise MemoryError()
+    if fault == "cuda_oom":
+        import torch
+
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (simulated)")
+    raise RuntimeError(f"simulated failure at epoch {epoch}")
+
+
 def cheap_trainer(spec: StudySpec) -> Trainer:
-    """TEST-ONLY simulated trainer: no data, no torch; ``cheap.seconds`` of sleep per epoch."""
+    """TEST-ONLY simulated trainer: no data, no torch; ``cheap.seconds`` of sleep per epoch, and the
+    ``cheap.fault`` at epoch ``cheap.fault_epoch`` when ``cl_threshold > cheap.fault_above``."""
     seconds = float(spec.cheap.get("seconds", 0.0))
+    fault = spec.cheap.get("fault")
+    fault_above = float(spec.cheap.get("fault_above", -math.inf))
+    fault_epoch = int(spec.cheap.get("fault_epoch", 0))
     versions = light_versions()
 
     def fit(modalities: str, seed: int, setting: Setting, on_epoch: Callable[[Epoch], None]) -> Fit:
@@ -198,6 +217,8 @@ def cheap_trainer(spec: StudySpec) -> Trainer:
             t0 = time.perf_counter()
             if seconds:
                 time.sleep(seconds)
+            if fault and epoch == fault_epoch and setting.cl_threshold > fault_above:
+                _inject(fault, epoch)
             dev = peak * (1 - 0.5 ** (epoch + 1)) + rng.uniform(-0.5, 0.5)
             take = 1.0 if not setting.use_cl else min(1.0, setting.cl_threshold * setting.cl_growth**epoch)
             dev_curve.append(dev)

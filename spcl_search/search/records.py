@@ -53,8 +53,13 @@ def set_user_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
         return
     rdb = _rdb(trial)
     if rdb is not None:
+
+        def upsert() -> bool:
+            return _upsert(rdb, trial._trial_id, attrs)  # noqa: SLF001 - the id the storage needs
+
+        retrying = getattr(rdb, "retrying", None)  # ResilientRDBStorage: ride out a database restart
         try:
-            if _upsert(rdb, trial._trial_id, attrs):  # noqa: SLF001 - the id the storage needs
+            if retrying(upsert, "set the user attrs of a trial") if retrying else upsert():
                 return
         except (AttributeError, TypeError):
             pass  # Optuna's internals changed: use the public API below

@@ -12,3 +12,8 @@ DEFAULT_HEARTBEAT_INTERVAL = 30
 DEFAULT_GRACE_PERIOD = 120
 #: how often a trial whose worker died is retried before it counts as failed
 DEFAULT_MAX_RETRY = 3
+#: seconds a worker keeps retrying a study database that went away (restart, fail-over) before it gives up
+STORAGE_RETRY_DEADLINE = 300.0
+#: first and longest wait between two tries (the wait doubles in between, with jitter)
+STORAGE_RETRY_FIRST_WAIT = 0.25
+STORAGE_RETRY_MAX_WAIT = 10.0

@@ -29,6 +29,11 @@ PARAMS: dict[str, bool] = {"cl_threshold": False, "cl_growth": False, "lr": Fals
 TRAIN_KEYS = ("lr", "weight_decay", "batch_size", "clip_grad_norm", "patience")
 #: fixed SPCL switches a spec may set (threshold and growth are searched, ``enabled`` is per trial)
 SPCL_KEYS = ("normalise", "score", "cap")
+#: TEST-ONLY simulated trainer (``objective = "cheap"``): ``seconds`` of sleep per epoch, and an injected
+#: ``fault`` raised at epoch ``fault_epoch`` (default 0) by trials whose cl_threshold exceeds ``fault_above``
+CHEAP_KEYS = ("seconds", "fault", "fault_above", "fault_epoch")
+#: faults the simulated trainer can inject: NaN loss, host or GPU out-of-memory, any other error
+CHEAP_FAULTS = ("nan", "memory", "cuda_oom", "error")
 BIMODAL = ("at", "av", "tv")
 #: keys that do not identify a study: they may differ between workers without a conflict
 RUNTIME_KEYS = ("data", "n_trials")
@@ -176,12 +181,14 @@ def _range(name: str, value: Any, where: str) -> ParamRange:
         choices = value["choices"]
         if not isinstance(choices, (list, tuple)) or not choices or set(value) != {"choices"}:
             raise ConfigError(f"{where}: space.{name}.choices must be a non-empty list (and alone)")
-        return ParamRange(choices=tuple(choices))
+        return ParamRange(choices=_choices(name, tuple(choices), where))
     try:
         low, high = float(value["low"]), float(value["high"])
     except (KeyError, TypeError, ValueError):
         raise ConfigError(f"{where}: space.{name} needs numeric low and high") from None
-    log = bool(value.get("log", False))
+    log = value.get("log", False)
+    if not isinstance(log, bool):
+        raise ConfigError(f"{where}: space.{name}.log must be true or false, got {log!r}")
     step = value.get("step")
     if not (math.isfinite(low) and math.isfinite(high)) or low > high:
         raise ConfigError(f"{where}: space.{name} needs low <= high, got {low}..{high}")
@@ -189,21 +196,42 @@ def _range(name: str, value: Any, where: str) -> ParamRange:
         raise ConfigError(f"{where}: space.{name} is on a log scale, so low must be > 0 (got {low})")
     if log and step is not None:
         raise ConfigError(f"{where}: space.{name} cannot have both log = true and a step")
+    if step is not None:
+        step = _number(step, f"{where}: space.{name}.step", positive=True)
     if PARAMS[name]:
-        if low != int(low) or high != int(high):
-            raise ConfigError(f"{where}: space.{name} is an integer parameter; low and high must be integers")
+        if low != int(low) or high != int(high) or (step is not None and step != int(step)):
+            raise ConfigError(f"{where}: space.{name} is an integer parameter; low, high and step must be integers")
         low, high = int(low), int(high)
         step = int(step) if step is not None else None
-    elif step is not None:
-        step = float(step)
     return ParamRange(low, high, log, step)
+
+
+def _number(value: Any, what: str, *, positive: bool = False, integer: bool = False) -> float:
+    """``value`` as a finite number (> 0 with ``positive``, a whole number with ``integer``) or a ConfigError."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and integer:
+        ok = float(value).is_integer()
+    if ok and positive:
+        ok = value > 0
+    if not ok:
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{what} must be {kind}{' > 0' if positive else ''}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _choices(name: str, choices: tuple[Any, ...], where: str) -> tuple[Any, ...]:
+    for c in choices:
+        _number(c, f"{where}: each of space.{name}.choices", integer=PARAMS[name])
+    return choices
 
 
 def _ints(value: Any, where: str, name: str) -> tuple[int, ...]:
     items = value.split(",") if isinstance(value, str) else ([value] if isinstance(value, int) else value)
     try:
+        if isinstance(items, (str, bytes)) or any(isinstance(x, float) and not x.is_integer() for x in items):
+            raise ValueError(name)
         out = tuple(int(x) for x in items)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{where}: {name} must be a list of integers such as [0, 1, 2]") from None
     if not out:
         raise ConfigError(f"{where}: {name} must not be empty")
@@ -257,14 +285,43 @@ def normalise(fields_: Mapping[str, Any], where: str = "spec") -> dict[str, Any]
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{where}: {key} must be a table")
             value = dict(value)
-            allowed = {"train": TRAIN_KEYS, "spcl": SPCL_KEYS}.get(key)
+            allowed = {"train": TRAIN_KEYS, "spcl": SPCL_KEYS, "cheap": CHEAP_KEYS}.get(key)
             if allowed is not None and set(value) - set(allowed):
-                bad = ", ".join(sorted(set(value) - set(allowed)))
+                bad = ", ".join(sorted(map(str, set(value) - set(allowed))))
                 raise ConfigError(f"{where}: {key} has unknown key(s) {bad}; allowed: {', '.join(allowed)}")
+            _check_values(key, value, where)
         elif key == "data" and value is not None:
             value = str(value)
         out[key] = value
     return out
+
+
+def _check_values(table: str, values: Mapping[str, Any], where: str) -> None:
+    """Types and ranges of the fixed ``train``, ``spcl`` and ``cheap`` values (the others are the backbone's)."""
+    for key, value in values.items():
+        what = f"{where}: {table}.{key}"
+        if table == "train":
+            if key in ("batch_size", "patience"):
+                _number(value, what, positive=True, integer=True)
+            elif key in ("lr",):
+                _number(value, what, positive=True)
+            elif _number(value, what) < 0:
+                raise ConfigError(f"{what} must be >= 0, got {value!r}")
+        elif table == "spcl":
+            allowed = {"normalise": ("all", "selected"), "score": ("sum", "mean")}.get(key)
+            if allowed is not None and value not in allowed:
+                raise ConfigError(f"{what} must be one of {', '.join(allowed)}, got {value!r}")
+            if key == "cap":
+                _number(value, what, positive=True)
+        elif table == "cheap":
+            if key == "fault" and value not in CHEAP_FAULTS:
+                raise ConfigError(f"{what} must be one of {', '.join(CHEAP_FAULTS)}, got {value!r}")
+            if key == "fault_above":
+                _number(value, what)
+            if key == "fault_epoch" and _number(value, what, integer=True) < 0:
+                raise ConfigError(f"{what} must be >= 0, got {value!r}")
+            if key == "seconds" and not 0 <= _number(value, what) <= 3600:
+                raise ConfigError(f"{what} must be between 0 and 3600, got {value!r}")
 
 
 def load_file(path: str | Path, kind: str | None = None) -> dict[str, Any]:
@@ -279,12 +336,19 @@ def load_file(path: str | Path, kind: str | None = None) -> dict[str, Any]:
             raw = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"--spec {p}: no such file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"--spec {p}: not valid TOML ({exc})") from None
+    except IsADirectoryError:
+        raise ConfigError(f"--spec {p}: is a directory; give the TOML file") from None
+    except OSError as exc:
+        raise ConfigError(f"--spec {p}: cannot read ({exc.strerror or exc})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--spec {p}: not valid TOML ({' '.join(str(exc).split())})") from None
     chosen = kind or raw.get("kind") or "search"
     per_kind = {k: raw.pop(k) for k in KINDS if isinstance(raw.get(k), dict)}
-    if chosen in per_kind:
+    if isinstance(chosen, str) and chosen in per_kind:  # a bad kind is reported by normalise below
         table = per_kind[chosen]
+        for name, space in (("space", raw.get("space", {})), (f"{chosen}.space", table.get("space", {}))):
+            if not isinstance(space, Mapping):
+                raise ConfigError(f"{p}: {name} must be a table of parameters")
         space = {**raw.get("space", {}), **table.get("space", {})}
         raw = {**raw, **table}
         if space:
@@ -327,6 +391,10 @@ def validate(spec: StudySpec) -> None:
         raise ConfigError("space.cl_growth.low must be >= 1 (the threshold only grows)")
     if spec.pruner_options and spec.pruner == "none":
         raise ConfigError("pruner_options given but pruner = \"none\"")
+    if spec.pruner_options:
+        from spcl_search.search.algorithms import make_pruner
+
+        make_pruner(spec)  # ConfigError naming the bad option
     if spec.objective == "train":
         check_backbone(spec.backbone)
     if spec.objective == "train" and not spec.data:
@@ -343,8 +411,12 @@ def check_backbone(name: str) -> None:
 
 def from_dict(stored: Mapping[str, Any]) -> StudySpec:
     """Rebuild a spec from the study's ``spec`` user attr."""
-    spec = StudySpec(**normalise(stored, where="stored spec"))
-    return spec
+    try:
+        return StudySpec(**normalise(stored, where="stored spec"))
+    except TypeError:  # a required field is missing
+        raise ConfigError(
+            "the study's stored spec is damaged (it has no backbone); pick a new --study name or repair the study's 'spec' attr"
+        ) from None
 
 
 def _canon(value: Any) -> Any:

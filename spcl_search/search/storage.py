@@ -8,10 +8,13 @@
   trial by :class:`optuna.storages.RetryHeartbeatStaleTrialCallback` (Optuna 5's name for
   ``RetryFailedTrialCallback``).
 * Passwords never appear in messages: URLs are shown through :func:`mask_url`.
+* The storage is a :class:`~spcl_search.search.retry.ResilientRDBStorage`: a call made while the
+  database restarts waits for it (exponential backoff, a deadline) instead of failing.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 import random
@@ -19,6 +22,7 @@ import re
 import sqlite3
 import time
 import warnings
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,7 @@ from spcl_search.search.settings import (
     DEFAULT_MAX_RETRY,
     DEFAULT_SQLITE_FILE,
     ENV_VAR,
+    STORAGE_RETRY_DEADLINE,
 )
 
 #: seconds a SQLite connection waits for a lock before "database is locked"
@@ -123,6 +128,49 @@ def _prepare_sqlite(path: Path, masked: str, must_exist: bool) -> None:
         raise StorageError(f"cannot open the SQLite database {masked}: {exc}; check the path and its permissions") from None
 
 
+#: user attrs that describe one run of a trial (and why it failed): a retry starts without them
+RUN_ATTRS = ("error", "fail_reason", "worker", "trial_seconds", "pruned_at_step")
+
+
+class RetryCallback(optuna.storages.RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a failed trial (a WAITING copy of its params), minus the failed run's attrs."""
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        trial = copy.deepcopy(trial)
+        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in RUN_ATTRS}
+        super().__call__(study, trial)
+
+
+def orphan_trial_ids(storage: optuna.storages.RDBStorage, study_id: int, older_than: float) -> list[int]:
+    """RUNNING trials that never got a heartbeat and started over ``older_than`` seconds ago.
+
+    Workers start a trial and record its first heartbeat under the study lock, so a trial without one
+    outside the lock belongs to a worker killed, or cut off from the database, in between. Optuna's
+    heartbeat check never fails such a trial. Empty if Optuna's tables are not as expected.
+    """
+    try:
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        trial, beat = models.TrialModel, models.TrialHeartbeatModel
+        started = getattr(trial, "_datetime_start_utc", None)  # Optuna 5 stores naive UTC
+        if started is not None:
+            cutoff = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=older_than)
+        else:  # older Optuna: the client's local time
+            started, cutoff = trial.datetime_start, datetime.now() - timedelta(seconds=older_than)
+        with _create_scoped_session(storage.scoped_session) as session:
+            rows = (
+                session.query(trial.trial_id)
+                .outerjoin(beat, beat.trial_id == trial.trial_id)
+                .filter(trial.study_id == study_id, trial.state == optuna.trial.TrialState.RUNNING)
+                .filter(beat.trial_heartbeat_id.is_(None), started < cutoff)
+                .all()
+            )
+        return [int(r[0]) for r in rows]
+    except (ImportError, AttributeError):
+        return []
+
+
 def _tune_sqlite(engine: sqlalchemy.engine.Engine) -> None:
     """``synchronous=NORMAL`` on every connection: in WAL mode a commit then needs no fsync (a crash of
     the process loses nothing; a power cut may lose the last commits, never consistency)."""
@@ -153,12 +201,17 @@ def open_storage(
     grace_period: int | None = DEFAULT_GRACE_PERIOD,
     max_retry: int | None = DEFAULT_MAX_RETRY,
     must_exist: bool = False,
+    retry_deadline: float = STORAGE_RETRY_DEADLINE,
 ) -> optuna.storages.RDBStorage:
     """Open (and create if needed) the study database at ``url`` (see :func:`resolve_url`).
 
     ``heartbeat_interval=None`` opens it without heartbeats (for read-only commands). ``must_exist``
-    refuses to create a new SQLite file. Raises :class:`StorageError` with one line saying what to do.
+    refuses to create a new SQLite file. Raises :class:`StorageError` with one line saying what to do;
+    an unreachable server fails at once, while a connection lost later is retried for up to
+    ``retry_deadline`` seconds (:mod:`spcl_search.search.retry`).
     """
+    from spcl_search.search.retry import ResilientRDBStorage
+
     resolved = resolve_url(url)
     masked = mask_url(resolved)
     if heartbeat_interval is not None:
@@ -170,17 +223,17 @@ def open_storage(
     path = sqlite_path(resolved)
     if path is not None:
         _prepare_sqlite(path, masked, must_exist)
-    kwargs: dict[str, object] = {"engine_kwargs": _engine_kwargs(resolved)}
+    kwargs: dict[str, object] = {"engine_kwargs": _engine_kwargs(resolved), "retry_deadline": retry_deadline}
     if heartbeat_interval is not None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+            retry = RetryCallback(max_retry=max_retry)
         kwargs.update(heartbeat_interval=heartbeat_interval, grace_period=grace_period, heartbeat_stale_trial_callback=retry)
     for attempt in range(6):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                rdb = optuna.storages.RDBStorage(resolved, **kwargs)  # type: ignore[arg-type]
+                rdb = ResilientRDBStorage(resolved, **kwargs)  # type: ignore[arg-type]
             if path is not None:
                 _tune_sqlite(rdb.engine)
             return rdb
@@ -194,13 +247,16 @@ def open_storage(
             ) from None
         except sqlalchemy.exc.ArgumentError as exc:
             raise StorageError(f"storage URL {masked} is invalid: {_short(exc, resolved)}") from None
-        except sqlalchemy.exc.OperationalError as exc:
+        except (sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError) as exc:
+            cause = exc if isinstance(exc, sqlalchemy.exc.OperationalError) else exc.__cause__
+            if not isinstance(cause, sqlalchemy.exc.OperationalError):
+                raise
             if path is None:
                 raise StorageError(
-                    f"cannot connect to {masked}: {_short(exc, resolved)}; check that the server runs and the "
+                    f"cannot connect to {masked}: {_short(cause, resolved)}; check that the server runs and the "
                     "host, port, user, password and database are right"
                 ) from None
-            raise StorageError(f"cannot open the SQLite database {masked}: {_short(exc, resolved)}") from None
+            raise StorageError(f"cannot open the SQLite database {masked}: {_short(cause, resolved)}") from None
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
             # several workers creating the tables of a fresh database at once: try again shortly
             if attempt == 5:
@@ -208,10 +264,15 @@ def open_storage(
             time.sleep(0.2 + random.random())
         except RuntimeError as exc:
             if "compatible with the table schema" in str(exc):
-                upgrade = "pip install -U optuna" if "pip install" in str(exc) else f"optuna storage upgrade --storage '{masked}'"
+                if "pip install" in str(exc):
+                    raise StorageError(
+                        f"the database {masked} was set up by a newer Optuna than this one ({optuna.__version__}); "
+                        "run `pip install -U optuna` in this environment, or use another --storage"
+                    ) from None
+                password = " (with the real password)" if "***" in masked else ""
                 raise StorageError(
-                    f"the database {masked} has an Optuna schema this Optuna {optuna.__version__} cannot use; "
-                    f"back it up and run `{upgrade}` (with the real password), or use another --storage"
+                    f"the database {masked} has an older Optuna schema than this Optuna {optuna.__version__} uses; back it up "
+                    f"and run `optuna storage upgrade --storage '{masked}'`{password}, or use another --storage"
                 ) from None
             raise
     raise AssertionError("unreachable")  # pragma: no cover

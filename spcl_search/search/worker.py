@@ -7,16 +7,25 @@ the budget (:mod:`spcl_search.search.budget`) and either reserves a slot by star
 trials hold the remaining slots, in case one of them dies and its trial must be retried. A worker
 leaves when the budget is spent for good. While a trial runs, a thread records its heartbeat.
 
-SIGTERM and Ctrl-C fail the running trial and enqueue a retry of it, so an interrupted trial neither
-counts against the budget nor is lost.
+SIGTERM and Ctrl-C fail the running trial (``fail_reason`` "interrupted") and enqueue a retry of it,
+so an interrupted trial neither counts against the budget nor is lost; the worker then exits non-zero.
+A second signal ends the process at once (the heartbeat check retries whatever it left running).
+
+A trial that raises (NaN loss, out of GPU or host memory, a bug) is FAIL with ``error`` and
+``fail_reason`` and uses its slot; the worker frees memory and goes on. A study database that goes
+away is waited for (:mod:`spcl_search.search.retry`); trials whose worker died or was cut off are
+failed and retried by the next worker that reserves a slot (:func:`recover_trials`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import gc
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -28,13 +37,15 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from spcl_search.errors import ConfigError, DataError, SpclSearchError
+from spcl_search.errors import ConfigError, DataError, NonFiniteLossError, SpclSearchError, StorageError
 from spcl_search.search import budget as budgets
 from spcl_search.search.lock import study_lock
 from spcl_search.search.objectives import Trainer, cheap_trainer, make_objective, real_trainer
 from spcl_search.search.records import set_user_attrs
 from spcl_search.search.registry import WorkerRecord
+from spcl_search.search.retry import paused, retry_call
 from spcl_search.search.spec import StudySpec
+from spcl_search.search.storage import orphan_trial_ids
 from spcl_search.search.study import budget as study_budget
 from spcl_search.search.study import open_study
 
@@ -42,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 #: errors that would fail every trial the same way: the worker stops with the one-line message
 FATAL_ERRORS = (ConfigError, DataError)
+#: ``fail_reason`` of a trial stopped by SIGINT/SIGTERM (retried, unlike the other reasons)
+INTERRUPTED = "interrupted"
 
 
 @dataclass
@@ -76,33 +89,49 @@ class _Heartbeat(threading.Thread):
 
     def run(self) -> None:
         interval = self._storage.get_heartbeat_interval() or 30
-        while not self._halt.wait(interval):
-            try:
-                self._storage.record_heartbeat(self._trial_id)
-                self._beat()
-            except Exception as exc:  # noqa: BLE001 - a database blip must not kill the trial
-                logger.warning("heartbeat of trial id %s failed (%s); retrying", self._trial_id, type(exc).__name__)
+        with paused():  # no in-place retries: the next beat is the retry
+            while not self._halt.wait(interval):
+                try:
+                    self._storage.record_heartbeat(self._trial_id)
+                    self._beat()
+                except Exception as exc:  # noqa: BLE001 - a database blip must not kill the trial
+                    logger.warning("heartbeat of trial id %s failed (%s); retrying", self._trial_id, type(exc).__name__)
 
     def stop(self) -> None:
         self._halt.set()
         self.join(timeout=10)
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM reached a worker (``signum`` says which)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM (Slurm's time limit, ``kill``) into KeyboardInterrupt in the main thread."""
+    """Turn the first SIGINT or SIGTERM (Ctrl-C, Slurm's time limit, ``kill``) into :class:`Interrupted`
+    in the main thread, and let a second one end the process at once (the default action, which also
+    stops a call blocked in the database driver)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    signals = (signal.SIGINT, signal.SIGTERM)
 
     def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+        for s in signals:
+            signal.signal(s, signal.SIG_DFL)
+        os.write(2, f"{signal.Signals(signum).name}: stopping cleanly; Ctrl-C again quits at once\n".encode())
+        raise Interrupted(signum)
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {s: signal.signal(s, handler) for s in signals}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def _dataset_fingerprint(dataset: Any) -> str | None:
@@ -149,34 +178,110 @@ def load_trainer(spec: StudySpec, study: optuna.Study, options: WorkerOptions, d
     return real_trainer(spec, dataset, device=device, threads=options.threads)
 
 
-def _reserve(study: optuna.Study, storage: optuna.storages.RDBStorage, study_id: int) -> tuple[optuna.Trial | None, bool]:
-    """Under the study lock: fail stale trials, then start a trial if a slot is free.
+def recover_trials(study: optuna.Study, storage: optuna.storages.RDBStorage) -> None:
+    """Under the study lock: fail the trials whose worker is gone and give each a retry.
 
-    Returns ``(trial, done)``: ``done`` when the budget is spent for good.
+    * a stale heartbeat: Optuna's check fails the trial and its callback enqueues the retry;
+    * no heartbeat at all, started over a grace period ago: a worker killed or cut off between starting
+      the trial and its first heartbeat (Optuna's check never fails those);
+    * FAIL as interrupted, or by the heartbeat check, without a retry yet: a worker died or lost the
+      database between the two steps. Trials that failed by themselves (``error``) are not retried.
     """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    study_id = study._study_id  # noqa: SLF001 - the id the storage API needs
+    grace = float(storage.grace_period or 2 * (storage.get_heartbeat_interval() or 30))
+    for trial_id in orphan_trial_ids(storage, study_id, grace):
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    callback = storage.get_heartbeat_stale_trial_callback()
+    if callback is None:
+        return
+    trials = study.get_trials(deepcopy=False)
+    retried = budgets.retried_numbers(trials)
+    for t in trials:
+        if t.state == TrialState.FAIL and t.number not in retried:
+            if t.user_attrs.get("fail_reason") == INTERRUPTED or "error" not in t.user_attrs:
+                callback(study, copy.deepcopy(t))  # it applies the retry limit
+
+
+@dataclass
+class _Pending:
+    """A trial this worker started in an attempt that then lost the database or the study lock."""
+
+    trial: optuna.Trial | None = None
+
+
+def _still_ours(storage: optuna.storages.RDBStorage, trial: optuna.Trial, counts: budgets.BudgetCounts, n_trials: int) -> bool:
+    """Whether the pending ``trial`` keeps its slot. Started while the lock was (maybe) lost, it goes
+    back to WAITING if that let the study over its budget; gone if another worker failed it meanwhile."""
+    if storage.get_trial(trial._trial_id).state != TrialState.RUNNING:  # noqa: SLF001
+        return False
+    if counts.used <= n_trials:
+        return True
+    storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)  # noqa: SLF001
+    logger.warning("trial %d was started while the study lock was lost and the budget is full: put back", trial.number)
+    return False
+
+
+def _reserve(
+    study: optuna.Study, storage: optuna.storages.RDBStorage, study_id: int, pending: _Pending | None = None
+) -> tuple[optuna.Trial | None, bool]:
+    """Under the study lock: recover dead workers' trials, then start a trial if a slot is free.
+
+    Returns ``(trial, done)``: ``done`` when the budget is spent for good. Redo it from the start after
+    a transient storage error (``retry_call``): a trial an earlier attempt started is in ``pending``.
+    """
+    pending = pending if pending is not None else _Pending()
     with study_lock(storage, study.study_name):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
+        recover_trials(study, storage)
         n_trials = study_budget(storage, study_id)
         counts = budgets.count(study.get_trials(deepcopy=False))
-        if budgets.is_done(counts, n_trials):
-            return None, True
-        if not budgets.may_start(counts, n_trials):
-            return None, False
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Heartbeat of storage")
-            trial = study.ask()
+        trial = pending.trial
+        if trial is not None and not _still_ours(storage, trial, counts, n_trials):
+            pending.trial = trial = None
+            counts = budgets.count(study.get_trials(deepcopy=False))
+        if trial is None:
+            if budgets.is_done(counts, n_trials):
+                return None, True
+            if not budgets.may_start(counts, n_trials):
+                return None, False
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                trial = study.ask()
+            pending.trial = trial
         # the first heartbeat before the lock goes: a trial never runs without one
         storage.record_heartbeat(trial._trial_id)  # noqa: SLF001 - the id the storage API needs
-        return trial, False
+    pending.trial = None  # the lock was held throughout: the slot is ours
+    return trial, False
 
 
-def _retry(study: optuna.Study, storage: optuna.storages.RDBStorage, trial: optuna.Trial) -> None:
-    """Enqueue a retry of an interrupted (now failed) trial, as the heartbeat check would."""
-    callback = storage.get_heartbeat_stale_trial_callback()
-    if callback is not None:
-        callback(study, storage.get_trial(trial._trial_id))  # noqa: SLF001
+def _recover_locked(study: optuna.Study, storage: optuna.storages.RDBStorage) -> None:
+    with study_lock(storage, study.study_name):
+        recover_trials(study, storage)
+
+
+def fail_reason(exc: BaseException) -> str:
+    """``fail_reason`` user attr of a trial that raised ``exc``."""
+    torch = sys.modules.get("torch")
+    if isinstance(exc, MemoryError) or (torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError)):
+        return "out_of_memory"
+    if isinstance(exc, NonFiniteLossError):
+        return "non_finite_loss"
+    if isinstance(exc, ConfigError):
+        return "config_error"
+    if isinstance(exc, DataError):
+        return "data_error"
+    return "error"
+
+
+def release_memory() -> None:
+    """Give back what a trial that ran out of memory left: Python garbage and PyTorch's CUDA cache."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def _run_trial(
@@ -195,38 +300,63 @@ def _run_trial(
     values: Any = None
     state = TrialState.COMPLETE
     fatal: BaseException | None = None
-    error: str | None = None
+    final: dict[str, Any] = {}
+    taken = False
     try:
         values = objective(trial)
     except optuna.TrialPruned:
         state = TrialState.PRUNED
     except KeyboardInterrupt:
+        logger.warning("trial %d interrupted: failing it and enqueueing its retry", trial.number)
         heartbeat.stop()
-        set_user_attrs(trial, {"error": "interrupted (SIGTERM or Ctrl-C); retried", "trial_seconds": round(time.perf_counter() - start, 3)})
-        study.tell(trial, state=TrialState.FAIL)
-        _retry(study, storage, trial)
+        _interrupted(study, storage, trial, time.perf_counter() - start)
         raise
+    except optuna.exceptions.UpdateFinishedTrialError:
+        taken = True
+    except StorageError:
+        raise  # the database stayed away past the deadline: the heartbeat check retries the trial
     except Exception as exc:  # noqa: BLE001 - a failed trial is recorded, the worker goes on
         state = TrialState.FAIL
-        error = f"{type(exc).__name__}: {exc}"[:500]
-        logger.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__, exc)
+        final["fail_reason"] = fail_reason(exc)
+        final["error"] = f"{type(exc).__name__}: {exc}"[:500]
+        logger.warning("trial %d failed (%s): %s: %s", trial.number, final["fail_reason"], type(exc).__name__, exc)
         if isinstance(exc, FATAL_ERRORS):
             fatal = exc
         elif not isinstance(exc, SpclSearchError):
             logger.debug("trial %d traceback", trial.number, exc_info=True)
     finally:
         heartbeat.stop()
-    final: dict[str, Any] = {"trial_seconds": round(time.perf_counter() - start, 3)}
-    if error is not None:
-        final["error"] = error
-    set_user_attrs(trial, final)
-    if state == TrialState.COMPLETE:
-        frozen = study.tell(trial, values)
-    else:
-        frozen = study.tell(trial, state=state)
+    if final.get("fail_reason") == "out_of_memory":
+        release_memory()
+    final["trial_seconds"] = round(time.perf_counter() - start, 3)
+    if not taken:
+        try:
+            set_user_attrs(trial, final)
+            frozen = study.tell(trial, values) if state == TrialState.COMPLETE else study.tell(trial, state=state)
+            state = frozen.state
+        except optuna.exceptions.UpdateFinishedTrialError:
+            taken = True
+    if taken:
+        logger.warning(
+            "trial %d was failed by the heartbeat check while this worker could not reach the database; its retry runs it again",
+            trial.number,
+        )
+        return TrialState.FAIL
     if fatal is not None:
         raise fatal
-    return frozen.state
+    return state
+
+
+def _interrupted(study: optuna.Study, storage: optuna.storages.RDBStorage, trial: optuna.Trial, seconds: float) -> None:
+    """Fail an interrupted trial and enqueue its retry (a second signal ends the process meanwhile)."""
+    attrs = {"error": "interrupted (SIGTERM or Ctrl-C); retried", "fail_reason": INTERRUPTED, "trial_seconds": round(seconds, 3)}
+    try:
+        set_user_attrs(trial, attrs)
+        study.tell(trial, state=TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return  # already failed by the heartbeat check, which enqueued the retry
+    deadline = getattr(storage, "retry_deadline", None)
+    retry_call(lambda: _recover_locked(study, storage), what="enqueue the retry of an interrupted trial", url=storage.url, deadline=deadline)
 
 
 def _default_poll(storage: optuna.storages.RDBStorage) -> float:
@@ -254,7 +384,8 @@ def run_worker(
     req = dict(requested or {})
     if study_name:
         req["name"] = study_name
-    opened = open_study(storage, req)
+    deadline = getattr(storage, "retry_deadline", None)
+    opened = retry_call(lambda: open_study(storage, req), what="open the study", url=storage.url, deadline=deadline)
     for note in opened.notes:
         logger.info("%s", note)
     study, spec = opened.study, opened.spec
@@ -264,7 +395,8 @@ def run_worker(
     poll = options.poll_interval or _default_poll(storage)
     record = WorkerRecord(gpu=options.gpu, threads=options.threads)
     report = WorkerReport(study=study.study_name)
-    deadline = None if options.timeout is None else time.monotonic() + options.timeout
+    stop_at = None if options.timeout is None else time.monotonic() + options.timeout
+    pending = _Pending()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # workers that start together should not all wake at the same instant
     jitter = (zlib.crc32(record.key.encode()) % 1000) / 1000 * poll * 0.2
@@ -272,10 +404,12 @@ def run_worker(
     with sigterm_as_interrupt():
         try:
             while True:
-                if deadline is not None and time.monotonic() >= deadline:
+                if stop_at is not None and time.monotonic() >= stop_at:
                     report.reason = "timeout"
                     break
-                trial, done = _reserve(study, storage, study_id)
+                trial, done = retry_call(
+                    lambda: _reserve(study, storage, study_id, pending), what="reserve a trial", url=storage.url, deadline=deadline
+                )
                 if done:
                     report.reason = "budget"
                     break
@@ -295,6 +429,6 @@ def run_worker(
             report.reason = "interrupted"
             raise
         finally:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception), paused():  # best effort: never wait for the database here
                 record.publish(storage, study_id, state="exited", trial=None)
     return report

@@ -1,0 +1,246 @@
+"""Riding out a study database that goes away for a while (a restart, a fail-over, a network blip).
+
+* :func:`is_transient` tells a lost or refused connection (worth another try) from a real error.
+* :func:`retry_call` tries again with exponential backoff (doubling from
+  :data:`~spcl_search.search.settings.STORAGE_RETRY_FIRST_WAIT` up to ``STORAGE_RETRY_MAX_WAIT``, with
+  jitter) until a total deadline, logging one line per retry with the password masked; after the
+  deadline it raises a one-line :class:`~spcl_search.errors.StorageError`.
+* :class:`ResilientRDBStorage` is the Optuna storage :func:`~spcl_search.search.storage.open_storage`
+  returns: each storage call retries in place, so a trial that reports an epoch while the database
+  restarts waits for it instead of failing.
+* :func:`paused` turns in-place retries off. The study lock does so: a critical section (count the
+  budget, start a trial) must not resume half-way after a restart, since the lock went with the old
+  connection; the caller redoes it from the start (``retry_call`` around it). Nested calls never
+  retry on their own either: only the outermost :func:`retry_call` does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import optuna
+import sqlalchemy
+from optuna.trial import TrialState
+
+from spcl_search.errors import SpclSearchError, StorageError
+from spcl_search.search.settings import STORAGE_RETRY_DEADLINE, STORAGE_RETRY_FIRST_WAIT, STORAGE_RETRY_MAX_WAIT
+from spcl_search.search.storage import _PASSWORD_IN_URL, _short, mask_url
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: driver messages (lower case) of a connection that was lost, refused or briefly unusable
+TRANSIENT_MESSAGES = (
+    "could not connect",
+    "connection refused",
+    "connection reset",
+    "server closed the connection",
+    "terminating connection",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+    "no connection to the server",
+    "connection already closed",
+    "ssl syscall",
+    "ssl connection has been closed",
+    "could not receive data",
+    "could not send data",
+    "connection timed out",
+    "timeout expired",
+    "broken pipe",
+    "lost connection",
+    "server has gone away",
+    "database is locked",
+    "deadlock detected",
+    "could not serialize access",
+)
+
+_state = threading.local()
+
+
+class TransientStorageError(Exception):
+    """Raised by this package for a condition that redoing the operation from the start cures."""
+
+
+@contextlib.contextmanager
+def paused() -> Iterator[None]:
+    """In this thread, storage calls fail at once instead of retrying in place."""
+    previous = getattr(_state, "paused", False)
+    _state.paused = True
+    try:
+        yield
+    finally:
+        _state.paused = previous
+
+
+def is_paused() -> bool:
+    """Whether in-place retries are off in this thread (see :func:`paused`)."""
+    return bool(getattr(_state, "paused", False))
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` (or the error it was raised from) is a lost, refused or briefly busy connection."""
+    for e in _chain(exc):
+        if isinstance(e, SpclSearchError):
+            return False  # already a verdict for the user (e.g. a retry deadline that passed)
+        if isinstance(e, (TransientStorageError, sqlalchemy.exc.TimeoutError)):
+            return True
+        if isinstance(e, sqlalchemy.exc.DBAPIError):
+            if e.connection_invalidated:
+                return True
+            if isinstance(e, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+                text = str(e.orig if e.orig is not None else e).lower()
+                return any(m in text for m in TRANSIENT_MESSAGES)
+            return False
+    return False
+
+
+def describe(exc: BaseException, url: str | None = None) -> str:
+    """One line naming the driver error behind ``exc``, without the password."""
+    root = next((e for e in _chain(exc) if isinstance(e, sqlalchemy.exc.DBAPIError)), exc)
+    if url is not None:
+        text = _short(root, url)
+    else:
+        lines = str(getattr(root, "orig", None) or root).strip().splitlines()
+        text = _PASSWORD_IN_URL.sub(r"\1***\2", lines[0] if lines else "")
+    return f"{type(root).__name__}: {text}" if text else type(root).__name__
+
+
+def database_failure(exc: BaseException) -> str | None:
+    """A one-line message if ``exc`` is a study-database failure that escaped every retry, else None."""
+    if not any(isinstance(e, (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError)) for e in _chain(exc)):
+        return None
+    return f"the study database failed ({describe(exc)}); check that the server runs and is reachable, then run the command again"
+
+
+def retry_call(fn: Callable[[], T], *, what: str, url: str, deadline: float | None = None) -> T:
+    """``fn()``, tried again after transient storage errors until ``deadline`` seconds have passed.
+
+    Within ``fn`` in-place retries are paused (the outermost call retries); inside :func:`paused` this
+    calls ``fn`` once. Raises :class:`StorageError` (one line, password masked) after the deadline.
+    """
+    if is_paused():
+        return fn()
+    limit = STORAGE_RETRY_DEADLINE if deadline is None else deadline
+    start = time.monotonic()
+    tries = 0
+    while True:
+        try:
+            with paused():
+                result = fn()
+        except Exception as exc:  # noqa: BLE001 - sorted into transient (retry) and the rest (raised)
+            if not is_transient(exc):
+                raise
+            elapsed = time.monotonic() - start
+            wait = min(STORAGE_RETRY_MAX_WAIT, STORAGE_RETRY_FIRST_WAIT * 2**tries) * random.uniform(0.5, 1.0)
+            if elapsed + wait > limit:
+                raise StorageError(
+                    f"lost the study database {mask_url(url)} for {elapsed:.0f} s while trying to {what} "
+                    f"({describe(exc, url)}); check that the server runs, then start again"
+                ) from None
+            tries += 1
+            logger.warning(
+                "study database %s unreachable while trying to %s (%s); retry %d in %.1f s, giving up after %.0f s",
+                mask_url(url), what, describe(exc, url), tries, wait, limit,
+            )
+            time.sleep(wait)
+            continue
+        if tries:
+            logger.info("study database %s reachable again after %.1f s (%d retries)", mask_url(url), time.monotonic() - start, tries)
+        return result
+
+
+#: RDBStorage methods that retry in place: reads and idempotent writes (upserts, state changes).
+#: Creating a study or trial is not among them: a retry after a commit whose answer was lost would
+#: create it twice; those run under the study lock, which callers redo from the start.
+RETRIED_METHODS = (
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_all_studies",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial",
+    "get_trial_param",
+    "get_trial_user_attrs",
+    "get_trial_system_attrs",
+    "get_all_trials",
+    "_get_trials",
+    "get_n_trials",
+    "get_best_trial",
+    "_get_best_trial_id",
+    "set_trial_param",
+    "_set_trial_param",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "record_heartbeat",
+    "_get_stale_trial_ids",
+)
+
+
+class ResilientRDBStorage(optuna.storages.RDBStorage):
+    """An :class:`optuna.storages.RDBStorage` whose calls ride out a database restart (see the module)."""
+
+    #: seconds a call keeps retrying before it raises StorageError
+    retry_deadline: float = STORAGE_RETRY_DEADLINE
+
+    def __init__(self, url: str, *args: Any, retry_deadline: float = STORAGE_RETRY_DEADLINE, **kwargs: Any) -> None:
+        self.retry_deadline = retry_deadline
+        super().__init__(url, *args, **kwargs)
+
+    def retrying(self, fn: Callable[[], T], what: str) -> T:
+        """``fn()`` (storage work outside Optuna's API) with this storage's retries."""
+        return retry_call(fn, what=what, url=self.url, deadline=self.retry_deadline)
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
+        attempts = 0
+
+        def attempt() -> bool:
+            nonlocal attempts
+            attempts += 1
+            try:
+                return optuna.storages.RDBStorage.set_trial_state_values(self, trial_id, state, values)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # the attempt before may have committed just before its connection dropped
+                if attempts > 1 and optuna.storages.RDBStorage.get_trial(self, trial_id).state == state:
+                    return True
+                raise
+
+        return self.retrying(attempt, "set the state of a trial")
+
+
+def _retried(name: str) -> Callable[..., Any]:
+    method = getattr(optuna.storages.RDBStorage, name)
+
+    @functools.wraps(method)
+    def call(self: ResilientRDBStorage, *args: Any, **kwargs: Any) -> Any:
+        return self.retrying(lambda: method(self, *args, **kwargs), name.strip("_").replace("_", " "))
+
+    return call
+
+
+for _name in RETRIED_METHODS:
+    if hasattr(optuna.storages.RDBStorage, _name):  # a method a later Optuna drops is simply not wrapped
+        setattr(ResilientRDBStorage, _name, _retried(_name))

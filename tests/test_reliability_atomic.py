@@ -1,0 +1,193 @@
+"""Files are written to a temporary name and renamed into place, so a crash never leaves a half file that
+a later command trusts: if the write or the rename fails, or the writer is killed mid-write, the target
+is absent (first write) or unchanged (rewrite), no temporary file is left (unless the writer was killed),
+and a damaged or missing data-cache entry is rebuilt.
+
+Writers: training checkpoints, ``train --json``, HTML reports (and the gain CSV), ``data synth`` and the
+feature cache.
+"""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from spcl_search.data import load_dataset, make_synthetic
+from spcl_search.data.cache import cache_paths, file_sha256, read_cache
+
+
+
+class Crash(Exception):
+    """Stands for the process dying at this point."""
+
+
+def _failing_replace(*args, **kwargs):
+    raise Crash("the machine went down before the rename")
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+
+
+def _save(path: Path, value: float) -> None:
+    from spcl_search.train import _save_checkpoint
+
+    _save_checkpoint(str(path), torch.nn.Linear(2, 1).requires_grad_(False).apply(lambda m: m.weight.fill_(value)), {"epoch": value})
+
+
+def test_a_checkpoint_whose_rename_fails_leaves_no_file(tmp_path, monkeypatch):
+    target = tmp_path / "best.pt"
+    monkeypatch.setattr("spcl_search.train.os.replace", _failing_replace)
+    with pytest.raises(Crash):
+        _save(target, 1.0)
+    assert not target.exists() and _leftovers(tmp_path) == []
+
+
+def test_a_checkpoint_rewrite_that_fails_mid_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    target = tmp_path / "best.pt"
+    _save(target, 1.0)
+    before = target.read_bytes()
+
+    def half_then_crash(obj, fh, *args, **kwargs):
+        fh.write(b"PK\x03\x04 half a checkpoint")
+        raise Crash("killed while writing")
+
+    monkeypatch.setattr("spcl_search.train.torch.save", half_then_crash)
+    with pytest.raises(Crash):
+        _save(target, 2.0)
+    assert target.read_bytes() == before and _leftovers(tmp_path) == []
+    assert torch.load(target, weights_only=False)["meta"]["epoch"] == 1.0
+
+
+SLOW_CHECKPOINT = textwrap.dedent(
+    """
+    import sys, time, torch
+    from spcl_search.train import _save_checkpoint
+
+    real_save = torch.save
+    def slow_save(obj, fh, *args, **kwargs):
+        fh.write(b"half a checkpoint"); fh.flush()
+        print("writing", flush=True)
+        time.sleep(60)
+        real_save(obj, fh, *args, **kwargs)
+    torch.save = slow_save
+    _save_checkpoint(sys.argv[1], torch.nn.Linear(2, 1), {"epoch": 2})
+    """
+)
+
+
+@pytest.mark.slow  # the writer imports torch and the backbones: several seconds
+def test_a_checkpoint_writer_killed_mid_write_leaves_the_previous_checkpoint(tmp_path):
+    target = tmp_path / "best.pt"
+    _save(target, 1.0)
+    writer = subprocess.Popen([sys.executable, "-c", SLOW_CHECKPOINT, str(target)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=30)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    assert torch.load(target, weights_only=False)["meta"]["epoch"] == 1.0  # what `train` would resume from
+
+
+# ------------------------------------------------------------------------ reports and JSON output
+
+
+def test_a_report_whose_rename_fails_leaves_the_previous_report(tmp_path, monkeypatch):
+    from spcl_search.reports import html
+
+    target = tmp_path / "study.html"
+    html.write_atomic(target, "<html>old</html>")
+    monkeypatch.setattr(html.os, "replace", _failing_replace)
+    with pytest.raises(Crash):
+        html.write_atomic(target, "<html>new" + "x" * 100_000)
+    assert target.read_text() == "<html>old</html>" and _leftovers(tmp_path) == []
+
+
+def test_train_json_whose_rename_fails_leaves_no_file(tmp_path, monkeypatch):
+    from spcl_search.cli import train as train_cli
+
+    target = tmp_path / "result.json"
+    monkeypatch.setattr(train_cli.os, "replace", _failing_replace)
+    with pytest.raises(Crash):
+        train_cli._write_atomic(target, '{"dev_f1": 1}')
+    assert not target.exists() and _leftovers(tmp_path) == []
+
+
+def test_data_synth_whose_rename_fails_keeps_the_previous_file(tmp_path, monkeypatch):
+    from spcl_search.cli import data as data_cli
+
+    target = tmp_path / "syn.pkl"
+    target.write_bytes(b"previous")
+    monkeypatch.setattr(data_cli.os, "replace", _failing_replace)
+    with pytest.raises(Crash):
+        data_cli._atomic_pickle(make_synthetic(n_dialogues=4), target)
+    assert target.read_bytes() == b"previous" and _leftovers(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------- the data cache
+
+
+@pytest.fixture
+def source(tmp_path) -> Path:
+    path = tmp_path / "features.pkl"
+    path.write_bytes(pickle.dumps(make_synthetic(n_dialogues=6, seed=3, min_len=2, max_len=4), protocol=4))
+    return path
+
+
+def test_a_cache_entry_whose_rename_fails_is_absent_and_the_load_still_works(source, tmp_path, monkeypatch):
+    from spcl_search.data import cache
+
+    cache_dir = tmp_path / "cache"
+    monkeypatch.setattr(cache.os, "replace", _failing_replace)
+    with pytest.raises(Crash):
+        load_dataset(source, cache_dir=cache_dir)
+    monkeypatch.undo()
+    assert read_cache(file_sha256(source), cache_dir) is None and _leftovers(cache_dir) == []
+    ds = load_dataset(source, cache_dir=cache_dir)
+    assert ds.info["cache"]["hit"] is False and len(ds.train) + len(ds.dev) + len(ds.test) == 6
+
+
+SLOW_CACHE = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    from spcl_search.data import load_dataset
+
+    real_savez = np.savez
+    def slow_savez(f, **arrays):
+        f.write(b"PK\\x03\\x04 half an archive"); f.flush()
+        print("writing", flush=True)
+        time.sleep(60)
+    np.savez = slow_savez
+    load_dataset(sys.argv[1], cache_dir=sys.argv[2])
+    """
+)
+
+
+def test_a_cache_writer_killed_mid_write_leaves_no_entry_and_the_next_load_rebuilds_it(source, tmp_path):
+    cache_dir = tmp_path / "cache"
+    writer = subprocess.Popen([sys.executable, "-c", SLOW_CACHE, str(source), str(cache_dir)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=30)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    npz, meta = cache_paths(file_sha256(source), cache_dir)
+    assert not npz.exists() and not meta.exists() and _leftovers(cache_dir)  # only the dead writer's temp file
+    ds = load_dataset(source, cache_dir=cache_dir)
+    assert ds.info["cache"]["hit"] is False and npz.exists() and meta.exists()
+    assert load_dataset(source, cache_dir=cache_dir).info["cache"]["hit"] is True
