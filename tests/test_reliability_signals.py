@@ -80,6 +80,7 @@ def test_a_signal_fails_the_running_trial_as_interrupted_and_the_worker_exits_no
     assert "fail_reason" not in retry.user_attrs
 
 
+@pytest.mark.slow  # waits out a grace period to show the heartbeat check taking over
 def test_a_second_ctrl_c_quits_at_once_while_the_cleanup_waits_for_the_database(db, tmp_path):
     # a balance trial of the simulated trainer makes no database call while it trains
     rdb, study = _study(db, kind="balance", n_trials=1, epochs=50, cheap={"seconds": 0.2})

@@ -86,6 +86,7 @@ def test_out_of_memory_releases_memory_before_the_next_trial(rdb, monkeypatch):
     assert released == [True]
 
 
+@pytest.mark.slow  # real training: imports torch and the backbones
 def test_a_nan_loss_in_real_training_fails_the_trial_and_the_next_one_trains(rdb):
     requested = {"backbone": "late_fusion", "epochs": 1, "n_trials": 2, "pruner": "none", "space": {"lr": {"choices": [1e30, 1e-3]}}}
     study = open_study(rdb, requested).study
