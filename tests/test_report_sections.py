@@ -149,3 +149,16 @@ def test_timeline_and_history_use_optunas_plots():
         "Optimisation history: dev_f1_atv",
         "Optimisation history: gain",
     ]
+
+
+def test_a_study_on_surrogate_features_says_so_at_the_top_of_the_page():
+    study = search_study()
+    params = study.trials[0].params
+    study.add_trial(create_trial(params=params, distributions=study.trials[0].distributions, value=50.0,
+                                 user_attrs={"data_surrogate": "av", "use_cl": True}))
+    page = render_html(build_report(study))
+    assert "SURROGATE data:</strong> the a, v features" in page
+
+
+def test_a_study_on_real_features_has_no_surrogate_notice():
+    assert "SURROGATE data" not in render_html(build_report(search_study()))

@@ -141,6 +141,12 @@ def render_html(report: Report) -> str:
             f'<p class="meta">{_e(info.kind)} study, backbone {_e(info.backbone)}, dataset '
             f"{_e(info.dataset)}; {info.n_complete} complete trials; importance by "
             f"{_e(report.importance)}; generated {_e(report.generated)}.</p>",
+            (
+                f'<p class="meta"><strong>SURROGATE data:</strong> the {_e(", ".join(info.surrogate))} features of this '
+                "study's data are surrogate (synthetic); its figures are not comparable with real-data results.</p>"
+                if info.surrogate
+                else ""
+            ),
             f"<nav>{nav}</nav>",
             body,
             f'<pre id="{SUMMARY_ID}" hidden></pre>',

@@ -38,6 +38,7 @@ class StudyInfo:
     metric_names: tuple[str, ...]
     n_trials: int
     n_complete: int
+    surrogate: str = ""
 
     @property
     def is_multi_objective(self) -> bool:
@@ -59,6 +60,7 @@ def study_info(study: optuna.Study) -> StudyInfo:
         metric_names=tuple(names),
         n_trials=len(trials),
         n_complete=sum(t.state == TrialState.COMPLETE for t in trials),
+        surrogate=next((str(t.user_attrs["data_surrogate"]) for t in trials if t.user_attrs.get("data_surrogate")), ""),
     )
 
 

@@ -86,6 +86,8 @@ class Trainer:
     fit: FitFn
     device: str
     versions: dict[str, str]
+    #: modalities whose features are surrogate/synthetic (from the data file's meta), e.g. "av"
+    surrogate: str = ""
 
     def __call__(self, modalities: str, seed: int, setting: Setting, on_epoch: Callable[[Epoch], None]) -> Fit:
         return self.fit(modalities, seed, setting, on_epoch)
@@ -177,7 +179,8 @@ def real_trainer(spec: StudySpec, dataset: Any, device: str = "auto", threads: i
             versions=dict(result.versions),
         )
 
-    return Trainer(fit, str(resolve_device(device)), library_versions())
+    surrogate = str(getattr(dataset, "info", {}).get("surrogate") or "")
+    return Trainer(fit, str(resolve_device(device)), library_versions(), surrogate)
 
 
 #: the simulated trainer's tri-/bi-modal ceilings (atv beats the bi-modal sets when SPCL is on)
@@ -341,6 +344,8 @@ def make_objective(spec: StudySpec, trainer: Trainer) -> Callable[[optuna.Trial]
             "device": getattr(trainer, "device", "unknown"),
             "versions": getattr(trainer, "versions", {}),
         }
+        if getattr(trainer, "surrogate", ""):
+            rec["data_surrogate"] = trainer.surrogate
         try:
             return run(trial, setting, rec)
         finally:
