@@ -1,10 +1,9 @@
 """spcl-search: hyperparameter search for SPCL-wrapped multimodal ERC backbones."""
 
-import os as _os
+from spcl_search.openmp import apply_at_import as _apply_openmp_policy
 
-# Idle OpenMP threads sleep instead of spinning. Workers share CPUs with other workers and jobs; a
-# spinning pool then wastes the cores it waits on (measured: a 2-thread DialogueGCN epoch took 30-41 s
-# spinning vs 7.4 s passive on a loaded 2-core machine). Set OMP_WAIT_POLICY yourself to override.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Before torch loads: OpenMP threads sleep on a busy machine and spin on an idle one (see
+# spcl_search/openmp.py for the measurements). Set OMP_WAIT_POLICY yourself to override.
+_apply_openmp_policy()
 
 __version__ = "0.1.0"

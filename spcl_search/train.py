@@ -23,7 +23,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 import backbones
 from backbones.defaults import training_defaults
-from spcl_search.data.batching import Batch, collate, iter_batches
+from spcl_search.data.batching import Batch, iter_batches
 from spcl_search.data.types import ERCDataset, canonical_modalities
 from spcl_search.errors import ConfigError, NonFiniteLossError
 from spcl_search.spcl import SPCL, SPCLConfig, joint_logits, modality_ratio

@@ -51,7 +51,7 @@ def _gru(gi, gh, h):
 def _reference_dialogue_rnn(rnn: GroupedDialogueRNN, u: torch.Tensor, speakers: list[int]) -> torch.Tensor:
     """One dialogue, plain Python loops over directions, steps and modalities: u ``[M, L, d_utt]`` -> ``[M, L, 2 de]``."""
     m_count, length = u.shape[0], u.shape[1]
-    dg, dp, de, s = rnn.d_global, rnn.d_party, rnn.d_emotion, rnn.n_sources
+    dg, dp, de = rnn.d_global, rnn.d_party, rnn.d_emotion
     out = torch.zeros(m_count, length, 2 * de)
     for d in range(2):
         order = list(range(length)) if d == 0 else list(reversed(range(length)))

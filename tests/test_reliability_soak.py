@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,11 +21,12 @@ from pathlib import Path
 
 import optuna
 import pytest
-import sqlalchemy
 from optuna.trial import TrialState
 
+from pg_cluster import ensure_up, restart_postgres, skip_unless_restartable
+
 from spcl_search.search import budget as budgets
-from spcl_search.search.storage import open_storage, resolve_url
+from spcl_search.search.storage import open_storage
 from spcl_search.search.study import open_study
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,34 +40,6 @@ TIME_LIMIT = 170.0  # the soak must end well within 3 minutes
 # Random kills may hit one trial's retries again and again; past --max-retry (3 by default, against a
 # trial that kills its worker every time) it would count as failed. The soak's kills are not the trial's fault.
 WORKER_OPTIONS = ["--heartbeat-interval", "1", "--grace-period", "5", "--max-retry", "50"]
-
-
-def _cluster() -> list[str]:
-    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
-    return ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main"] if versions else []
-
-
-def _can_reach(url: str) -> bool:
-    engine = sqlalchemy.create_engine(resolve_url(url))
-    try:
-        with engine.connect() as conn:
-            conn.execute(sqlalchemy.text("select 1"))
-        return True
-    except sqlalchemy.exc.OperationalError:
-        return False
-    finally:
-        engine.dispose()
-
-
-def _restart_postgres(url: str) -> float:
-    """Restart the local cluster; returns the seconds it took. Leaves it running, even on failure."""
-    start = time.monotonic()
-    try:
-        subprocess.run([*_cluster(), "restart"], check=True, capture_output=True, timeout=120)
-    finally:
-        if not _can_reach(url):
-            subprocess.run([*_cluster(), "start"], capture_output=True, timeout=120)
-    return time.monotonic() - start
 
 
 class Pool:
@@ -120,13 +92,10 @@ def _victim(study: optuna.Study, pool: Pool, rng: random.Random) -> subprocess.P
 
 @pytest.fixture
 def soak_pg(pg_url):
-    host = sqlalchemy.engine.make_url(resolve_url(pg_url)).host
-    if os.geteuid() != 0 or not _cluster() or not shutil.which("pg_ctlcluster") or host not in ("127.0.0.1", "localhost"):
-        pytest.skip("the soak restarts PostgreSQL: it needs root and the local cluster (pg_ctlcluster)")
+    skip_unless_restartable(pg_url)
     name = f"soak-{uuid.uuid4().hex[:10]}"
     yield pg_url, name
-    if not _can_reach(pg_url):
-        subprocess.run([*_cluster(), "start"], capture_output=True, timeout=120)
+    ensure_up(pg_url)
     rdb = open_storage(pg_url, heartbeat_interval=None)
     if name in optuna.get_all_study_names(rdb):
         optuna.delete_study(study_name=name, storage=rdb)
@@ -154,7 +123,7 @@ def test_soak_sixteen_workers_sigkills_and_a_restart_complete_every_trial_exactl
             for _ in range(pool.failed_to_start()):
                 pool.start()  # started while the server restarted: it said so and exited 2; start another
             if restart_seconds is None and counts.complete >= RESTART_AT * N_TRIALS:
-                restart_seconds = _restart_postgres(url)
+                restart_seconds = restart_postgres(url)
             if time.monotonic() >= next_kill and counts.finished < N_TRIALS - WORKERS and len(pool.killed) < MAX_KILLS:
                 victim = _victim(study, pool, rng)
                 if victim is not None:

@@ -9,9 +9,7 @@ root, as in CI) and always leave it running. Commands that cannot use a database
 from __future__ import annotations
 
 import logging
-import os
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +23,8 @@ import optuna
 import pytest
 import sqlalchemy
 from optuna.trial import TrialState
+
+from pg_cluster import ensure_up, restart_postgres, skip_unless_restartable
 
 from spcl_search.cli import main
 from spcl_search.errors import StorageError
@@ -197,47 +197,12 @@ def test_a_state_change_whose_commit_answer_was_lost_is_not_an_error(tmp_path, m
 # ------------------------------------------------------------------------- PostgreSQL, for real
 
 
-def _cluster() -> list[str]:
-    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
-    return ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main"] if versions else []
-
-
-def _can_reach(url: str) -> bool:
-    engine = sqlalchemy.create_engine(resolve_url(url))
-    try:
-        with engine.connect() as conn:
-            conn.execute(sqlalchemy.text("select 1"))
-        return True
-    except sqlalchemy.exc.OperationalError:
-        return False
-    finally:
-        engine.dispose()
-
-
-def restart_postgres(url: str) -> float:
-    """Restart the local cluster; returns the seconds it took. Leaves it running, even on failure."""
-    cmd = _cluster()
-    start = time.monotonic()
-    try:
-        subprocess.run([*cmd, "restart"], check=True, capture_output=True, timeout=120)
-    finally:
-        if not _can_reach(url):
-            subprocess.run([*cmd, "start"], capture_output=True, timeout=120)
-        deadline = time.monotonic() + 60
-        while not _can_reach(url) and time.monotonic() < deadline:
-            time.sleep(0.2)
-    return time.monotonic() - start
-
-
 @pytest.fixture
 def restartable_pg(pg_url):
     """The PostgreSQL URL, when this process may restart that server (root, local cluster)."""
-    host = sqlalchemy.engine.make_url(resolve_url(pg_url)).host
-    if os.geteuid() != 0 or not _cluster() or not shutil.which("pg_ctlcluster") or host not in ("127.0.0.1", "localhost"):
-        pytest.skip("restarting PostgreSQL needs root and the local cluster (pg_ctlcluster)")
+    skip_unless_restartable(pg_url)
     yield pg_url
-    if not _can_reach(pg_url):  # never leave it down for the next test
-        subprocess.run([*_cluster(), "start"], capture_output=True, timeout=120)
+    ensure_up(pg_url)  # never leave it down for the next test
 
 
 @pytest.fixture

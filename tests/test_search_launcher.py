@@ -68,3 +68,21 @@ def test_worker_gpu_option_hides_the_other_gpus(monkeypatch, tmp_path):
     with pytest.raises(ConfigError, match="CUDA is not available"):  # refused before any trial starts
         load_trainer(opened.spec, opened.study, WorkerOptions(gpu="3"), load_dataset("synthetic"))
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "3"
+
+
+def test_cpu_workers_that_oversubscribe_the_cores_sleep_instead_of_spinning(monkeypatch):
+    for var in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(var, raising=False)
+    slots = launcher.plan(2, gpus=[], cpus=2, threads=2)
+    assert all(s.env["OMP_WAIT_POLICY"] == "PASSIVE" for s in slots)
+
+
+def test_cpu_workers_that_fit_the_cores_keep_the_default_wait_policy(monkeypatch):
+    for var in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(var, raising=False)
+    assert all("OMP_WAIT_POLICY" not in s.env for s in launcher.plan(4, gpus=[], cpus=16))
+
+
+def test_a_wait_policy_the_user_set_is_left_alone(monkeypatch):
+    monkeypatch.setenv("GOMP_SPINCOUNT", "5000")
+    assert all("OMP_WAIT_POLICY" not in s.env for s in launcher.plan(2, gpus=[], cpus=2, threads=2))
