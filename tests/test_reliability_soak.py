@@ -1,5 +1,5 @@
-"""Soak: 16 workers on one PostgreSQL study, one SIGKILLed every few seconds (and replaced), the server
-restarted once; at the end every asked trial is COMPLETE exactly once, none is RUNNING, none is lost
+"""Soak: 16 workers on one PostgreSQL study, twelve SIGKILLs at evenly spaced points of progress (each
+victim replaced), the server restarted once; at the end every asked trial is COMPLETE exactly once, none is RUNNING, none is lost
 (every FAIL has its retry). Trials use the test-only simulated trainer; heartbeats are 1 s with a 5 s
 grace period; workers that could not connect because the server was restarting (exit 2, one line) are
 started again, as a scheduler would. The figures (trials, kills, retries, wall time) go to ``artifacts/soak.json`` and to the
@@ -33,8 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 WORKERS = 16
 N_TRIALS = 160
 EPOCHS, EPOCH_SECONDS = 3, 0.4  # 1.2 s of simulated training per trial
-KILL_EVERY = 2.5  # seconds between two SIGKILLs
-MAX_KILLS = 16  # then the soak drains (a slow machine would otherwise spend its time restarting workers)
+# SIGKILLs are tied to progress, not to the clock, so a fast machine gets as many as a slow one: one kill
+# each time another share of the trials has finished, spread over the first 75 % of the run; then the soak drains.
+KILLS = 12
+KILL_AT = [round(N_TRIALS * 0.75 * (k + 1) / (KILLS + 1)) for k in range(KILLS)]
 RESTART_AT = 0.4  # restart PostgreSQL once this share of the trials is complete
 TIME_LIMIT = 170.0  # the soak must end well within 3 minutes
 # Random kills may hit one trial's retries again and again; past --max-retry (3 by default, against a
@@ -116,7 +118,6 @@ def test_soak_sixteen_workers_sigkills_and_a_restart_complete_every_trial_exactl
     try:
         for _ in range(WORKERS):
             pool.start()
-        next_kill = time.monotonic() + KILL_EVERY
         while pool.live() and time.monotonic() - start < TIME_LIMIT:
             time.sleep(0.5)
             counts = budgets.count(study.get_trials(deepcopy=False))
@@ -124,12 +125,12 @@ def test_soak_sixteen_workers_sigkills_and_a_restart_complete_every_trial_exactl
                 pool.start()  # started while the server restarted: it said so and exited 2; start another
             if restart_seconds is None and counts.complete >= RESTART_AT * N_TRIALS:
                 restart_seconds = restart_postgres(url)
-            if time.monotonic() >= next_kill and counts.finished < N_TRIALS - WORKERS and len(pool.killed) < MAX_KILLS:
+            due = sum(counts.finished >= at for at in KILL_AT)
+            if len(pool.killed) < due:  # at most one kill per poll; a fast run catches up on the next polls
                 victim = _victim(study, pool, rng)
                 if victim is not None:
                     pool.kill(victim)
                     pool.start()  # keep 16 workers, as a cluster scheduler would
-                next_kill = time.monotonic() + KILL_EVERY
         assert not pool.live(), f"the soak did not finish within {TIME_LIMIT:.0f} s"
     finally:
         pool.stop_all()
@@ -171,7 +172,7 @@ def test_soak_sixteen_workers_sigkills_and_a_restart_complete_every_trial_exactl
         record_property(key, value)
 
     assert restart_seconds is not None and figures["workers_that_saw_the_restart"] >= 1
-    assert figures["sigkills"] >= 8
+    assert figures["sigkills"] >= KILLS - 2  # a kill is skipped only if no worker was alive at that poll
     assert not any("Traceback" in out for out in outputs)
     assert states[TrialState.COMPLETE] == N_TRIALS and states[TrialState.RUNNING] == 0
     assert set(lineage.values()) == {1} and len(lineage) == N_TRIALS  # each asked trial completed exactly once
