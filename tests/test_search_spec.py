@@ -142,3 +142,14 @@ def test_warm_start_for_balance_uses_the_tri_modal_setting():
 def test_unknown_backbone_is_refused_before_a_study_exists():
     with pytest.raises(ConfigError, match="unknown backbone 'mmgnc'"):
         specs.build({"backbone": "mmgnc"})
+
+
+def test_the_synthetic_demo_trains_at_a_higher_learning_rate_than_the_protocol():
+    assert specs.build({"backbone": "dialoguegcn"}).train == {"lr": 1e-3}
+    assert specs.build({"backbone": "mmgcn", "dataset": "iemocap", "data": "x.pkl"}).train == {}
+
+
+def test_a_train_table_adds_to_the_default_training_settings():
+    built = specs.build({"backbone": "dialoguegcn", "train": {"batch_size": 8}})
+    assert built.train == {"lr": 1e-3, "batch_size": 8}
+    assert specs.build({"backbone": "dialoguegcn", "train": {"lr": 5e-4}}).train == {"lr": 5e-4}

@@ -141,6 +141,10 @@ def defaults(backbone: str, dataset: str = "synthetic", kind: str = "search") ->
         "seeds": (0,),
         "n_trials": 8 if synthetic else (100 if kind == "search" else 60),
     }
+    if synthetic:
+        # 5 epochs at the protocol's lr 2e-4 barely move DialogueGCN (dev weighted-F1 12 after 5 epochs,
+        # 38 at 1e-3, measured on the synthetic set), so the quick demo trains faster.
+        out["train"] = {"lr": 1e-3}
     if kind == "search":
         out.update(modalities=("atv",) if synthetic else ("atv", "at", "av", "tv"), sampler="tpe", pruner="median")
     else:
@@ -365,6 +369,7 @@ def build(requested: Mapping[str, Any]) -> StudySpec:
     dataset = req.get("dataset", "synthetic")
     base = defaults(req["backbone"], dataset, kind)
     merged = {**base, **req, "space": {**base["space"], **req.get("space", {})}}
+    merged["train"] = {**base.get("train", {}), **req.get("train", {})}
     merged.setdefault("name", "")
     if not merged["name"]:
         merged["name"] = study_name(merged["backbone"], dataset, kind)
