@@ -35,33 +35,16 @@ POLICIES = {
 }
 
 CHILD = r"""
-import json, sys, time
-import spcl_search, os
-import torch
-backbone, path, threads, batch_size, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-torch.set_num_threads(threads)
-import backbones
-from spcl_search.data.batching import iter_batches
+import json, os, statistics, sys
+import spcl_search  # first: it picks the wait policy before torch loads
 from spcl_search.data.load import load_dataset
-from spcl_search.spcl import SPCL, SPCLConfig
-ds = load_dataset(path)
-torch.manual_seed(0)
-name = "meld" if "meld" in path else "iemocap"
-model = backbones.build(backbone, "atv", {m: ds.dims[m] for m in "atv"}, ds.n_classes, ds.n_speakers, dataset=name)
-engine = SPCL(SPCLConfig(threshold=0.4, growth=1.1), "atv")
-opt = torch.optim.Adam(model.parameters(), lr=2e-4)
-model.train()
-times = []
-for epoch in range(epochs):
-    t0 = time.perf_counter()
-    for batch in iter_batches(ds.train, "atv", ds.n_speakers, batch_size, shuffle=True, seed=epoch):
-        out = engine.loss(model(batch), batch.labels, batch.mask)
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        opt.step()
-    times.append(time.perf_counter() - t0)
-steady = sorted(times[1:] or times)
-print(json.dumps({"seconds": steady[len(steady) // 2], "policy": os.environ.get("OMP_WAIT_POLICY", "default")}))
+from spcl_search.spcl import SPCLConfig
+from spcl_search.train import TrainConfig, train
+backbone, path, threads, batch_size, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+cfg = TrainConfig(backbone=backbone, modalities="atv", epochs=epochs, threads=threads, device="cpu",
+                  batch_size=batch_size, spcl=SPCLConfig(threshold=0.4, growth=1.1))
+secs = [r.seconds for r in train(load_dataset(path), cfg).history]
+print(json.dumps({"seconds": statistics.median(secs[1:] or secs), "policy": os.environ.get("OMP_WAIT_POLICY", "default")}))
 """
 
 

@@ -39,6 +39,18 @@ def _leftovers(folder: Path) -> list[str]:
 # ---------------------------------------------------------------------------------- checkpoints
 
 
+def _kill_mid_write(script: str, *args: object) -> None:
+    """Run ``script`` in a child, SIGKILL it once it prints "writing" (its write has begun), and reap it."""
+    writer = subprocess.Popen([sys.executable, "-c", script, *map(str, args)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=30)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+
+
 def _save(path: Path, value: float) -> None:
     from spcl_search.train import _save_checkpoint
 
@@ -90,14 +102,7 @@ SLOW_CHECKPOINT = textwrap.dedent(
 def test_a_checkpoint_writer_killed_mid_write_leaves_the_previous_checkpoint(tmp_path):
     target = tmp_path / "best.pt"
     _save(target, 1.0)
-    writer = subprocess.Popen([sys.executable, "-c", SLOW_CHECKPOINT, str(target)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert writer.stdout.readline().strip() == "writing"
-        writer.send_signal(signal.SIGKILL)
-        writer.wait(timeout=30)
-    finally:
-        if writer.poll() is None:
-            writer.kill()
+    _kill_mid_write(SLOW_CHECKPOINT, target)
     assert torch.load(target, weights_only=False)["meta"]["epoch"] == 1.0  # what `train` would resume from
 
 
@@ -178,14 +183,7 @@ SLOW_CACHE = textwrap.dedent(
 
 def test_a_cache_writer_killed_mid_write_leaves_no_entry_and_the_next_load_rebuilds_it(source, tmp_path):
     cache_dir = tmp_path / "cache"
-    writer = subprocess.Popen([sys.executable, "-c", SLOW_CACHE, str(source), str(cache_dir)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert writer.stdout.readline().strip() == "writing"
-        writer.send_signal(signal.SIGKILL)
-        writer.wait(timeout=30)
-    finally:
-        if writer.poll() is None:
-            writer.kill()
+    _kill_mid_write(SLOW_CACHE, source, cache_dir)
     npz, meta = cache_paths(file_sha256(source), cache_dir)
     assert not npz.exists() and not meta.exists() and _leftovers(cache_dir)  # only the dead writer's temp file
     ds = load_dataset(source, cache_dir=cache_dir)
