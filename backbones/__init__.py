@@ -1,7 +1,8 @@
 """Backbones for multimodal ERC behind one interface (:class:`backbones.base.Backbone`).
 
-``build(name, modalities, dataset, **overrides)`` makes a backbone with the per-dataset defaults of
-:mod:`backbones.defaults`, overridden by keyword arguments.
+Each backbone has two forms (``variant``): ``"spcl"``, the SPCL code's (default), and ``"original"``, its own
+paper's. ``build(name, modalities, ..., dataset, variant, **overrides)`` makes a backbone with the per-form,
+per-dataset defaults of :mod:`backbones.defaults`, overridden by keyword arguments.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import importlib
 from typing import Any
 
 from backbones.base import Backbone
+from backbones.defaults import DEFAULT_VARIANT, VARIANTS, model_defaults
 
 #: registry name -> "module:Class"
 REGISTRY: dict[str, str] = {
@@ -22,15 +24,10 @@ REGISTRY: dict[str, str] = {
 
 
 def names() -> list[str]:
-    """Registered backbone names whose module can be imported."""
-    out = []
-    for name, target in REGISTRY.items():
-        try:
-            _resolve(target)
-        except (ImportError, AttributeError):
-            continue
-        out.append(name)
-    return out
+    """Registered backbone names (a module that fails to import raises: no backbone goes missing silently)."""
+    for target in REGISTRY.values():
+        _resolve(target)
+    return list(REGISTRY)
 
 
 def _resolve(target: str) -> type[Backbone]:
@@ -53,14 +50,14 @@ def build(
     n_classes: int,
     n_speakers: int,
     dataset: str | None = None,
+    variant: str = DEFAULT_VARIANT,
     **overrides: Any,
 ) -> Backbone:
-    """Build backbone ``name`` with the defaults for ``dataset`` ('iemocap', 'meld' or None), then ``overrides``."""
-    from backbones.defaults import model_defaults
-
+    """Build backbone ``name`` in form ``variant`` with the defaults for ``dataset`` ('iemocap', 'meld' or
+    None), then ``overrides``."""
     cls = get_class(name)
-    kwargs = {**model_defaults(name, dataset), **overrides}
-    return cls(modalities=modalities, input_dims=input_dims, n_classes=n_classes, n_speakers=n_speakers, **kwargs)
+    kwargs = {**model_defaults(name, dataset, variant), **overrides}
+    return cls(modalities=modalities, input_dims=input_dims, n_classes=n_classes, n_speakers=n_speakers, variant=variant, **kwargs)
 
 
-__all__ = ["Backbone", "REGISTRY", "build", "get_class", "names"]
+__all__ = ["DEFAULT_VARIANT", "VARIANTS", "Backbone", "REGISTRY", "build", "get_class", "names"]

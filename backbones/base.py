@@ -18,21 +18,36 @@ from typing import Any
 import torch
 from torch import nn
 
+from backbones.defaults import DEFAULT_VARIANT, check_variant, model_defaults
 from spcl_search.data.batching import Batch
 
 
 class Backbone(nn.Module):
-    """Base class: stores the modality set, input dims, class and speaker counts."""
+    """Base class: stores the form, the modality set, input dims, class and speaker counts.
+
+    ``variant`` selects the form (see :mod:`backbones.defaults`): ``"spcl"`` (the SPCL code's, default) or
+    ``"original"`` (the backbone's own paper). Constructor options left ``None`` take the form's default
+    from :data:`backbones.defaults.MODEL` (:meth:`options`), so the class and ``backbones.build`` share one
+    table.
+    """
 
     #: registry name, e.g. ``"mmgcn"``
     name: str = ""
 
-    def __init__(self, modalities: str, input_dims: dict[str, int], n_classes: int, n_speakers: int) -> None:
+    def __init__(
+        self, modalities: str, input_dims: dict[str, int], n_classes: int, n_speakers: int, variant: str = DEFAULT_VARIANT
+    ) -> None:
         super().__init__()
+        self.variant = check_variant(variant)
         self.modalities = modalities
         self.input_dims = {m: int(input_dims[m]) for m in modalities}
         self.n_classes = int(n_classes)
         self.n_speakers = int(n_speakers)
+
+    def options(self, **given: Any) -> dict[str, Any]:
+        """``given`` with every ``None`` replaced by this form's default (``None`` again if the form has none)."""
+        table = model_defaults(self.name, None, self.variant)
+        return {k: table.get(k) if v is None else v for k, v in given.items()}
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:  # pragma: no cover - interface
         """Return ``{modality: logits [seq, batch, n_classes]}`` for every modality of ``batch``."""
@@ -45,5 +60,5 @@ class Backbone(nn.Module):
                 module.reset_parameters()
 
     def extra_config(self) -> dict[str, Any]:
-        """Hyper-parameters worth recording with a run (hidden sizes, layers ...)."""
-        return {}
+        """Hyper-parameters worth recording with a run (form, hidden sizes, layers ...)."""
+        return {"variant": self.variant}

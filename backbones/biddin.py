@@ -1,6 +1,13 @@
-"""BiDDIN (Zhang et al., 2020): DialogueRNN cells per modality with intra- and inter-modal attention.
+"""BiDDIN (Zhang et al., 2020): DialogueRNN cells per modality with intra- and inter-modal attention, in two forms.
 
-Per modality ``m`` and direction (forwards, and backwards over each dialogue's own reversal), the
+``variant="spcl"`` (default) is the SPCL code's model (``code/backbone/BiDDIN.py``), which the SPCL paper's
+numbers belong to: per modality a bidirectional DialogueRNN on the raw features with the SPCL code's cell
+(:mod:`backbones.dialogue_rnn`), ``[e_fwd ; e_bwd]`` + positional encoding, 4-head self-attention and
+``Linear(2e, 2h) -> ReLU -> dropout -> Linear``; no cross-modal interaction (:class:`SPCLEmotionAttention`).
+Its self-attention attends over padding and mixes the dialogues of a batch (a reshape of a time-major
+tensor); ``reference_arithmetic=True`` reproduces that, the default attends within each dialogue.
+
+``variant="original"`` is the BiDDIN paper's model. Per modality ``m`` and direction (forwards, and backwards over each dialogue's own reversal), the
 DialogueRNN recurrence of Majumder et al. (2019), with ``u_t`` the projected utterance (``d_utt``):
 
 - global state  ``g_t = GRU_G(g_{t-1}, [u_t ; q_{s(t), t-1}])``  (``d_global``)
@@ -56,10 +63,13 @@ import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from backbones.attention import DialogueSelfAttention, apply_to_real, positional_encoding
 from backbones.base import Backbone
+from backbones.dialogue_rnn import PE_DROPOUT, SPCLDialogueRNN
+from backbones.functional import dropout
 from backbones.recurrent import History, SequenceLayout, SharedWeight, group_index, gru_cell, gru_step, inverse
 from spcl_search.data.batching import Batch
 
@@ -191,17 +201,67 @@ class GroupedDialogueRNN(nn.Module):
         return torch.cat(outs).index_select(0, index.reshape(-1)).view(m, layout.n, 2 * de)
 
 
-class BiDDIN(Backbone):
-    """BiDDIN: bidirectional DialogueRNNs per modality with intra- and inter-modal matching attention.
+class SPCLEmotionAttention(nn.Module):
+    """The SPCL code's self-attention over one modality's emotion states, and its head.
 
-    Args:
-        d_utt: size the utterance features are projected to (per modality).
-        d_global, d_party, d_emotion: DialogueRNN state sizes (paper: 150, 150, 100).
-        hidden: classifier hidden size (paper: 100).
+    ``x = PE-dropout(emotions + PE)``; 4-head attention with bias-free ``W_Q``, ``W_K``, ``W_V`` and ``fc``;
+    ``LayerNorm(fc(att) + x)`` without learnable affine parameters (the SPCL code builds a fresh LayerNorm
+    at every call, so its weight is always 1 and its bias 0); ``Linear(2e, 2h) -> ReLU -> dropout -> Linear``.
+
+    ``reference_arithmetic=False`` attends within each dialogue, over its real utterances. ``True`` is the
+    SPCL code's arithmetic: no mask, and the heads are formed with ``.view(batch, -1, heads, d)`` of a
+    time-major ``[S, B, E]`` tensor, which lays rows ``(s, b)`` of the whole batch out as if they were
+    ``(b', s')`` with ``b' * S + s' = s * B + b``: utterances of *different* dialogues attend to each other,
+    and each output row is read back at another dialogue's position.
+    """
+
+    def __init__(self, dim: int, hidden: int, n_classes: int, n_heads: int, dropout: float, reference_arithmetic: bool) -> None:
+        super().__init__()
+        if dim % n_heads:
+            raise ValueError(f"2 * d_emotion ({dim}) must be divisible by n_heads ({n_heads})")
+        self.dim, self.n_heads, self.reference_arithmetic = dim, n_heads, reference_arithmetic
+        self.w_q = nn.Linear(dim, dim, bias=False)
+        self.w_k = nn.Linear(dim, dim, bias=False)
+        self.w_v = nn.Linear(dim, dim, bias=False)
+        self.fc = nn.Linear(dim, dim, bias=False)
+        self.linear = nn.Linear(dim, 2 * hidden)
+        self.out = nn.Linear(2 * hidden, n_classes)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, e: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """e ``[S, B, dim]`` (time-major, after PE and its dropout), valid bool ``[B, S]`` -> logits ``[S, B, classes]``."""
+        s, b, d = e.shape
+        h = self.n_heads
+        if self.reference_arithmetic:
+            q, k, v = (w(e).view(b, s, h, d // h).transpose(1, 2) for w in (self.w_q, self.w_k, self.w_v))
+            ctx = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, s, d).transpose(0, 1)
+        else:
+            x = e.transpose(0, 1)  # [B, S, d]
+            q, k, v = (w(x).view(b, s, h, d // h).transpose(1, 2) for w in (self.w_q, self.w_k, self.w_v))
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=valid[:, None, None, :])
+            ctx = ctx.transpose(1, 2).reshape(b, s, d).transpose(0, 1)
+        y = F.layer_norm(self.fc(ctx) + e, (d,))
+        return self.out(self.drop(F.relu(self.linear(y))))
+
+
+class BiDDIN(Backbone):
+    """BiDDIN: bidirectional DialogueRNNs per modality, in two forms.
+
+    ``variant="spcl"`` (default): the SPCL code's per-modality bidirectional DialogueRNN
+    (:class:`~backbones.dialogue_rnn.SPCLDialogueRNN`) on the raw features, its self-attention and head
+    (:class:`SPCLEmotionAttention`); no cross-modal interaction. ``variant="original"``: the BiDDIN paper's
+    model with intra- and inter-modal matching attention (module docstring).
+
+    Args (``None``: the form's default from :mod:`backbones.defaults`):
+        d_utt: original only: size the utterance features are projected to (per modality).
+        d_global, d_party, d_emotion: DialogueRNN state sizes (paper and SPCL scripts: 150, 150, 100).
+        hidden: classifier hidden size (100; the spcl head is ``2 * hidden`` wide, as the SPCL code's).
         n_heads: heads of the self-attention over the emotion states (SPCL code: 4).
-        cross_modal: inter-modal attention (BiDDIN); ``False`` gives the SPCL code's per-modality model.
-        positional: add a sinusoidal positional encoding before the self-attention (SPCL code: yes).
-        dropout: on the projected utterances, the emotion states and in the classifier.
+        cross_modal: original only: inter-modal attention (BiDDIN); ``False`` gives a per-modality model.
+        positional: original only: add a sinusoidal positional encoding before the self-attention.
+        dropout: on the states and in the classifier (0.5).
+        reference_arithmetic: spcl only; the SPCL code's self-attention (no padding mask, heads mixing the
+            dialogues of a batch; see :class:`SPCLEmotionAttention`).
     """
 
     name = "biddin"
@@ -212,23 +272,39 @@ class BiDDIN(Backbone):
         input_dims: dict[str, int],
         n_classes: int,
         n_speakers: int,
-        d_utt: int = 100,
-        d_global: int = 150,
-        d_party: int = 150,
-        d_emotion: int = 100,
-        hidden: int = 100,
-        n_heads: int = 4,
-        cross_modal: bool = True,
-        positional: bool = False,
-        dropout: float = 0.5,
+        variant: str = "spcl",
+        d_utt: int | None = None,
+        d_global: int | None = None,
+        d_party: int | None = None,
+        d_emotion: int | None = None,
+        hidden: int | None = None,
+        n_heads: int | None = None,
+        cross_modal: bool | None = None,
+        positional: bool | None = None,
+        dropout: float | None = None,
+        reference_arithmetic: bool = False,
     ) -> None:
-        super().__init__(modalities, input_dims, n_classes, n_speakers)
-        if (2 * d_emotion) % n_heads:
-            raise ValueError(f"2 * d_emotion ({2 * d_emotion}) must be divisible by n_heads ({n_heads})")
-        self.d_utt, self.d_global, self.d_party, self.d_emotion = int(d_utt), int(d_global), int(d_party), int(d_emotion)
-        self.hidden, self.n_heads, self.cross_modal, self.positional = int(hidden), int(n_heads), bool(cross_modal), bool(positional)
-        self.dropout = float(dropout)
+        super().__init__(modalities, input_dims, n_classes, n_speakers, variant)
+        o = self.options(
+            d_utt=d_utt, d_global=d_global, d_party=d_party, d_emotion=d_emotion, hidden=hidden, n_heads=n_heads,
+            cross_modal=cross_modal, positional=positional, dropout=dropout,
+        )  # fmt: skip
+        self.d_global, self.d_party, self.d_emotion = int(o["d_global"]), int(o["d_party"]), int(o["d_emotion"])
+        self.hidden, self.n_heads, self.dropout = int(o["hidden"]), int(o["n_heads"]), float(o["dropout"])
+        self.reference_arithmetic = bool(reference_arithmetic) and self.variant == "spcl"
         d_out = 2 * self.d_emotion
+        if d_out % self.n_heads:
+            raise ValueError(f"2 * d_emotion ({d_out}) must be divisible by n_heads ({self.n_heads})")
+        if self.variant == "spcl":
+            self.rnn = SPCLDialogueRNN(
+                [self.input_dims[m] for m in modalities], self.d_global, self.d_party, self.d_emotion, self.n_speakers, self.dropout
+            )
+            self.heads = nn.ModuleDict(
+                {m: SPCLEmotionAttention(d_out, self.hidden, self.n_classes, self.n_heads, self.dropout, self.reference_arithmetic) for m in modalities}
+            )
+            self.drop = nn.Dropout(self.dropout)
+            return
+        self.d_utt, self.cross_modal, self.positional = int(o["d_utt"]), bool(o["cross_modal"]), bool(o["positional"])
         self.proj = nn.ModuleDict({m: nn.Linear(self.input_dims[m], self.d_utt) for m in modalities})
         self.rnn = GroupedDialogueRNN(len(modalities), self.d_utt, self.d_global, self.d_party, self.d_emotion, self.n_speakers, self.cross_modal)
         self.attn = nn.ModuleDict({m: DialogueSelfAttention(d_out, self.n_heads) for m in modalities})
@@ -239,7 +315,7 @@ class BiDDIN(Backbone):
         self.drop = nn.Dropout(self.dropout)
 
     def emotions(self, batch: Batch) -> torch.Tensor:
-        """Bidirectional emotion states ``[M, B, T, 2 * d_emotion]`` (batch-first, zeros at padding)."""
+        """Original form: bidirectional emotion states ``[M, B, T, 2 * d_emotion]`` (batch-first, zeros at padding)."""
         layout = SequenceLayout.from_mask(batch.mask)
         u = torch.stack([self.drop(self.proj[m](layout.rows(batch.features[m]))) for m in self.modalities])
         return layout.to_padded(self.rnn(u, batch.speakers, layout))
@@ -247,10 +323,12 @@ class BiDDIN(Backbone):
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         """features[m] ``[seq, batch, dim_m]``, speakers ``[seq, batch]``, mask ``[seq, batch]`` ->
         ``{m: logits [seq, batch, n_classes]}``."""
+        valid = batch.mask.t() > 0  # [B, T]
+        if self.variant == "spcl":
+            return self._forward_spcl(batch, valid)
         e = self.drop(self.emotions(batch))
         if self.positional:
             e = e + positional_encoding(e.shape[2], e.shape[3], e.device, e.dtype)
-        valid = batch.mask.t() > 0  # [B, T]
         out = {}
         for i, m in enumerate(self.modalities):
             x = e[i]
@@ -258,15 +336,29 @@ class BiDDIN(Backbone):
             out[m] = apply_to_real(lambda r, m=m: self.head[m](self.norm[m](r)), y, valid).transpose(0, 1)
         return out
 
+    def _forward_spcl(self, batch: Batch, valid: torch.Tensor) -> dict[str, torch.Tensor]:
+        states = self.rnn([batch.features[m] for m in self.modalities], batch.speakers, batch.lengths)  # [M, 2, S, B, e]
+        s = states.shape[2]
+        pe = positional_encoding(s, 2 * self.d_emotion, states.device, states.dtype).unsqueeze(1)  # [S, 1, 2e]
+        out = {}
+        for i, m in enumerate(self.modalities):
+            e = torch.cat([self.drop(states[i, 0]), self.drop(states[i, 1])], dim=-1)  # [S, B, 2e]
+            e = dropout(e + pe, PE_DROPOUT, self.training)
+            out[m] = self.heads[m](e, valid)
+        return out
+
     def extra_config(self) -> dict[str, Any]:
-        return {
-            "d_utt": self.d_utt,
+        out = {
+            **super().extra_config(),
             "d_global": self.d_global,
             "d_party": self.d_party,
             "d_emotion": self.d_emotion,
             "hidden": self.hidden,
             "n_heads": self.n_heads,
-            "cross_modal": self.cross_modal,
-            "positional": self.positional,
             "dropout": self.dropout,
         }
+        if self.variant == "spcl":
+            out["reference_arithmetic"] = self.reference_arithmetic
+        else:
+            out.update(d_utt=self.d_utt, cross_modal=self.cross_modal, positional=self.positional)
+        return out

@@ -1,6 +1,17 @@
-"""DialogueGCN (Ghosal et al., EMNLP 2019), one network per modality as in the SPCL code.
+"""DialogueGCN (Ghosal et al., EMNLP 2019), one network per modality as in the SPCL code, in two forms.
 
-Per modality ``m`` (the engine sums the modality logits):
+``variant="spcl"`` (default), the SPCL code's (``code/backbone/dialogueGCN.py``), which the SPCL paper's
+numbers belong to. Per modality: a transformer context on the input dim (2 layers, 1 head, ``Linear(dim,
+g=200)``; :class:`~backbones.transformer.UtteranceTransformer`), window edges ``j -> k`` for ``k`` within
+``[j - wp, j + wf]`` (5, 5) with relation ``(speaker_j, speaker_k, j >= k)``, edge attention normalised over
+the *source's* window, ``RGCNConv(g, h=100, 2 S^2 relations, 30 bases)`` without edge weights (torch_geometric's
+mean per relation), ``GraphConv(h, h)`` weighted by the attention, no activation between them, and a plain
+head ``[g ; h] -> Linear -> ReLU -> dropout -> Linear``; no matching attention (:class:`SPCLGraphHead`). The
+graphs use the dense layout below; each dialogue is its own block. ``reference_arithmetic=True`` makes the
+transformer attend over padding as the SPCL code's does. The SPCL code's MELD loader folds speaker 8 into 7
+(8 speaker slots); here the dataset's 9 speakers keep their own relations.
+
+``variant="original"``, the paper's. Per modality ``m`` (the engine sums the modality logits):
 
 1. sequential context: 2-layer BiLSTM, ``hidden`` per direction (``g_i``, ``2 * hidden``); padding never
    enters the recurrence (the backward direction runs over each dialogue's own reversal);
@@ -62,7 +73,9 @@ from torch import nn
 
 from backbones.attention import MatchingAttention, apply_to_real, masked_softmax
 from backbones.base import Backbone
+from backbones.multimodal_graph import Packing
 from backbones.recurrent import GroupedBiLSTM, SequenceLayout
+from backbones.transformer import UtteranceTransformer
 from spcl_search.data.batching import Batch
 
 RGCN_AGGREGATIONS = ("add", "mean")
@@ -74,7 +87,8 @@ class WindowGraph:
 
     edge:     bool ``[B, N, N]``; ``edge[b, i, j]`` is the edge ``j -> i`` (``j`` within the window of ``i``,
               both real; padded nodes keep only their self-loop)
-    future:   bool ``[B, N, N]``; edges with ``j > i`` (the others, self-loop included, are "past")
+    future:   bool ``[B, N, N]``; edges of the second direction class: ``j > i`` (the paper's; the self-loop
+              counts as "past"), or ``j >= i`` (the SPCL code's, whose self-loop falls in that class)
     speakers: int64 ``[B, N]``; speaker index of every node
     valid:    bool ``[B, N]``; real (not padded) nodes
     n_speakers: ``S``; relation types number ``2 * S^2``
@@ -87,15 +101,27 @@ class WindowGraph:
     n_speakers: int
 
     @classmethod
-    def build(cls, valid: torch.Tensor, speakers: torch.Tensor, window_past: int, window_future: int, n_speakers: int) -> "WindowGraph":
-        """valid bool ``[B, N]``, speakers int64 ``[B, N]`` -> the batch's window graphs (tensor ops only)."""
+    def build(
+        cls,
+        valid: torch.Tensor,
+        speakers: torch.Tensor,
+        window_past: int,
+        window_future: int,
+        n_speakers: int,
+        loop_future: bool = False,
+    ) -> "WindowGraph":
+        """valid bool ``[B, N]``, speakers int64 ``[B, N]`` -> the batch's window graphs (tensor ops only).
+
+        ``loop_future``: the self-loop belongs to the ``j >= i`` direction class (the SPCL code's relation
+        types) instead of the past (the paper's).
+        """
         n = valid.shape[1]
         pos = torch.arange(n, device=valid.device)
         offset = pos[None, :] - pos[:, None]  # [i, j] -> j - i
         band = (offset >= -window_past) & (offset <= window_future)
         pair = valid[:, :, None] & valid[:, None, :]
         edge = band & (pair | (offset == 0))
-        future = edge & (offset > 0)
+        future = edge & ((offset >= 0) if loop_future else (offset > 0))
         return cls(edge=edge, future=future, speakers=speakers, valid=valid, n_speakers=int(n_speakers))
 
     @property
@@ -123,11 +149,14 @@ class RelationalGraphConv(nn.Module):
     (optionally relation-normalised) edge-weight matrix. Relations are ``(speaker_j, speaker_i, j > i)``.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, n_speakers: int, n_bases: int = 30, aggr: str = "add") -> None:
+    def __init__(
+        self, in_dim: int, out_dim: int, n_speakers: int, n_bases: int = 30, aggr: str = "add", glorot: bool = False
+    ) -> None:
         super().__init__()
         if aggr not in RGCN_AGGREGATIONS:
             raise ValueError(f"rgcn_aggr must be one of {', '.join(RGCN_AGGREGATIONS)}, got {aggr!r}")
         self.in_dim, self.out_dim, self.n_speakers, self.n_bases, self.aggr = in_dim, out_dim, n_speakers, n_bases, aggr
+        self.glorot = glorot
         self.n_relations = 2 * n_speakers**2
         self.bases = nn.Parameter(torch.empty(n_bases, in_dim, out_dim))
         self.comp = nn.Parameter(torch.empty(self.n_relations, n_bases))
@@ -136,6 +165,12 @@ class RelationalGraphConv(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        if self.glorot:  # torch_geometric's RGCNConv (the SPCL code's layer): Glorot everywhere, zero bias
+            for p in (self.bases, self.comp, self.root):
+                bound = math.sqrt(6.0 / (p.shape[-2] + p.shape[-1]))
+                nn.init.uniform_(p, -bound, bound)
+            nn.init.zeros_(self.bias)
+            return
         bound = 1.0 / math.sqrt(self.in_dim)
         nn.init.uniform_(self.bases, -bound, bound)
         nn.init.uniform_(self.root, -bound, bound)
@@ -228,15 +263,64 @@ class DialogueGCNGraph(nn.Module):
         return apply_to_real(lambda x: self.out(self.drop(F.relu(self.lin(x)))), e, graph.valid)
 
 
+class SPCLGraphHead(nn.Module):
+    """The SPCL code's graph part and head of DialogueGCN for one modality (``code/backbone/dialogueGCN.py``).
+
+    Edge attention: node ``j`` attends over its window, ``alpha_jk = softmax_{k in window(j)}(g_j^T W g_k)``,
+    and that weight rides on the edge ``j -> k``; ``RGCNConv(g, h, 2 S^2, 30 bases)`` without edge weights
+    (torch_geometric's mean per relation, plus the root term); ``GraphConv(h, h)`` with the attention weights
+    (a weighted sum); no activation between the two; head ``[g_k ; h_k] -> Linear -> ReLU -> dropout ->
+    Linear``.
+    """
+
+    def __init__(self, n_classes: int, n_speakers: int, hidden: int, graph_hidden: int, n_bases: int, dropout: float) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.edge_att = nn.Parameter(torch.empty(hidden, hidden))
+        self.rgcn = RelationalGraphConv(hidden, graph_hidden, n_speakers, n_bases, aggr="mean", glorot=True)
+        self.gconv = DenseGraphConv(graph_hidden, graph_hidden)
+        self.lin = nn.Linear(hidden + graph_hidden, graph_hidden)
+        self.out = nn.Linear(graph_hidden, n_classes)
+        self.drop = nn.Dropout(dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # the SPCL code draws N(0, sd) with sd = 2 / (fan_in + fan_out) (it names the sd "var")
+        nn.init.normal_(self.edge_att, 0.0, 2.0 / (2 * self.hidden))
+        for module in (self.rgcn, self.gconv, self.lin, self.out):
+            module.reset_parameters()
+
+    def attention(self, g: torch.Tensor, graph: WindowGraph) -> torch.Tensor:
+        """``alpha [B, N, N]``, ``alpha[b, j, k]`` = weight of the edge ``j -> k`` (rows sum to 1 over ``j``'s window)."""
+        wg = apply_to_real(lambda x: x @ self.edge_att.t(), g, graph.valid)  # rows W g_k
+        return masked_softmax(torch.bmm(g, wg.transpose(1, 2)), graph.edge.transpose(1, 2))
+
+    def forward(self, g: torch.Tensor, graph: WindowGraph) -> torch.Tensor:
+        """Context states g ``[B, N, hidden]`` (zeros at padding) -> logits ``[B, N, n_classes]`` (0 at padding)."""
+        incoming = self.attention(g, graph).transpose(1, 2)  # [B, target, source]
+        h = self.rgcn(g, graph.edge.to(g.dtype), graph)
+        h = self.gconv(h, incoming, graph.valid)
+        return apply_to_real(lambda x: self.out(self.drop(F.relu(self.lin(x)))), torch.cat([g, h], dim=-1), graph.valid)
+
+
 class DialogueGCN(Backbone):
     """DialogueGCN: one graph network per modality; the engine sums the modality logits.
 
-    Args:
-        hidden: LSTM size per direction and graph / head size (paper: 100; context is ``2 * hidden``).
-        window_past, window_future: window sizes ``wp``, ``wf`` (paper: 10, 10).
-        n_bases: bases of the relational layer (paper: 30).
-        rgcn_aggr: ``"add"`` (paper's weighted sum) or ``"mean"`` (divide by the relation's neighbour count).
-        dropout: between the LSTM layers, on the context states and before the classifier (paper: 0.5).
+    Args (``None``: the form's default from :mod:`backbones.defaults`):
+        variant: ``"spcl"`` (the SPCL code's form, see :class:`SPCLGraphHead`) or ``"original"`` (the paper's).
+        hidden: context size (spcl: the transformer context's output ``g``, 200; original: LSTM size per
+            direction, 100, so the context is ``2 * hidden``).
+        graph_hidden: graph and head size (spcl only; 100; original: ``hidden``).
+        encoder_layers: transformer context layers (spcl only; 2).
+        n_heads: attention heads of the transformer context (spcl only; the scripts' ``trans_head`` 1).
+        window_past, window_future: window sizes ``wp``, ``wf`` (spcl 5, 5; paper 10, 10). In the spcl form an
+            edge ``j -> k`` exists for ``j - wp <= k <= j + wf`` (the SPCL code's), in the original for
+            ``i - wp <= j <= i + wf`` of the target ``i``; the same graph when ``wp = wf``.
+        n_bases: bases of the relational layer (30).
+        rgcn_aggr: original only: ``"add"`` (paper's weighted sum) or ``"mean"``.
+        dropout: spcl: inside the transformer and in the head (0.1); original: between the LSTM layers, on the
+            context states and before the classifier (0.5).
+        reference_arithmetic: spcl only; the transformer context attends over padding as the SPCL code's does.
     """
 
     name = "dialoguegcn"
@@ -247,28 +331,59 @@ class DialogueGCN(Backbone):
         input_dims: dict[str, int],
         n_classes: int,
         n_speakers: int,
-        hidden: int = 100,
-        window_past: int = 10,
-        window_future: int = 10,
-        n_bases: int = 30,
-        rgcn_aggr: str = "add",
-        dropout: float = 0.5,
+        variant: str = "spcl",
+        hidden: int | None = None,
+        graph_hidden: int | None = None,
+        encoder_layers: int | None = None,
+        n_heads: int | None = None,
+        window_past: int | None = None,
+        window_future: int | None = None,
+        n_bases: int | None = None,
+        rgcn_aggr: str | None = None,
+        dropout: float | None = None,
+        reference_arithmetic: bool = False,
     ) -> None:
-        super().__init__(modalities, input_dims, n_classes, n_speakers)
-        if window_past < 0 or window_future < 0:
-            raise ValueError(f"windows must be >= 0, got window_past={window_past}, window_future={window_future}")
-        self.hidden, self.window_past, self.window_future = int(hidden), int(window_past), int(window_future)
-        self.n_bases, self.rgcn_aggr, self.dropout = int(n_bases), rgcn_aggr, float(dropout)
-        # one 2-layer BiLSTM per modality, run together (see backbones.recurrent)
-        self.context = GroupedBiLSTM([self.input_dims[m] for m in modalities], self.hidden, num_layers=2, dropout=self.dropout)
-        self.graphs = nn.ModuleDict(
-            {m: DialogueGCNGraph(self.n_classes, self.n_speakers, self.hidden, self.n_bases, rgcn_aggr, self.dropout) for m in modalities}
-        )
-        self.drop = nn.Dropout(self.dropout)
+        super().__init__(modalities, input_dims, n_classes, n_speakers, variant)
+        o = self.options(
+            hidden=hidden, graph_hidden=graph_hidden, encoder_layers=encoder_layers, n_heads=n_heads,
+            window_past=window_past, window_future=window_future, n_bases=n_bases, rgcn_aggr=rgcn_aggr, dropout=dropout,
+        )  # fmt: skip
+        self.hidden, self.window_past, self.window_future = int(o["hidden"]), int(o["window_past"]), int(o["window_future"])
+        if self.window_past < 0 or self.window_future < 0:
+            raise ValueError(f"windows must be >= 0, got window_past={self.window_past}, window_future={self.window_future}")
+        self.n_bases, self.dropout = int(o["n_bases"]), float(o["dropout"])
+        self.reference_arithmetic = bool(reference_arithmetic) and self.variant == "spcl"
+        if self.variant == "spcl":
+            self.graph_hidden = int(o["graph_hidden"])
+            self.encoder_layers, self.n_heads = int(o["encoder_layers"]), int(o["n_heads"])
+            self.rgcn_aggr = "mean"
+            self.context = nn.ModuleDict(
+                {
+                    m: UtteranceTransformer(
+                        self.input_dims[m], self.hidden, self.encoder_layers, self.n_heads, dropout=self.dropout,
+                        attend_padding=self.reference_arithmetic,
+                    )  # fmt: skip
+                    for m in modalities
+                }
+            )
+            self.graphs = nn.ModuleDict(
+                {m: SPCLGraphHead(self.n_classes, self.n_speakers, self.hidden, self.graph_hidden, self.n_bases, self.dropout) for m in modalities}
+            )
+        else:
+            self.graph_hidden = self.hidden
+            self.rgcn_aggr = str(o["rgcn_aggr"])
+            # one 2-layer BiLSTM per modality, run together (see backbones.recurrent)
+            self.context = GroupedBiLSTM([self.input_dims[m] for m in modalities], self.hidden, num_layers=2, dropout=self.dropout)
+            self.graphs = nn.ModuleDict(
+                {m: DialogueGCNGraph(self.n_classes, self.n_speakers, self.hidden, self.n_bases, self.rgcn_aggr, self.dropout) for m in modalities}
+            )
+            self.drop = nn.Dropout(self.dropout)
 
     def graph(self, batch: Batch) -> WindowGraph:
         """The batch's window graphs (shared by all modalities)."""
         valid = batch.mask.t() > 0
+        if self.variant == "spcl":  # edges j -> k for k in window(j): the target's window is mirrored
+            return WindowGraph.build(valid, batch.speakers.t(), self.window_future, self.window_past, self.n_speakers, loop_future=True)
         return WindowGraph.build(valid, batch.speakers.t(), self.window_past, self.window_future, self.n_speakers)
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -279,23 +394,35 @@ class DialogueGCN(Backbone):
         return {m: self.graphs[m](g[i], graph).transpose(0, 1) for i, m in enumerate(self.modalities)}
 
     def contexts(self, batch: Batch) -> torch.Tensor:
-        """Sequential context states of every modality (after dropout), batch-first ``[M, B, N, 2 * hidden]``
-        (zeros at padding)."""
+        """Sequential context states of every modality, batch-first ``[M, B, N, context]`` (zeros at padding;
+        the original form's after dropout)."""
+        if self.variant == "spcl":
+            packing = Packing.from_mask(batch.mask)
+            return torch.stack([packing.scatter(self.context[m](batch.features[m], packing)) for m in self.modalities])
         layout = SequenceLayout.from_mask(batch.mask)
         rows = self.context([batch.features[m] for m in self.modalities], layout)
         return layout.to_padded(self.drop(rows))
 
     def edge_weights(self, batch: Batch, modality: str) -> torch.Tensor:
-        """The attention edge weights ``[B, N, N]`` of ``modality`` (for inspection; ``weight[b, i, j]``: ``j -> i``)."""
+        """The attention edge weights ``[B, N, N]`` of ``modality`` as ``weight[b, i, j]`` of the edge ``j -> i``
+        (for inspection)."""
         g = self.contexts(batch)[self.modalities.index(modality)]
-        return self.graphs[modality].edge_weights(g, self.graph(batch))
+        head = self.graphs[modality]
+        if self.variant == "spcl":
+            return head.attention(g, self.graph(batch)).transpose(1, 2)
+        return head.edge_weights(g, self.graph(batch))
 
     def extra_config(self) -> dict[str, Any]:
-        return {
+        out = {
+            **super().extra_config(),
             "hidden": self.hidden,
+            "graph_hidden": self.graph_hidden,
             "window_past": self.window_past,
             "window_future": self.window_future,
             "n_bases": self.n_bases,
             "rgcn_aggr": self.rgcn_aggr,
             "dropout": self.dropout,
         }
+        if self.variant == "spcl":
+            out.update(encoder_layers=self.encoder_layers, n_heads=self.n_heads, reference_arithmetic=self.reference_arithmetic)
+        return out

@@ -1,6 +1,18 @@
-"""MM-DFN (Hu et al., ICASSP 2022): multimodal dynamic fusion network for ERC.
+"""MM-DFN (Hu et al., ICASSP 2022): multimodal dynamic fusion network for ERC, in two forms.
 
-What it does. Modality encoders (text: Linear -> 2-layer BiGRU; audio and visual: Linear) are each
+``variant="spcl"`` (default) is the SPCL code's simplified MM-DFN (``code/backbone/MM_DFN.py``), which the
+SPCL paper's numbers belong to: MMGCN's SPCL form up to the graph (transformer encoders, hidden 300, cosines
+scaled by 0.99999, GCNII of width ``hidden`` with 2 layers; :mod:`backbones.mmgcn`), then pairwise gated
+attention across modalities on ``[dropped input || graph]``: per modality ``h_m = dropout_0.5(ReLU(Linear(2h,
+h)))`` (the SPCL code fixes this dropout at 0.5), for each ordered pair ``i != j`` ``z = sigmoid(Linear(3h,
+h)[h_i; h_j; h_i * h_j])`` and ``h_ij = z h_i + (1 - z) h_j``, ``out_i = sum_j h_ij``, then ``Linear(h,
+classes)`` per modality. With one modality ``out = h`` (the SPCL code fails there). No dynamic-fusion cell,
+no speaker encoder. ``reference_arithmetic=True`` makes its encoders attend over padding as the SPCL code's
+do (:mod:`backbones.transformer`).
+
+``variant="original"`` is the paper's network, described below.
+
+What it does (original form). Modality encoders (text: Linear -> 2-layer BiGRU; audio and visual: Linear) are each
 complemented by a speaker-aware encoder: a BiGRU that runs over each speaker's own utterances in order
 (shared by the modalities) and is added with a per-modality weight (the original's ``speaker_weights``:
 IEMOCAP a-v-t 3-0-1, MELD 0.5-0.5-1.5). The nodes go into the same multimodal graph as MMGCN
@@ -40,7 +52,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from backbones.base import Backbone
-from backbones.multimodal_graph import GCNIIConv, Packing, PaddedBiRNN, build_graph, dropout
+from backbones.functional import dropout
+from backbones.mmgcn import SPCL_COS_SCALE
+from backbones.multimodal_graph import GCNIIConv, Packing, PaddedBiRNN, build_graph
+from backbones.transformer import UtteranceTransformer
 from spcl_search.data.batching import Batch
 
 #: speaker-encoder weights of the released code (IEMOCAP default; MELD uses a 0.5, t 1.5, v 0.5)
@@ -69,24 +84,31 @@ def speaker_positions(speakers: torch.Tensor, packing: Packing) -> tuple[torch.T
 
 
 class MMDFN(Backbone):
-    """MM-DFN backbone: speaker-aware encoders, multimodal graph, GCNII with dynamic fusion, modality heads.
+    """MM-DFN backbone: encoders, multimodal graph, GCNII with dynamic fusion or gated attention, modality heads.
 
-    Args:
+    Args (``None``: the form's default from :mod:`backbones.defaults`):
         modalities: modality subset in canonical order (``"a"``, ``"at"``, ... ``"atv"``).
         input_dims: feature size per modality.
         n_classes: number of emotion classes.
         n_speakers: number of speakers the dataset uses (recorded; the speaker encoder needs no table).
-        hidden: node size after the encoders (BiGRUs have ``hidden // 2`` units per direction).
-        graph_hidden: width of the fusion module (original 100).
-        n_layers: number of graph layers (original 16; its scripts also try 32 and 64).
-        alpha: GCNII initial-residual weight (MM-DFN uses 0.2).
-        lamda: GCNII identity-mapping strength.
-        dropout: dropout on encoder outputs, after every graph layer and before the heads.
-        variant: GCNII weights over ``[A_hat h || h0]`` (released code).
-        fusion: ``"dfn"`` (the paper) or ``"gated_attention"`` (the SPCL code's simplification).
+        variant: ``"spcl"`` (the SPCL code's form) or ``"original"`` (the paper's).
+        hidden: node size after the encoders (spcl 300; original 200, its BiGRUs ``hidden // 2`` per direction).
+        graph_hidden: width of the fusion module (spcl: ``hidden``; original 100).
+        n_layers: number of graph layers (spcl 2; original 16, its scripts also try 32 and 64).
+        encoder_layers: transformer layers per modality (spcl only; 2).
+        n_heads: attention heads of the encoders (spcl only; ``None``: the SPCL code's rule).
+        alpha: GCNII initial-residual weight (spcl 0.1; MM-DFN 0.2).
+        lamda: GCNII identity-mapping strength (0.5).
+        dropout: dropout on encoder outputs, after every graph layer and (original) before the heads.
+        gcn_variant: GCNII weights over ``[A_hat h || h0]`` (released code).
+        fusion: original only: ``"dfn"`` (the paper) or ``"gated_attention"`` (the SPCL code's simplification
+            on the original encoders); the spcl form always uses gated attention.
         gate: recurrent cell between graph layers for ``fusion="dfn"``: ``"lstm"`` (released code) or ``"gru"``.
-        speaker_weights: weight of the speaker-aware encoder per modality (0 switches it off for that
-            modality); default IEMOCAP's ``{"a": 3, "t": 1, "v": 0}``.
+        speaker_weights: original only: weight of the speaker-aware encoder per modality (0 switches it off
+            for that modality); default IEMOCAP's ``{"a": 3, "t": 1, "v": 0}``.
+        attention_dropout: dropout of the gated attention's inputs (spcl: 0.5, fixed in the SPCL code;
+            original: ``dropout``).
+        reference_arithmetic: spcl only; the encoders attend over padding as the SPCL code's do.
     """
 
     name = "mm_dfn"
@@ -97,60 +119,83 @@ class MMDFN(Backbone):
         input_dims: dict[str, int],
         n_classes: int,
         n_speakers: int,
-        hidden: int = 200,
-        graph_hidden: int = 100,
-        n_layers: int = 16,
-        alpha: float = 0.2,
-        lamda: float = 0.5,
-        dropout: float = 0.4,
-        variant: bool = True,
-        fusion: str = "dfn",
+        variant: str = "spcl",
+        hidden: int | None = None,
+        graph_hidden: int | None = None,
+        n_layers: int | None = None,
+        encoder_layers: int | None = None,
+        n_heads: int | None = None,
+        alpha: float | None = None,
+        lamda: float | None = None,
+        dropout: float | None = None,
+        gcn_variant: bool = True,
+        fusion: str | None = None,
         gate: str = "lstm",
         speaker_weights: dict[str, float] | None = None,
+        attention_dropout: float | None = None,
+        reference_arithmetic: bool = False,
     ) -> None:
-        super().__init__(modalities, input_dims, n_classes, n_speakers)
-        if hidden % 2:
-            raise ValueError(f"hidden must be even (the BiGRUs give hidden // 2 per direction), got {hidden}")
-        if n_layers < 1:
-            raise ValueError(f"n_layers must be at least 1, got {n_layers}")
-        if fusion not in ("dfn", "gated_attention"):
-            raise ValueError(f"fusion must be 'dfn' or 'gated_attention', got {fusion!r}")
+        super().__init__(modalities, input_dims, n_classes, n_speakers, variant)
+        o = self.options(
+            hidden=hidden, graph_hidden=graph_hidden, n_layers=n_layers, encoder_layers=encoder_layers,
+            alpha=alpha, lamda=lamda, dropout=dropout, fusion=fusion,
+        )  # fmt: skip
+        spcl = self.variant == "spcl"
+        self.hidden = int(o["hidden"])
+        self.graph_hidden = self.hidden if spcl and o["graph_hidden"] is None else int(o["graph_hidden"])
+        self.n_layers = int(o["n_layers"])
+        self.encoder_layers = int(o["encoder_layers"] or 0)
+        self.alpha, self.lamda, self.dropout = float(o["alpha"]), float(o["lamda"]), float(o["dropout"])
+        self.fusion = "gated_attention" if spcl else (o["fusion"] or "dfn")
+        self.gcn_variant = bool(gcn_variant)
+        self.gate = gate
+        self.attention_dropout = float(attention_dropout if attention_dropout is not None else (0.5 if spcl else self.dropout))
+        self.reference_arithmetic = bool(reference_arithmetic) and spcl
+        if self.n_layers < 1:
+            raise ValueError(f"n_layers must be at least 1, got {self.n_layers}")
+        if self.fusion not in ("dfn", "gated_attention"):
+            raise ValueError(f"fusion must be 'dfn' or 'gated_attention', got {self.fusion!r}")
         if gate not in ("lstm", "gru"):
             raise ValueError(f"gate must be 'lstm' or 'gru', got {gate!r}")
-        weights = dict(IEMOCAP_SPEAKER_WEIGHTS if speaker_weights is None else speaker_weights)
-        self.hidden = int(hidden)
-        self.graph_hidden = int(graph_hidden)
-        self.n_layers = int(n_layers)
-        self.alpha = float(alpha)
-        self.lamda = float(lamda)
-        self.dropout = float(dropout)
-        self.variant = bool(variant)
-        self.fusion = fusion
-        self.gate = gate
-        self.speaker_weights = {m: float(weights.get(m, 0.0)) for m in modalities}
-
-        self.encoders = nn.ModuleDict({m: nn.Linear(self.input_dims[m], hidden) for m in modalities})
-        self.text_rnn = PaddedBiRNN("gru", hidden, hidden // 2, 2, dropout) if "t" in modalities else None
-        self.speaker_rnn = (
-            PaddedBiRNN("gru", hidden, hidden // 2, 2, dropout) if any(self.speaker_weights.values()) else None
-        )
-        self.input_fc = nn.Linear(hidden, graph_hidden)
-        self.convs = nn.ModuleList(
-            [GCNIIConv(graph_hidden, layer + 1, alpha, lamda, variant=variant) for layer in range(n_layers)]
-        )
-        if fusion == "dfn":
-            self.cell = (nn.LSTMCell if gate == "lstm" else nn.GRUCell)(graph_hidden, graph_hidden)
-            self.heads = nn.ModuleDict({m: nn.Linear(hidden + graph_hidden, n_classes) for m in modalities})
+        if spcl:
+            self.speaker_weights = {m: 0.0 for m in modalities}
+            self.encoders = nn.ModuleDict(
+                {
+                    m: UtteranceTransformer(
+                        self.input_dims[m], self.hidden, self.encoder_layers, n_heads, dropout=self.dropout,
+                        attend_padding=self.reference_arithmetic,
+                    )  # fmt: skip
+                    for m in modalities
+                }
+            )
+            self.text_rnn = self.speaker_rnn = None
+        else:
+            if self.hidden % 2:
+                raise ValueError(f"hidden must be even (the BiGRUs give hidden // 2 per direction), got {self.hidden}")
+            weights = dict(IEMOCAP_SPEAKER_WEIGHTS if speaker_weights is None else speaker_weights)
+            self.speaker_weights = {m: float(weights.get(m, 0.0)) for m in modalities}
+            h = self.hidden
+            self.encoders = nn.ModuleDict({m: nn.Linear(self.input_dims[m], h) for m in modalities})
+            self.text_rnn = PaddedBiRNN("gru", h, h // 2, 2, self.dropout) if "t" in modalities else None
+            self.speaker_rnn = PaddedBiRNN("gru", h, h // 2, 2, self.dropout) if any(self.speaker_weights.values()) else None
+        g = self.graph_hidden
+        self.input_fc = nn.Linear(self.hidden, g)
+        self.convs = nn.ModuleList([GCNIIConv(g, k + 1, self.alpha, self.lamda, variant=self.gcn_variant) for k in range(self.n_layers)])
+        if self.fusion == "dfn":
+            self.cell = (nn.LSTMCell if gate == "lstm" else nn.GRUCell)(g, g)
+            self.heads = nn.ModuleDict({m: nn.Linear(self.hidden + g, n_classes) for m in modalities})
         else:
             self.cell = None
-            self.attn_in = nn.ModuleDict({m: nn.Linear(hidden + graph_hidden, graph_hidden) for m in modalities})
+            self.attn_in = nn.ModuleDict({m: nn.Linear(self.hidden + g, g) for m in modalities})
             self.attn_gates = nn.ModuleDict(
-                {f"{i}{j}": nn.Linear(3 * graph_hidden, graph_hidden) for i in modalities for j in modalities if i != j}
+                {f"{i}{j}": nn.Linear(3 * g, g) for i in modalities for j in modalities if i != j}
             )
-            self.heads = nn.ModuleDict({m: nn.Linear(graph_hidden, n_classes) for m in modalities})
+            self.heads = nn.ModuleDict({m: nn.Linear(g, n_classes) for m in modalities})
 
     def encode(self, batch: Batch, packing: Packing) -> torch.Tensor:
-        """Encoder outputs as packed graph nodes ``[M, R, hidden]`` (context + weighted speaker encoding)."""
+        """Encoder outputs as packed graph nodes ``[M, R, hidden]`` (original: context + weighted speaker encoding)."""
+        if self.variant == "spcl":
+            return torch.stack([self.encoders[m](batch.features[m], packing) for m in self.modalities])
         projected = {m: self.encoders[m](batch.features[m]) for m in self.modalities}  # [S, B, hidden]
         nodes = {}
         for m in self.modalities:
@@ -182,7 +227,7 @@ class MMDFN(Backbone):
         """
         packing = Packing.from_mask(batch.mask)
         nodes = self.encode(batch, packing)  # [M, R, hidden]
-        graph = build_graph(nodes, packing)
+        graph = build_graph(nodes, packing, cos_scale=SPCL_COS_SCALE if self.variant == "spcl" else None)
         x = dropout(nodes, self.dropout, self.training)
         h0 = F.relu(self.input_fc(x))
         h = dropout(h0, self.dropout, self.training)
@@ -211,7 +256,7 @@ class MMDFN(Backbone):
     def gated_attention(self, feats: torch.Tensor) -> torch.Tensor:
         """Pairwise gated attention across modalities (SPCL's MM-DFN): ``[M, R, D] -> [M, R, graph_hidden]``."""
         mods = self.modalities
-        hx = [dropout(F.relu(self.attn_in[m](feats[i])), self.dropout, self.training) for i, m in enumerate(mods)]
+        hx = [dropout(F.relu(self.attn_in[m](feats[i])), self.attention_dropout, self.training) for i, m in enumerate(mods)]
         if len(mods) == 1:
             return torch.stack(hx)
         out = []
@@ -225,18 +270,24 @@ class MMDFN(Backbone):
         return torch.stack(out)
 
     def extra_config(self) -> dict[str, Any]:
-        return {
+        out = {
+            **super().extra_config(),
             "hidden": self.hidden,
             "graph_hidden": self.graph_hidden,
             "n_layers": self.n_layers,
             "alpha": self.alpha,
             "lamda": self.lamda,
             "dropout": self.dropout,
-            "variant": self.variant,
+            "gcn_variant": self.gcn_variant,
             "fusion": self.fusion,
-            "gate": self.gate,
-            "speaker_weights": dict(self.speaker_weights),
+            "attention_dropout": self.attention_dropout,
         }
+        if self.variant == "spcl":
+            heads = {m: enc.n_heads for m, enc in self.encoders.items()}
+            out.update(encoder_layers=self.encoder_layers, n_heads=heads, reference_arithmetic=self.reference_arithmetic)
+        else:
+            out.update(gate=self.gate, speaker_weights=dict(self.speaker_weights))
+        return out
 
 
 __all__ = ["IEMOCAP_SPEAKER_WEIGHTS", "MMDFN", "speaker_positions"]

@@ -34,23 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from backbones.functional import dropout
+
 #: cosines are clamped to ``[-1 + eps, 1 - eps]`` before ``arccos`` so that its gradient stays finite
 #: (the released code multiplies by 0.99999 for the same reason); self-loops get exactly 1.
 COS_EPS = 1e-6
-
-
-def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Inverted dropout with the mask drawn by ``torch.rand_like``.
-
-    Same distribution as ``F.dropout``; on CPU ``bernoulli_`` (which ``F.dropout`` uses) is about 2.5x
-    slower than ``rand`` (measured 4.7 ms against 1.9 ms forward + backward for a 250k-element tensor),
-    and a 64-layer GCN draws a mask per layer.
-    """
-    if not training or p == 0.0:
-        return x
-    if p >= 1.0:
-        return x * 0.0
-    return x * torch.rand_like(x).ge_(p).mul_(1.0 / (1.0 - p))
 
 
 def angular_similarity(cos: torch.Tensor) -> torch.Tensor:
@@ -247,12 +235,17 @@ def _propagate(
     return out
 
 
-def edge_weights(nodes: torch.Tensor, packing: Packing) -> tuple[torch.Tensor, torch.Tensor | None]:
+def edge_weights(
+    nodes: torch.Tensor, packing: Packing, cos_scale: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Un-normalised edge weights of the multimodal graph.
 
     nodes: packed node features ``[M, R, H]``.
-    Returns ``intra [M, B, S, S]`` (diagonal 1 for every node, 0 wherever a padded step is involved) and
-    ``cross [M, M, R]`` (0 where ``m == n``), or ``None`` for one modality.
+    cos_scale: ``None`` clamps the cosines to ``[-1 + COS_EPS, 1 - COS_EPS]`` and gives every self-loop
+        exactly 1 (the original form); a number multiplies every cosine by it, self-loops included, as the
+        released MMGCN and SPCL code do with 0.99999 (a self-loop then weighs ``1 - arccos(0.99999) / pi``).
+    Returns ``intra [M, B, S, S]`` (0 wherever a padded step is involved, except a padded step's own
+    self-loop, 1) and ``cross [M, M, R]`` (0 where ``m == n``), or ``None`` for one modality.
     """
     m = nodes.shape[0]
     b, s = packing.batch_size, packing.seq_len
@@ -262,27 +255,37 @@ def edge_weights(nodes: torch.Tensor, packing: Packing) -> tuple[torch.Tensor, t
     real = packing.scatter(torch.ones_like(nodes[0, :, :1])).view(b, s)
     pair = real.unsqueeze(-1) * real.unsqueeze(-2)
     eye = torch.eye(s, dtype=torch.bool, device=nodes.device)
-    intra = torch.where(eye, torch.ones((), dtype=nodes.dtype, device=nodes.device), angular_similarity(cos) * pair)
+    one = torch.ones((), dtype=nodes.dtype, device=nodes.device)
+    if cos_scale is None:
+        intra = torch.where(eye, one, angular_similarity(cos) * pair)
+    else:
+        intra = torch.where(eye & (real.unsqueeze(-1) == 0), one, _scaled_angular(cos, cos_scale) * pair)
     if m == 1:
         return intra, None
     off = 1.0 - torch.eye(m, dtype=nodes.dtype, device=nodes.device)
-    cross = angular_similarity(torch.einsum("mrh,nrh->mnr", unit, unit)) * off.unsqueeze(-1)
-    return intra, cross
+    cross_cos = torch.einsum("mrh,nrh->mnr", unit, unit)
+    cross = angular_similarity(cross_cos) if cos_scale is None else _scaled_angular(cross_cos, cos_scale)
+    return intra, cross * off.unsqueeze(-1)
 
 
-def build_graph(nodes: torch.Tensor, packing: Packing) -> MultimodalGraph:
+def _scaled_angular(cos: torch.Tensor, scale: float) -> torch.Tensor:
+    """``1 - arccos(scale * cos) / pi`` (the released code's form; ``scale < 1`` keeps the gradient finite)."""
+    return 1.0 - torch.arccos(cos * scale) / math.pi
+
+
+def build_graph(nodes: torch.Tensor, packing: Packing, cos_scale: float | None = None) -> MultimodalGraph:
     """Build the normalised multimodal graph of a batch (see the module docstring).
 
     nodes: packed node features ``[M, R, H]``; their cosine similarities give the edge weights, and the
-    gradient flows through them as in the original model.
+    gradient flows through them as in the original model. ``cos_scale``: see :func:`edge_weights`.
     """
-    intra, cross = edge_weights(nodes, packing)
-    degree = intra.sum(-1)  # [M, B, S]; >= 1 thanks to the self-loop, so the inverse root is finite
+    intra, cross = edge_weights(nodes, packing, cos_scale)
+    degree = intra.sum(-1)  # [M, B, S]; > 0 thanks to the self-loop, so the inverse root is finite
     inv = degree.rsqrt()
     if cross is not None:
         packed = degree.view(degree.shape[0], -1).index_select(1, packing.index) + cross.sum(1)  # [M, R]
-        inv = packing.scatter(packed.unsqueeze(-1)).squeeze(-1).clamp_min(1.0).rsqrt()
         inv_packed = packed.rsqrt()
+        inv = packing.scatter(inv_packed.unsqueeze(-1)).squeeze(-1)  # padded steps: 0 (they have no edges)
         cross = inv_packed.unsqueeze(1) * cross * inv_packed.unsqueeze(0)
     intra = inv.unsqueeze(-1) * intra * inv.unsqueeze(-2)
     blocks = [

@@ -22,8 +22,9 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score
 
 import backbones
-from backbones.defaults import training_defaults
+from backbones.defaults import DEFAULT_VARIANT, training_defaults
 from spcl_search.data.batching import Batch, iter_batches
+from spcl_search.data.standardise import standardise
 from spcl_search.data.types import ERCDataset, canonical_modalities
 from spcl_search.errors import ConfigError, NonFiniteLossError
 from spcl_search.spcl import SPCL, SPCLConfig, joint_logits, modality_ratio
@@ -34,11 +35,18 @@ KNOWN_DATASETS = ("iemocap", "meld")
 
 @dataclass
 class TrainConfig:
-    """Everything that determines a training run (``None`` means: the backbone's default)."""
+    """Everything that determines a training run (``None`` means: the backbone form's default).
+
+    variant:     the backbone's form, ``"spcl"`` (the SPCL code's, default) or ``"original"``
+    epochs, lr, weight_decay, batch_size, patience: ``None`` takes the form's protocol
+                 (:func:`backbones.defaults.training_defaults`); ``patience = 0`` turns early stopping off
+    standardise: standardise every feature dimension with train-split moments before training
+    """
 
     backbone: str = "mmgcn"
+    variant: str = DEFAULT_VARIANT
     modalities: str = "atv"
-    epochs: int = 30
+    epochs: int | None = None
     lr: float | None = None
     weight_decay: float | None = None
     batch_size: int | None = None
@@ -47,6 +55,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
     patience: int | None = None
+    standardise: bool = False
     spcl: SPCLConfig = field(default_factory=SPCLConfig)
     model: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
@@ -143,13 +152,33 @@ def _dataset_key(dataset: ERCDataset) -> str | None:
     return dataset.name if dataset.name in KNOWN_DATASETS else None
 
 
-def _effective(config: TrainConfig, dataset: ERCDataset) -> dict[str, Any]:
-    defaults = training_defaults(config.backbone, _dataset_key(dataset))
-    return {
-        "lr": config.lr if config.lr is not None else defaults.get("lr", 2e-4),
-        "weight_decay": config.weight_decay if config.weight_decay is not None else defaults.get("weight_decay", 1e-8),
-        "batch_size": config.batch_size if config.batch_size is not None else defaults.get("batch_size", 16),
-    }
+def effective_protocol(config: TrainConfig, dataset_name: str | None) -> dict[str, Any]:
+    """lr, weight decay, batch size, epochs and patience of a run: ``config``'s, else the form's defaults."""
+    key = dataset_name if dataset_name in KNOWN_DATASETS else None
+    try:
+        defaults = training_defaults(config.backbone, key, config.variant)
+    except ValueError as exc:
+        raise ConfigError(f"--variant: {exc}") from None
+    out = {}
+    for name in ("lr", "weight_decay", "batch_size", "epochs", "patience"):
+        value = getattr(config, name)
+        out[name] = value if value is not None else defaults.get(name)
+    if out["patience"] == 0:
+        out["patience"] = None
+    return out
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, fused: bool) -> torch.optim.Optimizer:
+    """Adam (L2 weight decay, as the SPCL code). ``fused`` runs one kernel over all parameters where torch has
+    one: 4.3x faster for the 27M parameters of the SPCL forms' IEMOCAP encoders (35 ms against 151 ms a step,
+    2 threads) and equal to 2e-7; the original forms keep torch's default loop so their runs repeat bit for bit."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if fused and all(p.dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64) for p in params):
+        try:
+            return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+        except (RuntimeError, TypeError):  # a device without a fused kernel
+            pass
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
 @torch.no_grad()
@@ -201,14 +230,18 @@ def train(
             f"--modalities {config.modalities!r}: dataset {dataset.name!r} has no {', '.join(missing)} features "
             f"(it has {dataset.modalities!r})"
         )
-    if config.epochs < 1:
-        raise ConfigError(f"--epochs must be >= 1, got {config.epochs}")
+    eff = effective_protocol(config, dataset.name)
+    if eff["epochs"] < 1:
+        raise ConfigError(f"--epochs must be >= 1, got {eff['epochs']}")
+    if eff["patience"] is not None and eff["patience"] < 0:
+        raise ConfigError(f"--patience must be >= 0 (0: no early stopping), got {eff['patience']}")
     engine = SPCL(config.spcl, modalities)
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
     seed_everything(config.seed)
-    eff = _effective(config, dataset)
+    if config.standardise:
+        dataset = standardise(dataset)
 
     try:
         model = backbones.build(
@@ -218,11 +251,12 @@ def train(
             dataset.n_classes,
             dataset.n_speakers,
             dataset=_dataset_key(dataset),
+            variant=config.variant,
             **config.model,
         ).to(device)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"--backbone {config.backbone}: {exc}") from None
-    optimizer = torch.optim.Adam(model.parameters(), lr=eff["lr"], weight_decay=eff["weight_decay"])
+    optimizer = make_optimizer(model, eff["lr"], eff["weight_decay"], fused=config.variant == "spcl")
 
     eval_bs = max(eff["batch_size"], 32)
     dev_batches = list(iter_batches(dataset.dev, modalities, dataset.n_speakers, eval_bs))
@@ -231,7 +265,7 @@ def train(
     history: list[EpochRecord] = []
     best: EpochRecord | None = None
     stale = 0
-    for epoch in range(config.epochs):
+    for epoch in range(eff["epochs"]):
         t0 = time.perf_counter()
         model.train()
         threshold = engine.threshold
@@ -289,7 +323,7 @@ def train(
             stale += 1
         if callback is not None:
             callback(record)
-        if config.patience is not None and stale >= config.patience:
+        if eff["patience"] is not None and stale >= eff["patience"]:
             break
 
     assert best is not None
@@ -304,7 +338,10 @@ def train(
         seconds_per_epoch=float(np.mean([r.seconds for r in history])),
         device=str(device),
         take_rate=history[-1].take_rate,
-        dataset={"name": dataset.name, **{k: v for k, v in dataset.info.items() if k in ("source", "sha256", "surrogate", "dev_split_method")}},
+        dataset={
+            "name": dataset.name,
+            **{k: v for k, v in dataset.info.items() if k in ("source", "sha256", "surrogate", "dev_split_method", "standardised")},
+        },
         versions=library_versions(),
         model={"name": config.backbone, **(model.extra_config() if hasattr(model, "extra_config") else {})},
     )

@@ -26,7 +26,7 @@ def _dialogue(vid: str, speakers: list[int], seed: int) -> Dialogue:
 
 def _build(modalities: str, n_speakers: int = 2, seed: int = 0, **kw) -> BiDDIN:
     torch.manual_seed(seed)
-    return BiDDIN(modalities, {m: DIMS[m] for m in modalities}, 4, n_speakers, **{**SMALL, **kw}).eval()
+    return BiDDIN(modalities, {m: DIMS[m] for m in modalities}, 4, n_speakers, variant="original", **{**SMALL, **kw}).eval()
 
 
 @pytest.mark.parametrize("cross_modal", [True, False])
@@ -228,7 +228,7 @@ def test_dialogue_self_attention_matches_multihead_attention_with_a_key_padding_
 
 def test_heads_must_divide_the_emotion_width():
     with pytest.raises(ValueError, match="must be divisible by n_heads"):
-        BiDDIN("t", {"t": 8}, 4, 2, d_emotion=5, n_heads=4)
+        BiDDIN("t", {"t": 8}, 4, 2, variant="original", d_emotion=5, n_heads=4)
 
 
 def test_extra_config_records_the_switches():

@@ -1,4 +1,4 @@
-"""Every backbone, every modality subset: the properties the SPCL engine relies on."""
+"""Every backbone in both forms, every modality subset: the properties the SPCL engine relies on."""
 
 from __future__ import annotations
 
@@ -12,33 +12,39 @@ from spcl_search.spcl import SPCL, SPCLConfig
 
 from conftest import DIMS, make_dialogues
 
-NAMES = backbones.names()
+FORMS = [(name, variant) for name in backbones.names() for variant in backbones.VARIANTS]
 N_CLASSES = 4
+#: small sizes per (backbone, form), so that every contract test runs in a fraction of a second
 SMALL = {
-    "late_fusion": {"hidden": 16},
-    "mmgcn": {"hidden": 16, "n_layers": 2},
-    "mm_dfn": {"hidden": 16, "n_layers": 2},
-    "dialoguegcn": {},
-    "biddin": {},
+    ("late_fusion", "spcl"): {"hidden": 16},
+    ("late_fusion", "original"): {"hidden": 16},
+    ("mmgcn", "spcl"): {"hidden": 16},
+    ("mmgcn", "original"): {"hidden": 16, "n_layers": 2},
+    ("mm_dfn", "spcl"): {"hidden": 16},
+    ("mm_dfn", "original"): {"hidden": 16, "n_layers": 2},
+    ("dialoguegcn", "spcl"): {"hidden": 16, "graph_hidden": 8},
+    ("dialoguegcn", "original"): {},
+    ("biddin", "spcl"): {"d_global": 16, "d_party": 16, "d_emotion": 8, "hidden": 8, "dropout": 0.1},
+    ("biddin", "original"): {},
 }
 
 
-def _build(name: str, modalities: str, seed: int = 0):
-    torch.manual_seed(seed)
-    model = backbones.build(name, modalities, {m: DIMS[m] for m in modalities}, N_CLASSES, 2, **SMALL.get(name, {}))
-    return model
-
-
-@pytest.fixture(params=NAMES)
-def name(request):
+@pytest.fixture(params=FORMS, ids=lambda f: f"{f[0]}-{f[1]}")
+def form(request):
     return request.param
 
 
+def _build(form: tuple[str, str], modalities: str, seed: int = 0):
+    name, variant = form
+    torch.manual_seed(seed)
+    return backbones.build(name, modalities, {m: DIMS[m] for m in modalities}, N_CLASSES, 2, variant=variant, **SMALL[form])
+
+
 @pytest.mark.parametrize("modalities", MODALITY_SUBSETS)
-def test_gives_one_logit_tensor_per_modality_with_the_batch_shape(name, modalities):
+def test_gives_one_logit_tensor_per_modality_with_the_batch_shape(form, modalities):
     dlg = make_dialogues(3)
     batch = collate(dlg, modalities, 2)
-    model = _build(name, modalities).eval()
+    model = _build(form, modalities).eval()
     out = model(batch)
     assert list(out) == list(modalities)
     for z in out.values():
@@ -47,9 +53,9 @@ def test_gives_one_logit_tensor_per_modality_with_the_batch_shape(name, modaliti
 
 
 @pytest.mark.parametrize("modalities", ["atv", "at"])
-def test_gradients_reach_every_parameter(name, modalities):
+def test_gradients_reach_every_parameter(form, modalities):
     batch = collate(make_dialogues(4), modalities, 2)
-    model = _build(name, modalities).train()
+    model = _build(form, modalities).train()
     out = SPCL(SPCLConfig(enabled=False), modalities).loss(model(batch), batch.labels, batch.mask)
     out.loss.backward()
     dead = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or torch.count_nonzero(p.grad) == 0)]
@@ -57,9 +63,9 @@ def test_gradients_reach_every_parameter(name, modalities):
 
 
 @pytest.mark.parametrize("modalities", ["atv", "tv", "a"])
-def test_padding_does_not_change_real_utterances_logits(name, modalities):
+def test_padding_does_not_change_real_utterances_logits(form, modalities):
     dlg = make_dialogues(3)
-    model = _build(name, modalities).eval()
+    model = _build(form, modalities).eval()
     with torch.no_grad():
         tight = model(collate(dlg, modalities, 2))
         padded = model(collate(dlg, modalities, 2, pad_to=max(len(d) for d in dlg) + 5))
@@ -69,9 +75,9 @@ def test_padding_does_not_change_real_utterances_logits(name, modalities):
 
 
 @pytest.mark.parametrize("modalities", ["atv", "av"])
-def test_a_dialogues_logits_do_not_depend_on_its_batch_mates(name, modalities):
+def test_a_dialogues_logits_do_not_depend_on_its_batch_mates(form, modalities):
     dlg = make_dialogues(5)
-    model = _build(name, modalities).eval()
+    model = _build(form, modalities).eval()
     with torch.no_grad():
         alone = model(collate([dlg[0]], modalities, 2))
         shared = model(collate([dlg[3], dlg[0], dlg[4]], modalities, 2))
@@ -80,10 +86,10 @@ def test_a_dialogues_logits_do_not_depend_on_its_batch_mates(name, modalities):
         torch.testing.assert_close(shared[m][:n, 1], alone[m][:n, 0], atol=1e-5, rtol=1e-4)
 
 
-def test_short_training_lowers_the_loss(name):
+def test_short_training_lowers_the_loss(form):
     modalities = "atv"
     batches = [collate(make_dialogues(4, seed=s), modalities, 2) for s in range(3)]
-    model = _build(name, modalities).train()
+    model = _build(form, modalities).train()
     engine = SPCL(SPCLConfig(enabled=False), modalities)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
 
@@ -103,8 +109,8 @@ def test_short_training_lowers_the_loss(name):
     assert total() < 0.8 * before
 
 
-def test_reset_parameters_changes_the_weights(name):
-    model = _build(name, "atv")
+def test_reset_parameters_changes_the_weights(form):
+    model = _build(form, "atv")
     before = [p.detach().clone() for p in model.parameters()]
     torch.manual_seed(123)
     model.reset_parameters()
@@ -112,10 +118,10 @@ def test_reset_parameters_changes_the_weights(name):
     assert changed >= len(before) // 2
 
 
-def test_same_seed_gives_the_same_logits(name):
+def test_same_seed_gives_the_same_logits(form):
     batch = collate(make_dialogues(2), "atv", 2)
-    a = _build(name, "atv", seed=7).eval()(batch)
-    b = _build(name, "atv", seed=7).eval()(batch)
+    a = _build(form, "atv", seed=7).eval()(batch)
+    b = _build(form, "atv", seed=7).eval()(batch)
     for m in "atv":
         assert torch.equal(a[m], b[m])
 
@@ -123,3 +129,29 @@ def test_same_seed_gives_the_same_logits(name):
 def test_unknown_backbone_names_the_choices():
     with pytest.raises(ValueError, match="unknown backbone 'resnet'; choose one of"):
         backbones.get_class("resnet")
+
+
+def test_the_spcl_form_is_the_default_and_is_recorded(form):
+    name, variant = form
+    built = _build(form, "atv")
+    assert built.extra_config()["variant"] == variant
+    default = backbones.get_class(name)("atv", DIMS, N_CLASSES, 2, **SMALL[(name, "spcl")])
+    assert default.variant == "spcl"
+
+
+@pytest.mark.parametrize("name", backbones.names())
+def test_reference_arithmetic_lets_padding_reach_the_real_utterances(name):
+    """The SPCL code's defect, reproduced on purpose when asked: its attention sees the padded positions."""
+    dlg = make_dialogues(3)
+    model = backbones.build(name, "atv", DIMS, N_CLASSES, 2, variant="spcl", reference_arithmetic=True, **SMALL[(name, "spcl")]).eval()
+    assert model.extra_config()["reference_arithmetic"] is True
+    with torch.no_grad():
+        tight = model(collate(dlg, "atv", 2))
+        padded = model(collate(dlg, "atv", 2, pad_to=max(len(d) for d in dlg) + 5))
+    n = len(dlg[0])
+    assert not torch.allclose(padded["t"][:n, 0], tight["t"][:n, 0], atol=1e-4)
+
+
+def test_an_unknown_variant_names_the_choices():
+    with pytest.raises(ValueError, match="unknown variant 'paper'; choose one of spcl, original"):
+        backbones.build("mmgcn", "atv", DIMS, N_CLASSES, 2, variant="paper")

@@ -22,6 +22,11 @@ console = Console()
 @app.command()
 def train(
     backbone: str = typer.Option("mmgcn", "--backbone", "-b", help="Backbone: late_fusion, mmgcn, dialoguegcn, mm_dfn, biddin."),
+    variant: str = typer.Option("spcl", "--variant", help="Backbone form: 'spcl' (the SPCL code's, whose settings the paper reports) or 'original' (the backbone's own paper)."),
+    reference_arithmetic: bool = typer.Option(
+        False, "--reference-arithmetic", help="spcl form: reproduce the SPCL code's arithmetic, defects included (attention over padding)."
+    ),
+    standardise: bool = typer.Option(False, "--standardise", help="Standardise each feature dimension with train-split mean and std."),
     dataset: str = typer.Option("synthetic", "--dataset", "-d", help="Feature pickle (SPCL or DialogueGCN format) or 'synthetic'."),
     modalities: str = typer.Option("atv", "--modalities", "-m", help="Modality subset: a, t, v, at, av, tv, atv."),
     cl_threshold: float = typer.Option(0.4, help="SPCL starting threshold (the paper's epsilon)."),
@@ -30,12 +35,12 @@ def train(
     cl_score: str = typer.Option("sum", help="Dialogue score: 'sum' (reference) or 'mean' (length-fair)."),
     cl_cap: float = typer.Option(60.0, help="Upper bound of the SPCL threshold."),
     no_cl: bool = typer.Option(False, "--no-cl", help="Train without SPCL (plain NLL on the joint prediction)."),
-    epochs: int = typer.Option(30, help="Training epochs."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs [default: the form's protocol]."),
     lr: Optional[float] = typer.Option(None, help="Learning rate [default: the backbone's]."),
     weight_decay: Optional[float] = typer.Option(None, help="Adam weight decay [default: the backbone's]."),
     batch_size: Optional[int] = typer.Option(None, help="Dialogues per batch [default: the backbone's]."),
     clip: float = typer.Option(2.0, help="Gradient-norm clipping (L2); 0 disables."),
-    patience: Optional[int] = typer.Option(None, help="Stop after this many epochs without a better dev F1."),
+    patience: Optional[int] = typer.Option(None, help="Stop after this many epochs without a better dev F1 [default: the form's; 0: never]."),
     seed: int = typer.Option(0, help="Random seed (model init, batch order)."),
     dev_fraction: float = typer.Option(0.1, help="Dev fraction of train dialogues when the file has no validVid."),
     device: str = typer.Option("auto", help="auto (CUDA if available), cpu, cuda or cuda:N."),
@@ -46,12 +51,14 @@ def train(
     """Train one SPCL-wrapped backbone; select on dev, report test at the best dev epoch."""
     from spcl_search.data.load import load_dataset
     from spcl_search.spcl import SPCLConfig
-    from spcl_search.train import TrainConfig
+    from backbones.defaults import VARIANTS
+    from spcl_search.train import TrainConfig, effective_protocol
     from spcl_search.train import train as run_training
 
     ds = load_dataset(dataset, dev_fraction=dev_fraction)
     config = TrainConfig(
         backbone=backbone,
+        variant=variant,
         modalities=modalities,
         epochs=epochs,
         lr=lr,
@@ -62,6 +69,8 @@ def train(
         device=device,
         threads=threads,
         patience=patience,
+        standardise=standardise,
+        model={"reference_arithmetic": True} if reference_arithmetic else {},
         spcl=SPCLConfig(enabled=not no_cl, threshold=cl_threshold, growth=cl_growth, cap=cl_cap, normalise=cl_normalise, score=cl_score),
         checkpoint=str(checkpoint) if checkpoint else None,
     )
@@ -76,8 +85,13 @@ def train(
         TimeElapsedColumn(),
         console=console,
     )
+    if variant not in VARIANTS:
+        raise ConfigError(f"--variant {variant!r}: choose one of {', '.join(VARIANTS)}")
+    if reference_arithmetic and variant != "spcl":
+        raise ConfigError("--reference-arithmetic applies to --variant spcl only")
+    total = effective_protocol(config, ds.name)["epochs"]
     with progress:
-        task = progress.add_task("train", total=epochs, stats="")
+        task = progress.add_task("train", total=total, stats="")
 
         def on_epoch(r) -> None:
             progress.update(
@@ -95,7 +109,7 @@ def train(
         tag = f" (SURROGATE {', '.join(surrogate)} features)"
     else:
         tag = ""
-    title = f"{backbone} {result.config['modalities']} on {ds.name}{tag}"
+    title = f"{backbone} ({variant} form) {result.config['modalities']} on {ds.name}{tag}"
     table = Table(title=title)
     for col in ("split", "weighted-F1 %", "accuracy %"):
         table.add_column(col, justify="right" if col != "split" else "left")
@@ -103,7 +117,11 @@ def train(
     table.add_row("test (at best dev epoch)", f"{result.test_f1:.2f}", f"{result.test_acc:.2f}")
     console.print(table)
     cl = "off" if no_cl else f"threshold {cl_threshold} growth {cl_growth} normalise {cl_normalise} score {cl_score}"
-    console.print(f"SPCL {cl}; {result.seconds_per_epoch:.2f} s/epoch on {result.device}; seed {seed}")
+    console.print(
+        f"SPCL {cl}; {len(result.history)} epochs, {result.seconds_per_epoch:.2f} s/epoch on {result.device}; seed {seed}"
+        + ("; standardised features" if standardise else "")
+        + ("; reference arithmetic" if reference_arithmetic else "")
+    )
     if json_out is not None:
         _write_atomic(json_out, json.dumps(result.to_dict(), indent=2, default=str))
         console.print(f"wrote {json_out}")

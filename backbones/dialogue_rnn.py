@@ -1,0 +1,141 @@
+"""The SPCL code's bidirectional DialogueRNN (``code/backbone/BiDDIN.py``), every modality and direction in one loop.
+
+Per modality and direction (forwards, and backwards over each dialogue's own reversal), with ``u_t`` the
+utterance features (no input projection), ``s(t)`` the speaker and states zero at ``t = 0``:
+
+- global state  ``g_t = dropout(GRU_G([u_t ; q_{s(t), t-1}], g_{t-1}))``  (``d_global``)
+- context       ``c_t = sum_k a_k M_k`` with ``M = dropout_0.1(g_{<t} + PE)``, ``a = softmax_k(w^T M_k)``
+  (the SPCL code's "simple" attention over the positionally encoded past global states; the dropout mask is
+  drawn afresh at every step over the whole history, as there); ``c_0 = 0``
+- party state   ``q_{s(t), t} = dropout(GRU_P([u_t ; c_t], q_{s(t), t-1}))`` for the speaker only (listeners
+  keep their state)
+- emotion state ``e_t = dropout(GRU_E(q_{s(t), t}, e_{t-1}))`` (``d_emotion``)
+
+The dropouts on ``g`` and ``e`` act on the states fed back into the recurrence, as in the SPCL code.
+
+Vectorisation. One Python loop over the ``S`` steps of the padded batch runs all ``G = 2 M`` groups
+(modality x direction) and all dialogues at once: the group weights are ``[G, in, out]`` tensors multiplied
+with ``bmm``; the products of the utterances (which do not depend on the recurrence) are one GEMM per
+modality before the loop; per-step weights take their gradient once after the loop
+(:class:`~backbones.recurrent.SharedWeight`) and the GRU non-linearities have a hand-written backward
+(:func:`~backbones.recurrent.gru_cell`). Padded steps are computed too: in the forward direction they come
+after a dialogue's real steps (zero features, speaker 0), exactly as the SPCL code computes them, because its
+self-attention over the emotion states reads them (the reference form of :class:`~backbones.biddin.BiDDIN`);
+in the backward direction they come after the reversed real steps and are zeroed on the way out, as there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from backbones.attention import positional_encoding
+from backbones.functional import dropout
+from backbones.multimodal_graph import reverse_index
+from backbones.recurrent import SharedWeight, gru_cell
+
+#: dropout of the SPCL code's positional encodings (``PositionalEncoding(dropout=0.1)``)
+PE_DROPOUT = 0.1
+
+
+class SPCLDialogueRNN(nn.Module):
+    """Bidirectional DialogueRNNs of the SPCL code for ``M`` modalities, run together.
+
+    Group ``g = 2 * m + d`` holds the weights of modality ``m`` in direction ``d`` (0 forwards, 1 backwards);
+    each group is exactly one ``DialogueRNN`` of the SPCL code (its ``nn.GRUCell`` weights transposed and
+    split by input part).
+    """
+
+    def __init__(self, input_dims: Sequence[int], d_global: int, d_party: int, d_emotion: int, n_speakers: int, dropout: float) -> None:
+        super().__init__()
+        m = len(input_dims)
+        g = 2 * m
+        self.input_dims, self.n_speakers, self.dropout = list(input_dims), int(n_speakers), float(dropout)
+        self.d_global, self.d_party, self.d_emotion = d_global, d_party, d_emotion
+        dg, dp, de = d_global, d_party, d_emotion
+        # utterance parts of GRU_G and GRU_P input weights, both directions: [dim, 2 * (3dg + 3dp)], + their b_ih
+        self.weight_u = nn.ParameterList([nn.Parameter(torch.empty(d, 2 * (3 * dg + 3 * dp))) for d in self.input_dims])
+        self.bias_u = nn.Parameter(torch.empty(m, 2 * (3 * dg + 3 * dp)))
+        # the speaker's party state is GRU_G's input (q part) and GRU_P's hidden state: one weight for both
+        self.weight_q = nn.Parameter(torch.empty(g, dp, 3 * dg + 3 * dp))
+        self.p_bias_hh = nn.Parameter(torch.empty(g, 1, 3 * dp))
+        self.g_weight_hh = nn.Parameter(torch.empty(g, dg, 3 * dg))
+        self.g_bias_hh = nn.Parameter(torch.empty(g, 1, 3 * dg))
+        self.p_weight_c = nn.Parameter(torch.empty(g, dg, 3 * dp))
+        self.e_weight_ih = nn.Parameter(torch.empty(g, dp, 3 * de))
+        self.e_bias_ih = nn.Parameter(torch.empty(g, 1, 3 * de))
+        self.e_weight_hh = nn.Parameter(torch.empty(g, de, 3 * de))
+        self.e_bias_hh = nn.Parameter(torch.empty(g, 1, 3 * de))
+        self.att = nn.Parameter(torch.empty(g, dg))  # SimpleAttention: Linear(dg, 1, bias=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """As ``nn.GRUCell`` (uniform ``1/sqrt(hidden)``) and ``nn.Linear(dg, 1)`` (uniform ``1/sqrt(dg)``)."""
+        dg, dp, de = self.d_global, self.d_party, self.d_emotion
+        with torch.no_grad():
+            for w in [*self.weight_u, self.bias_u]:
+                parts = w.view(*w.shape[:-1], 2, 3 * dg + 3 * dp)
+                nn.init.uniform_(parts[..., : 3 * dg], -1 / math.sqrt(dg), 1 / math.sqrt(dg))
+                nn.init.uniform_(parts[..., 3 * dg :], -1 / math.sqrt(dp), 1 / math.sqrt(dp))
+            nn.init.uniform_(self.weight_q[..., : 3 * dg], -1 / math.sqrt(dg), 1 / math.sqrt(dg))
+            nn.init.uniform_(self.weight_q[..., 3 * dg :], -1 / math.sqrt(dp), 1 / math.sqrt(dp))
+        for p, hidden in [
+            (self.g_weight_hh, dg), (self.g_bias_hh, dg), (self.att, dg),
+            (self.p_weight_c, dp), (self.p_bias_hh, dp),
+            (self.e_weight_ih, de), (self.e_bias_ih, de), (self.e_weight_hh, de), (self.e_bias_hh, de),
+        ]:  # fmt: skip
+            nn.init.uniform_(p, -1 / math.sqrt(hidden), 1 / math.sqrt(hidden))
+
+    def forward(self, xs: Sequence[torch.Tensor], speakers: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """xs: one ``[S, B, dim_m]`` per modality (zeros at padding), speakers int64 ``[S, B]`` (0 at padding),
+        lengths ``[B]`` -> emotion states ``[M, 2, S, B, d_emotion]`` (direction 1 back in time order, zeros at
+        padded steps; direction 0 computed at padded steps too)."""
+        m, g = len(xs), 2 * len(xs)
+        s, b = speakers.shape
+        dg, dp, de = self.d_global, self.d_party, self.d_emotion
+        p, training = self.dropout, self.training
+        rev = reverse_index(lengths.to(speakers.device), s)  # [S, B]
+        k = 3 * dg + 3 * dp
+        pre = []
+        for i, x in enumerate(xs):
+            both = torch.addmm(self.bias_u[i], x.reshape(s * b, -1), self.weight_u[i]).view(s, b, 2, k)
+            backward = both[..., 1, :].gather(0, rev.unsqueeze(-1).expand(s, b, k))
+            pre += [both[..., 0, :], backward]
+        pre = torch.stack(pre, dim=1)  # [S, G, B, 3dg + 3dp]
+        spk = torch.stack([speakers, speakers.gather(0, rev)], dim=1).repeat(1, m, 1)  # [S, G, B]
+        pe = positional_encoding(s, dg, device=speakers.device, dtype=pre.dtype)  # [S, dg]
+
+        w_q, w_gh, w_pc, w_ei, w_eh = (SharedWeight(w) for w in (self.weight_q, self.g_weight_hh, self.p_weight_c, self.e_weight_ih, self.e_weight_hh))
+        bias_q = torch.cat([self.p_bias_hh.new_zeros(g, 1, 3 * dg), self.p_bias_hh], dim=-1)
+        g_state = pre.new_zeros(g, b, dg)
+        e_state = pre.new_zeros(g, b, de)
+        party = pre.new_zeros(g, b, self.n_speakers, dp)
+        history: list[torch.Tensor] = []
+        outs = []
+        for t in range(s):
+            idx = spk[t][:, :, None, None].expand(g, b, 1, dp)
+            q_s = party.gather(2, idx).squeeze(2)  # [G, B, dp]: the speaker's party state
+            gu, pu = pre[t].split([3 * dg, 3 * dp], dim=-1)
+            gq, gh_p = w_q.addmm(bias_q, q_s).split([3 * dg, 3 * dp], dim=-1)
+            g_state = dropout(gru_cell(gu + gq, w_gh.addmm(self.g_bias_hh, g_state), g_state), p, training)
+            if t == 0:
+                context = pre.new_zeros(g, b, dg)
+            else:  # fresh positional-encoding dropout over the whole history at every step, as the SPCL code
+                mem = dropout(torch.stack(history, dim=2) + pe[:t], PE_DROPOUT, training)  # [G, B, t, dg]
+                alpha = torch.softmax(torch.einsum("gbtd,gd->gbt", mem, self.att), dim=-1)
+                context = torch.einsum("gbt,gbtd->gbd", alpha, mem)
+            history.append(g_state)
+            q_new = dropout(gru_cell(w_pc.addmm(pu, context), gh_p, q_s), p, training)
+            party = party.scatter(2, idx, q_new.unsqueeze(2))
+            e_state = dropout(gru_cell(w_ei.addmm(self.e_bias_ih, q_new), w_eh.addmm(self.e_bias_hh, e_state), e_state), p, training)
+            outs.append(e_state)
+        out = torch.stack(outs).view(s, m, 2, b, de)  # [S, M, 2, B, de]
+        valid = (torch.arange(s, device=rev.device)[:, None] < lengths.to(rev.device)[None, :]).to(out.dtype)
+        backward = out[:, :, 1].gather(0, rev[:, None, :, None].expand(s, m, b, de)) * valid[:, None, :, None]
+        return torch.stack([out[:, :, 0], backward], dim=2).permute(1, 2, 0, 3, 4)
+
+
+__all__ = ["PE_DROPOUT", "SPCLDialogueRNN"]
