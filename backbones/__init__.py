@@ -8,10 +8,12 @@ per-dataset defaults of :mod:`backbones.defaults`, overridden by keyword argumen
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from backbones.base import Backbone
 from backbones.defaults import DEFAULT_VARIANT, VARIANTS, model_defaults
+
+if TYPE_CHECKING:  # the package itself imports no torch: specs read backbones.defaults without it
+    from backbones.base import Backbone
 
 #: registry name -> "module:Class"
 REGISTRY: dict[str, str] = {
@@ -28,6 +30,14 @@ def names() -> list[str]:
     for target in REGISTRY.values():
         _resolve(target)
     return list(REGISTRY)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Backbone":
+        from backbones.base import Backbone
+
+        return Backbone
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _resolve(target: str) -> type[Backbone]:

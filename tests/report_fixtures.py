@@ -91,7 +91,8 @@ def _new_study(
     study.set_user_attr("kind", kind)
     study.set_user_attr("backbone", backbone)
     study.set_user_attr("dataset", dataset)
-    study.set_user_attr("spec", {"name": name, "kind": kind, "fixture": True})
+    study.set_user_attr("variant", "spcl")
+    study.set_user_attr("spec", {"name": name, "kind": kind, "variant": "spcl", "fixture": True})
     return study
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
+import optuna
 import pytest
 from report_fixtures import balance_study
 from report_fixtures import search_study
@@ -110,8 +111,16 @@ def test_paper_table_has_one_row_per_backbone_and_dataset_modality_columns():
         "iemocap tv",
         "iemocap av",
     ]
-    assert [line[0] for line in body] == ["mmgcn", "biddin"]
+    assert [line[0] for line in body] == ["mmgcn [spcl]", "biddin [spcl]"]
     assert body[0][5:] == ["", "", "", ""] and all("/" in c for c in body[1][5:])
+
+
+def test_a_study_stored_before_backbones_had_forms_reads_as_the_original_form():
+    legacy = optuna.create_study(study_name="legacy", storage=optuna.storages.InMemoryStorage())
+    for key, value in {"kind": "search", "backbone": "mmgcn", "dataset": "iemocap", "spec": {"backbone": "mmgcn"}}.items():
+        legacy.set_user_attr(key, value)
+    assert records.study_info(legacy).variant == "original"
+    assert records.study_info(search_study()).variant == "spcl"
 
 
 def test_modality_label_follows_the_papers_names():

@@ -153,3 +153,27 @@ def test_a_train_table_adds_to_the_default_training_settings():
     built = specs.build({"backbone": "dialoguegcn", "train": {"batch_size": 8}})
     assert built.train == {"lr": 1e-3, "batch_size": 8}
     assert specs.build({"backbone": "dialoguegcn", "train": {"lr": 5e-4}}).train == {"lr": 5e-4}
+
+
+def test_the_spcl_form_is_the_default_and_the_study_files_name_it():
+    assert specs.build({"backbone": "mmgcn"}).variant == "spcl"
+    for path in STUDIES.glob("*_*.toml"):
+        if path.name != "paper_hparams.toml":
+            assert specs.load_file(path)["variant"] == "spcl"
+
+
+def test_an_unknown_form_is_refused_naming_the_choices():
+    with pytest.raises(ConfigError, match="variant must be one of spcl, original, got 'paper'"):
+        specs.build({"backbone": "mmgcn", "variant": "paper"})
+
+
+def test_a_stored_spec_from_before_the_forms_reads_as_the_original_form():
+    stored = specs.build({"backbone": "mmgcn"}).to_dict()
+    del stored["variant"]
+    assert specs.from_dict(stored).variant == "original"
+
+
+def test_real_dataset_epochs_follow_the_forms_protocol():
+    spcl = specs.build({"backbone": "mmgcn", "dataset": "iemocap", "data": "x.pkl"})
+    original = specs.build({"backbone": "mmgcn", "dataset": "iemocap", "data": "x.pkl", "variant": "original"})
+    assert (spcl.epochs, original.epochs) == (60, 50)

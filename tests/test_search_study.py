@@ -88,3 +88,16 @@ def test_paper_setting_outside_the_range_is_refused_before_creating(rdb):
     with pytest.raises(ConfigError, match="outside the search range"):
         open_study(rdb, requested)
     assert optuna.get_all_study_names(rdb) == []
+
+
+def test_the_backbone_form_is_part_of_the_study_and_recorded(rdb):
+    opened = open_study(rdb, {"backbone": "mmgcn", "objective": "cheap"})
+    assert opened.spec.variant == "spcl" and opened.study.user_attrs["variant"] == "spcl"
+    original = open_study(rdb, {"backbone": "mmgcn", "variant": "original", "objective": "cheap"})
+    assert original.spec.name == "mmgcn-synthetic-original-search" and original.study.user_attrs["variant"] == "original"
+
+
+def test_a_worker_asking_for_another_form_is_refused_naming_the_field(rdb):
+    open_study(rdb, {"backbone": "mmgcn", "objective": "cheap"})
+    with pytest.raises(ConfigError, match=r"variant is 'spcl' there but 'original' here"):
+        open_study(rdb, {"name": "mmgcn-synthetic-search", "variant": "original"})

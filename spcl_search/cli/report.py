@@ -138,6 +138,7 @@ def compare(
     for col in (
         "study",
         "backbone",
+        "form",
         "dataset",
         "versus",
         "w-F1 without",
@@ -147,12 +148,13 @@ def compare(
         "growth/threshold",
     ):
         table.add_column(
-            col, justify="left" if col in ("study", "backbone", "dataset", "versus") else "right"
+            col, justify="left" if col in ("study", "backbone", "form", "dataset", "versus") else "right"
         )
     for r in rows:
         table.add_row(
             r.study,
             r.backbone,
+            r.variant,
             r.dataset,
             r.label,
             signed(r.f1_without),

@@ -52,7 +52,7 @@ def _status_table(status: Any) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("study", f"{status.name}  ({status.kind}, {status.backbone} on {status.dataset})")
+    table.add_row("study", f"{status.name}  ({status.kind}, {status.backbone} [{status.variant} form] on {status.dataset})")
     table.add_row(
         "trials",
         f"{c.finished}/{status.n_trials} finished: {c.complete} complete, {c.pruned} pruned, {c.failed} failed"
@@ -89,8 +89,9 @@ def _workers_table(status: Any, local: list[Any] | None = None) -> Table:
 @app.command()
 def run(
     spec_file: Optional[Path] = typer.Option(None, "--spec", help=_SPEC_HELP),
-    study: Optional[str] = typer.Option(None, "--study", help="Study name (default: <backbone>-<dataset>-<kind>)."),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name (default: <backbone>-<dataset>-<kind>, or <backbone>-<dataset>-original-<kind>)."),
     backbone: Optional[str] = typer.Option(None, "--backbone", "-b", help="mmgcn, dialoguegcn, mm_dfn, biddin (or late_fusion)."),
+    variant: Optional[str] = typer.Option(None, "--variant", help="Backbone form: spcl (the SPCL code's, default) or original (the backbone's paper)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset name: synthetic, iemocap, meld (default: synthetic)."),
     data: Optional[str] = typer.Option(None, "--data", help="Feature pickle for the dataset ('synthetic' for the embedded one)."),
     kind: Optional[str] = typer.Option(None, "--kind", help="search (max dev F1) or balance (dev F1 and tri- vs bi-modal gain)."),
@@ -124,7 +125,7 @@ def run(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     requested = _requested(
-        spec_file=spec_file, name=study, backbone=backbone, dataset=dataset, data=data, kind=kind, modalities=modalities,
+        spec_file=spec_file, name=study, backbone=backbone, variant=variant, dataset=dataset, data=data, kind=kind, modalities=modalities,
         epochs=epochs, seeds=seeds, n_trials=n_trials, sampler=sampler, pruner=pruner, warm_start=warm_start,
         baseline=baseline, space=space,
     )
@@ -203,6 +204,7 @@ def worker(
     data: Optional[str] = typer.Option(None, "--data", help="Feature pickle on this machine (default: the study's)."),
     spec_file: Optional[Path] = typer.Option(None, "--spec", help="Create the study from this spec if it does not exist."),
     backbone: Optional[str] = typer.Option(None, "--backbone", "-b", help="Create: backbone."),
+    variant: Optional[str] = typer.Option(None, "--variant", help="Backbone form: spcl or original (refused if it differs from the study's)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Create: dataset name."),
     kind: Optional[str] = typer.Option(None, "--kind", help="Create: search or balance."),
     n_trials: Optional[int] = typer.Option(None, "--n-trials", help="Study budget (changes it for every worker)."),
@@ -217,7 +219,8 @@ def worker(
 
     _setup_logging()
     requested = _requested(
-        spec_file=spec_file, name=study, backbone=backbone, dataset=dataset, kind=kind, n_trials=n_trials, data=data, warm_start=warm_start
+        spec_file=spec_file, name=study, backbone=backbone, variant=variant, dataset=dataset, kind=kind, n_trials=n_trials, data=data,
+        warm_start=warm_start,
     )
     if "name" not in requested and "backbone" not in requested:
         raise ConfigError("worker needs --study NAME (or --spec FILE to create the study)")
@@ -299,16 +302,16 @@ def _paper_table(rows: list[Any]) -> Table:
     table.add_column("backbone")
     for ds, m in columns:
         table.add_column(f"{ds} {m}", justify="center")
-    keys: list[tuple[str, str]] = []
+    keys: list[tuple[str, str, str]] = []
     for r in rows:
-        if (r.backbone, r.kind) not in keys:
-            keys.append((r.backbone, r.kind))
-    for backbone, kind in keys:
+        if (r.backbone, r.variant, r.kind) not in keys:
+            keys.append((r.backbone, r.variant, r.kind))
+    for backbone, variant, kind in keys:
         cells = []
         for ds, m in columns:
-            hit = [r for r in rows if (r.backbone, r.kind, r.dataset, r.modalities) == (backbone, kind, ds, m)]
+            hit = [r for r in rows if (r.backbone, r.variant, r.kind, r.dataset, r.modalities) == (backbone, variant, kind, ds, m)]
             cells.append(f"{_fmt(hit[0].params.get('cl_growth'))}/{_fmt(hit[0].params.get('cl_threshold'))}" if hit else "-")
-        label = backbone if len({k for _, k in keys}) == 1 else f"{backbone} ({kind})"
+        label = f"{backbone} [{variant}]" + ("" if len({k for *_, k in keys}) == 1 else f" ({kind})")
         table.add_row(label, *cells)
     return table
 

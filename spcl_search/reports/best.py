@@ -17,6 +17,7 @@ class BestSetting:
 
     study: str
     backbone: str
+    variant: str
     dataset: str
     modalities: str
     trial: int
@@ -49,6 +50,7 @@ def best_settings(study: optuna.Study) -> list[BestSetting]:
             BestSetting(
                 study=info.name,
                 backbone=info.backbone,
+                variant=info.variant,
                 dataset=info.dataset,
                 modalities=m,
                 trial=best.number,
@@ -76,7 +78,7 @@ def paper_table(rows: Sequence[BestSetting]) -> tuple[list[str], list[list[str]]
     ]
     cells: dict[str, dict[tuple[str, str], str]] = {}
     for r in rows:
-        cells.setdefault(r.backbone, {})[(r.dataset, r.modalities)] = r.setting
+        cells.setdefault(f"{r.backbone} [{r.variant}]", {})[(r.dataset, r.modalities)] = r.setting
     header = ["Backbone"] + [f"{d} {m}" for d, m in columns]
     body = [[b] + [cs.get(c, "") for c in columns] for b, cs in cells.items()]
     return header, body

@@ -28,6 +28,7 @@ class GainRow:
 
     study: str
     backbone: str
+    variant: str
     dataset: str
     versus: str
     split: str
@@ -87,6 +88,7 @@ def gain_rows(study: optuna.Study, split: str = "test") -> list[GainRow]:
             GainRow(
                 study=info.name,
                 backbone=info.backbone,
+                variant=info.variant,
                 dataset=info.dataset,
                 versus=versus,
                 split=split,
@@ -105,6 +107,7 @@ def gain_rows(study: optuna.Study, split: str = "test") -> list[GainRow]:
 CSV_COLUMNS = (
     "study",
     "backbone",
+    "variant",
     "dataset",
     "versus",
     "split",

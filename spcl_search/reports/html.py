@@ -138,7 +138,7 @@ def render_html(report: Report) -> str:
             "</head>",
             "<body>",
             f"<h1>{_e(title)}</h1>",
-            f'<p class="meta">{_e(info.kind)} study, backbone {_e(info.backbone)}, dataset '
+            f'<p class="meta">{_e(info.kind)} study, backbone {_e(info.backbone)} ({_e(info.variant)} form), dataset '
             f"{_e(info.dataset)}; {info.n_complete} complete trials; importance by "
             f"{_e(report.importance)}; generated {_e(report.generated)}.</p>",
             (

@@ -39,6 +39,7 @@ class StudyInfo:
     n_trials: int
     n_complete: int
     surrogate: str = ""
+    variant: str = "original"
 
     @property
     def is_multi_objective(self) -> bool:
@@ -61,6 +62,7 @@ def study_info(study: optuna.Study) -> StudyInfo:
         n_trials=len(trials),
         n_complete=sum(t.state == TrialState.COMPLETE for t in trials),
         surrogate=next((str(t.user_attrs["data_surrogate"]) for t in trials if t.user_attrs.get("data_surrogate")), ""),
+        variant=str(attrs.get("variant", (attrs.get("spec") or {}).get("variant", "original"))),
     )
 
 

@@ -89,6 +89,7 @@ def _summary_section(info: records.StudyInfo, study: optuna.Study) -> Section:
         ["study", info.name],
         ["kind", info.kind],
         ["backbone", info.backbone],
+        ["form", info.variant],
         ["dataset", info.dataset],
         ["objectives", ", ".join(info.metric_names)],
         ["trials", f"{info.n_complete} complete of {info.n_trials}"],

@@ -150,6 +150,7 @@ def real_trainer(spec: StudySpec, dataset: Any, device: str = "auto", threads: i
             train_kwargs["lr"] = extra.pop("lr")
         config = TrainConfig(
             backbone=spec.backbone,
+            variant=spec.variant,
             modalities=modalities,
             epochs=spec.epochs,
             seed=seed,
@@ -338,6 +339,7 @@ def make_objective(spec: StudySpec, trainer: Trainer) -> Callable[[optuna.Trial]
     def objective(trial: optuna.Trial) -> float | tuple[float, float]:
         setting = suggest(trial, spec)
         rec: dict[str, Any] = {
+            "variant": spec.variant,
             "use_cl": setting.use_cl,
             "seed": int(spec.seeds[0]),
             "seeds": list(spec.seeds),

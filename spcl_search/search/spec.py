@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from backbones.defaults import DEFAULT_VARIANT, VARIANTS, training_defaults
 from spcl_search.errors import ConfigError
 
 KINDS = ("search", "balance")
@@ -26,7 +27,7 @@ OBJECTIVES = ("train", "cheap")
 #: tunable parameters and whether they are integers
 PARAMS: dict[str, bool] = {"cl_threshold": False, "cl_growth": False, "lr": False, "dropout": False, "hidden": True}
 #: fixed training options a spec may set (``TrainConfig`` fields other than the searched ones)
-TRAIN_KEYS = ("lr", "weight_decay", "batch_size", "clip_grad_norm", "patience")
+TRAIN_KEYS = ("lr", "weight_decay", "batch_size", "clip_grad_norm", "patience", "standardise")
 #: fixed SPCL switches a spec may set (threshold and growth are searched, ``enabled`` is per trial)
 SPCL_KEYS = ("normalise", "score", "cap")
 #: TEST-ONLY simulated trainer (``objective = "cheap"``): ``seconds`` of sleep per epoch, and an injected
@@ -78,6 +79,7 @@ class StudySpec:
     backbone: str
     dataset: str = "synthetic"
     kind: str = "search"
+    variant: str = DEFAULT_VARIANT
     name: str = ""
     data: str | None = None
     modalities: tuple[str, ...] = ("atv",)
@@ -117,9 +119,10 @@ class StudySpec:
         return out
 
 
-def study_name(backbone: str, dataset: str, kind: str) -> str:
-    """The default study name, ``<backbone>-<dataset>-<kind>``."""
-    return f"{backbone}-{dataset}-{kind}"
+def study_name(backbone: str, dataset: str, kind: str, variant: str = DEFAULT_VARIANT) -> str:
+    """The default study name: ``<backbone>-<dataset>-<kind>`` for the default (spcl) form,
+    ``<backbone>-<dataset>-<variant>-<kind>`` for another."""
+    return f"{backbone}-{dataset}-{kind}" if variant == DEFAULT_VARIANT else f"{backbone}-{dataset}-{variant}-{kind}"
 
 
 def default_space(dataset: str) -> dict[str, ParamRange]:
@@ -128,16 +131,19 @@ def default_space(dataset: str) -> dict[str, ParamRange]:
     return {"cl_threshold": ParamRange(0.1, 1.5), "cl_growth": ParamRange(1.0, 2.0)}
 
 
-def defaults(backbone: str, dataset: str = "synthetic", kind: str = "search") -> dict[str, Any]:
-    """Default fields for ``backbone`` x ``dataset`` x ``kind`` (small and quick on ``synthetic``)."""
+def defaults(backbone: str, dataset: str = "synthetic", kind: str = "search", variant: str = DEFAULT_VARIANT) -> dict[str, Any]:
+    """Default fields for ``backbone`` x ``dataset`` x ``kind`` x ``variant`` (small and quick on ``synthetic``;
+    elsewhere the form's protocol, :func:`backbones.defaults.training_defaults`)."""
     synthetic = dataset == "synthetic"
+    protocol = training_defaults(backbone, dataset, variant) if not synthetic else {}
     out: dict[str, Any] = {
         "backbone": backbone,
         "dataset": dataset,
         "kind": kind,
+        "variant": variant,
         "data": "synthetic" if synthetic else None,
         "space": default_space(dataset),
-        "epochs": 5 if synthetic else 50,
+        "epochs": 5 if synthetic else int(protocol.get("epochs") or 50),
         "seeds": (0,),
         "n_trials": 8 if synthetic else (100 if kind == "search" else 60),
     }
@@ -262,6 +268,8 @@ def normalise(fields_: Mapping[str, Any], where: str = "spec") -> dict[str, Any]
                 raise ConfigError(f"{where}: {key} must not be empty")
         elif key == "kind" and value not in KINDS:
             raise ConfigError(f"{where}: kind must be one of {', '.join(KINDS)}, got {value!r}")
+        elif key == "variant" and value not in VARIANTS:
+            raise ConfigError(f"{where}: variant must be one of {', '.join(VARIANTS)}, got {value!r}")
         elif key == "sampler" and value not in SAMPLERS:
             raise ConfigError(f"{where}: sampler must be one of {', '.join(SAMPLERS)}, got {value!r}")
         elif key == "pruner" and value not in PRUNERS:
@@ -305,7 +313,13 @@ def _check_values(table: str, values: Mapping[str, Any], where: str) -> None:
     for key, value in values.items():
         what = f"{where}: {table}.{key}"
         if table == "train":
-            if key in ("batch_size", "patience"):
+            if key == "standardise":
+                if not isinstance(value, bool):
+                    raise ConfigError(f"{what} must be true or false, got {value!r}")
+            elif key == "patience":
+                if _number(value, what, integer=True) < 0:
+                    raise ConfigError(f"{what} must be >= 0 (0: no early stopping), got {value!r}")
+            elif key == "batch_size":
                 _number(value, what, positive=True, integer=True)
             elif key in ("lr",):
                 _number(value, what, positive=True)
@@ -367,12 +381,13 @@ def build(requested: Mapping[str, Any]) -> StudySpec:
         raise ConfigError("a new study needs a backbone: pass --backbone NAME or --spec FILE")
     kind = req.get("kind", "search")
     dataset = req.get("dataset", "synthetic")
-    base = defaults(req["backbone"], dataset, kind)
+    variant = req.get("variant", DEFAULT_VARIANT)
+    base = defaults(req["backbone"], dataset, kind, variant)
     merged = {**base, **req, "space": {**base["space"], **req.get("space", {})}}
     merged["train"] = {**base.get("train", {}), **req.get("train", {})}
     merged.setdefault("name", "")
     if not merged["name"]:
-        merged["name"] = study_name(merged["backbone"], dataset, kind)
+        merged["name"] = study_name(merged["backbone"], dataset, kind, variant)
     spec = StudySpec(**merged)
     validate(spec)
     return spec
@@ -415,9 +430,14 @@ def check_backbone(name: str) -> None:
 
 
 def from_dict(stored: Mapping[str, Any]) -> StudySpec:
-    """Rebuild a spec from the study's ``spec`` user attr."""
+    """Rebuild a spec from the study's ``spec`` user attr.
+
+    A spec stored before backbones had forms has no ``variant``: those studies trained the original forms.
+    """
+    fields_ = dict(stored)
+    fields_.setdefault("variant", "original")
     try:
-        return StudySpec(**normalise(stored, where="stored spec"))
+        return StudySpec(**normalise(fields_, where="stored spec"))
     except TypeError:  # a required field is missing
         raise ConfigError(
             "the study's stored spec is damaged (it has no backbone); pick a new --study name or repair the study's 'spec' attr"

@@ -22,6 +22,7 @@ class BestSetting:
 
     study: str
     backbone: str
+    variant: str
     dataset: str
     kind: str
     modalities: str
@@ -48,6 +49,7 @@ class StudyStatus:
     name: str
     kind: str
     backbone: str
+    variant: str
     dataset: str
     n_trials: int
     counts: budgets.BudgetCounts
@@ -73,6 +75,11 @@ class StudyStatus:
 def _spec_attr(study: optuna.Study) -> dict[str, Any]:
     raw = study.user_attrs.get(SPEC_ATTR)
     return raw if isinstance(raw, dict) else {}
+
+
+def study_variant(study: optuna.Study) -> str:
+    """The backbone form a study trains (studies stored before forms existed trained the original ones)."""
+    return str(study.user_attrs.get("variant", _spec_attr(study).get("variant", "original")))
 
 
 def study_status(storage: optuna.storages.BaseStorage, name: str, *, stale_after: float | None = None) -> StudyStatus:
@@ -101,6 +108,7 @@ def study_status(storage: optuna.storages.BaseStorage, name: str, *, stale_after
         name=name,
         kind=str(study.user_attrs.get("kind", spec.get("kind", "?"))),
         backbone=str(study.user_attrs.get("backbone", spec.get("backbone", "?"))),
+        variant=study_variant(study),
         dataset=str(study.user_attrs.get("dataset", spec.get("dataset", "?"))),
         n_trials=int(spec.get("n_trials", 0)),
         counts=counts,
@@ -143,6 +151,7 @@ def best_settings(storage: optuna.storages.BaseStorage, name: str) -> list[BestS
             BestSetting(
                 study=name,
                 backbone=str(study.user_attrs.get("backbone", spec.get("backbone", "?"))),
+                variant=study_variant(study),
                 dataset=str(study.user_attrs.get("dataset", spec.get("dataset", "?"))),
                 kind=str(study.user_attrs.get("kind", spec.get("kind", "?"))),
                 modalities=m,

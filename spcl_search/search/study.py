@@ -45,7 +45,7 @@ def requested_name(requested: Mapping[str, Any]) -> str:
     if not requested.get("backbone"):
         raise ConfigError("name the study (--study NAME) or describe a new one (--backbone NAME or --spec FILE)")
     req = specs.normalise(requested)
-    return specs.study_name(req["backbone"], req.get("dataset", "synthetic"), req.get("kind", "search"))
+    return specs.study_name(req["backbone"], req.get("dataset", "synthetic"), req.get("kind", "search"), req.get("variant", specs.DEFAULT_VARIANT))
 
 
 def stored_spec(study: optuna.Study) -> StudySpec:
@@ -164,6 +164,7 @@ def open_study(
                 (SPEC_ATTR, spec.to_dict()),
                 ("kind", spec.kind),
                 ("backbone", spec.backbone),
+                ("variant", spec.variant),
                 ("dataset", spec.dataset),
             ):
                 study.set_user_attr(key, value)
