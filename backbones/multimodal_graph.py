@@ -285,7 +285,10 @@ def build_graph(nodes: torch.Tensor, packing: Packing, cos_scale: float | None =
     if cross is not None:
         packed = degree.view(degree.shape[0], -1).index_select(1, packing.index) + cross.sum(1)  # [M, R]
         inv_packed = packed.rsqrt()
-        inv = packing.scatter(inv_packed.unsqueeze(-1)).squeeze(-1)  # padded steps: 0 (they have no edges)
+        if cos_scale is None:  # real degrees are >= 1 (exact self-loops); the clamp only lifts padded steps
+            inv = packing.scatter(packed.unsqueeze(-1)).squeeze(-1).clamp_min(1.0).rsqrt()
+        else:  # a self-loop weighs < 1 here, so no clamp: padded steps get 0 (they have no edges)
+            inv = packing.scatter(inv_packed.unsqueeze(-1)).squeeze(-1)
         cross = inv_packed.unsqueeze(1) * cross * inv_packed.unsqueeze(0)
     intra = inv.unsqueeze(-1) * intra * inv.unsqueeze(-2)
     blocks = [
