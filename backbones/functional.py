@@ -19,4 +19,47 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return x * torch.rand_like(x).ge_(p).mul_(1.0 / (1.0 - p))
 
 
-__all__ = ["dropout"]
+class _TakeRows(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, index, dim):  # type: ignore[override]
+        ctx.save_for_backward(index)
+        ctx.dim, ctx.size = dim, x.shape[dim]
+        return x.index_select(dim, index)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (index,) = ctx.saved_tensors
+        shape = list(grad.shape)
+        shape[ctx.dim] = ctx.size
+        return grad.new_zeros(shape).index_copy_(ctx.dim, index, grad), None, None
+
+
+class _PlaceRows(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, rows, index, dim, size):  # type: ignore[override]
+        ctx.save_for_backward(index)
+        ctx.dim = dim
+        shape = list(rows.shape)
+        shape[dim] = size
+        return rows.new_zeros(shape).index_copy_(dim, index, rows)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (index,) = ctx.saved_tensors
+        return grad.index_select(ctx.dim, index), None, None, None
+
+
+def take_rows(x: torch.Tensor, index: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """``x.index_select(dim, index)`` for an ``index`` without repeats, whose backward copies the gradient rows
+    back into place (``index_copy``) instead of accumulating them (``index_add``, measured 1.6x slower for
+    IEMOCAP-sized packings forward + backward on CPU)."""
+    return _TakeRows.apply(x, index, dim)
+
+
+def place_rows(rows: torch.Tensor, index: torch.Tensor, size: int, dim: int = 0) -> torch.Tensor:
+    """Zeros of ``size`` along ``dim`` with ``rows`` copied to positions ``index`` (no repeats); the backward
+    gathers (the inverse of :func:`take_rows`)."""
+    return _PlaceRows.apply(rows, index, dim, size)
+
+
+__all__ = ["dropout", "place_rows", "take_rows"]

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backbones.functional import dropout
+from backbones.functional import dropout, place_rows, take_rows
 
 #: cosines are clamped to ``[-1 + eps, 1 - eps]`` before ``arccos`` so that its gradient stays finite
 #: (the released code multiplies by 0.99999 for the same reason); self-loops get exactly 1.
@@ -139,16 +139,20 @@ class Packing:
         """int64 ``[R]``: the batch index of each packed row."""
         return torch.div(self.index, self.seq_len, rounding_mode="floor")
 
+    @property
+    def time_index(self) -> torch.Tensor:
+        """int64 ``[R]``: flat time-major positions ``s * B + b`` of the packed rows."""
+        step, dialogue = self.index % self.seq_len, torch.div(self.index, self.seq_len, rounding_mode="floor")
+        return step * self.batch_size + dialogue
+
     def pack(self, x: torch.Tensor) -> torch.Tensor:
-        """Time-major ``[S, B, ...]`` -> packed ``[R, ...]``."""
-        flat = x.transpose(0, 1).reshape(self.batch_size * self.seq_len, *x.shape[2:])
-        return flat.index_select(0, self.index)
+        """Time-major ``[S, B, ...]`` -> packed ``[R, ...]`` (a gather of a view: no transposed copy)."""
+        return take_rows(x.reshape(self.seq_len * self.batch_size, *x.shape[2:]), self.time_index)
 
     def scatter(self, x: torch.Tensor) -> torch.Tensor:
         """Packed ``[..., R, D]`` -> batch-major, zero-padded ``[..., B, S, D]``."""
         lead = x.shape[:-2]
-        out = x.new_zeros(*lead, self.batch_size * self.seq_len, x.shape[-1])
-        out = out.index_copy(len(lead), self.index, x)
+        out = place_rows(x, self.index, self.batch_size * self.seq_len, dim=len(lead))
         return out.view(*lead, self.batch_size, self.seq_len, x.shape[-1])
 
     def unpack(self, x: torch.Tensor) -> torch.Tensor:
@@ -210,13 +214,13 @@ def _to_bucket(part: torch.Tensor, bucket: Bucket) -> torch.Tensor:
     n, w = bucket.dialogues.numel(), bucket.width
     if bucket.local is None:
         return part.reshape(m * n, w, d)
-    return part.new_zeros(m, n * w, d).index_copy(1, bucket.local, part).view(m * n, w, d)
+    return place_rows(part, bucket.local, n * w, dim=1).view(m * n, w, d)
 
 
 def _from_bucket(dense: torch.Tensor, bucket: Bucket, m: int) -> torch.Tensor:
     """Inverse of :func:`_to_bucket`: ``[M * n, width, D]`` -> packed rows ``[M, R_k, D]``."""
     flat = dense.reshape(m, -1, dense.shape[-1])
-    return flat if bucket.local is None else flat.index_select(1, bucket.local)
+    return flat if bucket.local is None else take_rows(flat, bucket.local, dim=1)
 
 
 def _propagate(

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backbones.functional import dropout
+from backbones.functional import dropout, place_rows, take_rows
 from backbones.multimodal_graph import Packing
 
 #: the SPCL code's (and torch's) feed-forward width of a transformer layer
@@ -42,40 +42,64 @@ def spcl_heads(dim: int) -> int:
 
 
 @dataclass
-class TokenFrame:
-    """Where the token rows of a transformer sit in the padded ``[B, S]`` grid, and which keys they see.
+class TokenGroup:
+    """Rows ``start:stop`` of a frame: ``n`` dialogues laid out as ``[n, width]`` for attention.
 
-    index:    int64 ``[N]``, flat position ``b * S + s`` of every row; ``None`` when the rows are the whole
-              grid in ``b``-major order (the reference form)
-    key_mask: bool ``[B, 1, 1, S]``, the keys each query may attend to; ``None``: every position
+    local: int64, each row's flat position ``i * width + s`` in that layout (``None``: the rows fill it)
+    mask:  bool ``[n, 1, 1, width]``, the real keys (``None``: every position is a key)
     """
 
-    batch_size: int
-    seq_len: int
-    index: torch.Tensor | None
-    key_mask: torch.Tensor | None
+    start: int
+    stop: int
+    n: int
+    width: int
+    local: torch.Tensor | None
+    mask: torch.Tensor | None
+
+
+@dataclass
+class TokenFrame:
+    """Token rows of a transformer and, for attention, how they group into dialogues.
+
+    The default frame holds the real utterances in :class:`~backbones.multimodal_graph.Packing` order and
+    groups them by the packing's length buckets: dialogues of similar length share one padded
+    ``[n, width]`` attention block, so a short dialogue is not padded to the batch's longest (IEMOCAP
+    batches mix 8 and 110 utterances; padding everything to the longest made attention cost 4x its real
+    FLOPs). The reference frame is the whole padded grid as one group without a mask.
+    """
+
+    groups: list[TokenGroup]
 
     @classmethod
     def packed(cls, packing: Packing) -> "TokenFrame":
         """Rows = the real utterances in ``packing`` order; keys = the real utterances of the same dialogue."""
-        b, s = packing.batch_size, packing.seq_len
-        real = torch.zeros(b * s, dtype=torch.bool, device=packing.index.device).index_fill_(0, packing.index, True)
-        return cls(b, s, packing.index, real.view(b, 1, 1, s))
+        groups = []
+        for bk in packing.buckets:
+            n = bk.dialogues.numel()
+            mask = None
+            if bk.local is not None:
+                flat = torch.zeros(n * bk.width, dtype=torch.bool, device=packing.index.device)
+                mask = flat.index_fill_(0, bk.local, True).view(n, 1, 1, bk.width)
+            groups.append(TokenGroup(bk.start, bk.stop, n, bk.width, bk.local, mask))
+        return cls(groups)
 
     @classmethod
     def padded(cls, batch_size: int, seq_len: int) -> "TokenFrame":
-        """Rows = every position of the padded grid; keys = every position (no mask)."""
-        return cls(batch_size, seq_len, None, None)
+        """Rows = every position of the padded grid (``b``-major); keys = every position (no mask)."""
+        return cls([TokenGroup(0, batch_size * seq_len, batch_size, seq_len, None, None)])
 
     def attend(self, qkv: torch.Tensor, n_heads: int, p: float, training: bool) -> torch.Tensor:
         """Multi-head scaled dot-product attention of rows ``qkv [N, 3 d]`` within their dialogue -> ``[N, d]``."""
-        b, s = self.batch_size, self.seq_len
         d = qkv.shape[-1] // 3
-        grid = qkv if self.index is None else qkv.new_zeros(b * s, 3 * d).index_copy(0, self.index, qkv)
-        q, k, v = grid.view(b, s, 3, n_heads, d // n_heads).permute(2, 0, 3, 1, 4)  # each [B, H, S, d/H]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.key_mask, dropout_p=p if training else 0.0)
-        out = out.transpose(1, 2).reshape(b * s, d)
-        return out if self.index is None else out.index_select(0, self.index)
+        parts = []
+        for g in self.groups:
+            rows = qkv[g.start : g.stop]
+            grid = rows if g.local is None else place_rows(rows, g.local, g.n * g.width)
+            q, k, v = grid.view(g.n, g.width, 3, n_heads, d // n_heads).permute(2, 0, 3, 1, 4)  # [n, H, w, d/H]
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=g.mask, dropout_p=p if training else 0.0)
+            out = out.transpose(1, 2).reshape(g.n * g.width, d)
+            parts.append(out if g.local is None else take_rows(out, g.local))
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 class EncoderLayer(nn.Module):
@@ -161,11 +185,11 @@ class UtteranceTransformer(nn.Module):
         for layer in self.layers:
             rows = layer(rows, frame)
         if self.attend_padding:
-            rows = rows.index_select(0, packing.index)
+            rows = take_rows(rows, packing.index)
         return self.lin_out(rows)
 
     def extra_repr(self) -> str:
         return f"input_dim={self.input_dim}, hidden={self.hidden}, heads={self.n_heads}, attend_padding={self.attend_padding}"
 
 
-__all__ = ["FF_DIM", "EncoderLayer", "TokenFrame", "UtteranceTransformer", "spcl_heads"]
+__all__ = ["FF_DIM", "EncoderLayer", "TokenFrame", "TokenGroup", "UtteranceTransformer", "spcl_heads"]

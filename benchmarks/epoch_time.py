@@ -1,13 +1,18 @@
-"""Seconds per training epoch and peak memory per backbone on the surrogate benchmarks.
+"""Seconds per training epoch per backbone and form, against the machine's limit and the reference code.
 
-Each (backbone, dataset) runs in its own process (clean peak-RSS figure) with 2 torch threads by
-default, the papers' batch sizes (backbones/defaults.py) and SPCL on at the paper's setting. It
-trains ``--epochs`` epochs and reports the median training-pass time of the epochs after the first
-(the first includes one-off warm-up), next to the original code's figure on this kind of machine.
+Each (backbone, form, dataset) runs in its own process (clean peak-RSS figure) with 2 torch threads by
+default, tri-modal, SPCL on at the paper's setting, and the form's batch size: the SPCL scripts' for the
+``spcl`` forms (32; late fusion 16), the original repositories' for the ``original`` forms. It trains
+``--epochs`` epochs and reports the median training-pass time of the epochs after the first.
 
-    python benchmarks/epoch_time.py                      # every backbone, IEMOCAP and MELD
-    python benchmarks/epoch_time.py --backbones mmgcn --datasets iemocap --epochs 3
-    python benchmarks/epoch_time.py --device cuda        # GPU time per epoch
+The floor. ``torch.utils.flop_counter`` counts the FLOPs of one training epoch (forward + backward) on the
+real utterances only: the training dialogues are run grouped by length, so no padded position is
+counted. A 1024^3 fp32 GEMM is timed in the same process with the same threads; ``floor = FLOPs / GEMM
+rate`` is what the epoch would take if every FLOP ran at GEMM speed, and ``ratio = s/epoch / floor``.
+
+    python benchmarks/epoch_time.py                                  # every backbone, both forms, IEMOCAP and MELD
+    python benchmarks/epoch_time.py --backbones mmgcn --variants spcl --datasets iemocap --epochs 3
+    python benchmarks/epoch_time.py --device cuda                    # GPU time per epoch
 
 Figures come from the SURROGATE benchmark (real text, synthetic audio/visual features).
 """
@@ -22,50 +27,106 @@ import resource
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SPCL_SHARED_DATA", REPO.parent / "shared" / "data"))
 DATASETS = {"iemocap": SHARED / "iemocap" / "iemocap_surrogate.pkl", "meld": SHARED / "meld" / "meld_surrogate.pkl"}
-#: seconds per training epoch of the original code, 2 CPU threads (shared/design/BACKBONES.md)
+#: seconds per training epoch of the reference code, 2 CPU threads, tri-modal, its own batch sizes.
+#: original forms: the original repositories (shared/design/BACKBONES.md); spcl forms: the SPCL code on the
+#: IEMOCAP surrogate at the paper's settings (issue "The seed's backbones"; measured on another machine).
 REFERENCE = {
-    ("dialoguegcn", "iemocap"): 12.6,
-    ("mmgcn", "iemocap"): 43.6,
-    ("mmgcn", "meld"): 24.9,
-    ("mm_dfn", "iemocap"): 108.0,
-    ("mm_dfn", "meld"): 80.7,
-    ("biddin", "iemocap"): 29.3,
+    ("dialoguegcn", "original", "iemocap"): "12.6",
+    ("mmgcn", "original", "iemocap"): "43.6",
+    ("mmgcn", "original", "meld"): "24.9",
+    ("mm_dfn", "original", "iemocap"): "108",
+    ("mm_dfn", "original", "meld"): "80.7",
+    ("biddin", "original", "iemocap"): "29.3",
+    ("late_fusion", "spcl", "iemocap"): "17.7-19.3",
+    ("biddin", "spcl", "iemocap"): "42-49",
+    ("dialoguegcn", "spcl", "iemocap"): "52-55",
+    ("mmgcn", "spcl", "iemocap"): "76-96",
+    ("mm_dfn", "spcl", "iemocap"): "107",
 }
+#: batch size (dialogues) of each original repository's script, for the original forms
+ORIGINAL_BATCH = {"dialoguegcn": 32, "mmgcn": 16, "mm_dfn": 16, "biddin": 30}
 
 
-#: batch size (dialogues) of each original's script, used for the comparison above
-REFERENCE_BATCH = {"dialoguegcn": 32, "mmgcn": 16, "mm_dfn": 16, "biddin": 30}
-
-
-def measure(backbone: str, dataset: str, epochs: int, threads: int, device: str) -> dict:
-    """Train ``epochs`` epochs in this process and return the timing figures."""
+def gemm_rate(threads: int, size: int = 1024, repeats: int = 10) -> float:
+    """GFLOP/s of a ``size^3`` fp32 matrix product on this CPU with ``threads`` threads (best of ``repeats``)."""
     import torch
 
     torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * size**3 / best / 1e9
+
+
+def epoch_flops(model, engine, dialogues, modalities: str, n_speakers: int) -> float:
+    """FLOPs of one training epoch (forward + backward) on the real utterances of ``dialogues``.
+
+    Dialogues of equal length are batched together, so no padding enters the count.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from spcl_search.data.batching import collate
+
+    by_length: dict[int, list] = {}
+    for d in dialogues:
+        by_length.setdefault(len(d), []).append(d)
+    model.train()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        for group in by_length.values():
+            batch = collate(group, modalities, n_speakers)
+            engine.loss(model(batch), batch.labels, batch.mask).loss.backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+def measure(backbone: str, variant: str, dataset: str, epochs: int, threads: int, device: str) -> dict:
+    """Train ``epochs`` epochs in this process and return the timing figures."""
+    import torch
+
+    import backbones
+    from backbones.defaults import training_defaults
     from spcl_search.data.load import load_dataset
     from spcl_search.search.paper import paper_setting
-    from spcl_search.spcl import SPCLConfig
+    from spcl_search.spcl import SPCL, SPCLConfig
     from spcl_search.train import TrainConfig, train
 
+    rate = gemm_rate(threads)
     ds = load_dataset(str(DATASETS[dataset]))
     try:
         setting = paper_setting(backbone, dataset, "atv")
         growth, threshold = setting["cl_growth"], setting["cl_threshold"]
     except Exception:  # noqa: BLE001 - the late-fusion baseline has no paper setting
         growth, threshold = 1.1, 0.4
-    cfg = TrainConfig(backbone=backbone, modalities="atv", epochs=epochs, threads=threads, device=device,
-                      batch_size=REFERENCE_BATCH.get(backbone),
-                      spcl=SPCLConfig(threshold=threshold, growth=growth))
+    batch = training_defaults(backbone, dataset, variant)["batch_size"] if variant == "spcl" else ORIGINAL_BATCH.get(backbone)
+    spcl = SPCLConfig(threshold=threshold, growth=growth)
+    cfg = TrainConfig(
+        backbone=backbone, variant=variant, modalities="atv", epochs=epochs, threads=threads, device=device,
+        batch_size=batch, patience=0, spcl=spcl,
+    )  # fmt: skip
     result = train(ds, cfg)
     secs = [r.seconds for r in result.history]
     steady = secs[1:] if len(secs) > 1 else secs
+
+    torch.manual_seed(0)
+    model = backbones.build(
+        backbone, "atv", ds.dims, ds.n_classes, ds.n_speakers, dataset=dataset, variant=variant
+    )
+    flops = epoch_flops(model, SPCL(spcl, "atv"), ds.train, "atv", ds.n_speakers)
     out = {
         "backbone": backbone,
+        "variant": variant,
         "dataset": dataset,
         "device": result.device,
         "threads": threads,
@@ -75,8 +136,13 @@ def measure(backbone: str, dataset: str, epochs: int, threads: int, device: str)
         "first_epoch_seconds": secs[0],
         "eval_seconds": statistics.median(r.eval_seconds for r in result.history),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "dev_f1_last": result.history[-1].dev_f1,
+        "epoch_tflop": flops / 1e12,
+        "gemm_gflops": rate,
+        "floor_seconds": flops / (rate * 1e9),
+        "train_utterances": sum(len(d) for d in ds.train),
+        "n_parameters": sum(p.numel() for p in model.parameters()),
     }
+    out["ratio_to_floor"] = out["seconds_per_epoch"] / out["floor_seconds"]
     if device.startswith("cuda"):
         out["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
     return out
@@ -86,39 +152,51 @@ def main() -> None:
     import backbones
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--backbones", nargs="*", default=[n for n in backbones.names() if n != "late_fusion"])
+    ap.add_argument("--backbones", nargs="*", default=backbones.names())
+    ap.add_argument("--variants", nargs="*", default=list(backbones.VARIANTS))
     ap.add_argument("--datasets", nargs="*", default=list(DATASETS))
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON")
-    ap.add_argument("--one", nargs=2, metavar=("BACKBONE", "DATASET"), help=argparse.SUPPRESS)
+    ap.add_argument("--one", nargs=3, metavar=("BACKBONE", "VARIANT", "DATASET"), help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.one:
-        print(json.dumps(measure(args.one[0], args.one[1], args.epochs, args.threads, args.device)))
+        print(json.dumps(measure(*args.one, args.epochs, args.threads, args.device)))
         return
 
     rows = []
-    print(f"# epoch time, SURROGATE benchmark, {args.threads} threads, device {args.device}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
-    print(f"{'backbone':<12} {'dataset':<8} {'batch':>5} {'s/epoch':>8} {'ref s':>7} {'speed-up':>8} {'eval s':>7} {'peak MiB':>9}")
+    print(
+        f"# epoch time, SURROGATE benchmark, tri-modal, {args.threads} threads, device {args.device}, "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"{'backbone':<12} {'form':<9} {'dataset':<8} {'batch':>5} {'s/epoch':>8} {'TFLOP':>6} {'GEMM GF/s':>9} "
+        f"{'floor s':>8} {'ratio':>6} {'ref s':>10} {'vs ref':>7} {'eval s':>7} {'peak MiB':>9}"
+    )
     for ds in args.datasets:
-        for bb in args.backbones:
-            proc = subprocess.run(
-                [sys.executable, __file__, "--one", bb, ds, "--epochs", str(args.epochs), "--threads", str(args.threads), "--device", args.device],
-                capture_output=True, text=True,
-            )
-            if proc.returncode != 0:
-                print(f"{bb:<12} {ds:<8} FAILED: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
-                continue
-            row = json.loads(proc.stdout.strip().splitlines()[-1])
-            ref = REFERENCE.get((bb, ds))
-            row["reference_seconds"] = ref
-            row["speedup"] = ref / row["seconds_per_epoch"] if ref else None
-            rows.append(row)
-            speedup = f"{row['speedup']:.1f}x" if ref else "-"
-            print(f"{bb:<12} {ds:<8} {row['batch_size']:>5} {row['seconds_per_epoch']:>8.2f} {ref if ref else '-':>7} "
-                  f"{speedup:>8} {row['eval_seconds']:>7.2f} {row['peak_rss_mib']:>9.0f}", flush=True)
+        for variant in args.variants:
+            for bb in args.backbones:
+                cmd = [sys.executable, __file__, "--one", bb, variant, ds, "--epochs", str(args.epochs), "--threads", str(args.threads), "--device", args.device]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    tail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode
+                    print(f"{bb:<12} {variant:<9} {ds:<8} FAILED: {tail}")
+                    continue
+                row = json.loads(proc.stdout.strip().splitlines()[-1])
+                ref = REFERENCE.get((bb, variant, ds))
+                row["reference_seconds"] = ref
+                low = float(ref.split("-")[0]) if ref else None
+                row["speedup_vs_reference"] = low / row["seconds_per_epoch"] if low else None
+                rows.append(row)
+                speedup = f"{row['speedup_vs_reference']:.1f}x" if low else "-"
+                print(
+                    f"{bb:<12} {variant:<9} {ds:<8} {row['batch_size']:>5} {row['seconds_per_epoch']:>8.2f} {row['epoch_tflop']:>6.3f} "
+                    f"{row['gemm_gflops']:>9.1f} {row['floor_seconds']:>8.2f} {row['ratio_to_floor']:>6.2f} {ref or '-':>10} "
+                    f"{speedup:>7} {row['eval_seconds']:>7.2f} {row['peak_rss_mib']:>9.0f}",
+                    flush=True,
+                )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 
