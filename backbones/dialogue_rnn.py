@@ -113,21 +113,17 @@ class SPCLDialogueRNN(nn.Module):
         g_state = pre.new_zeros(g, b, dg)
         e_state = pre.new_zeros(g, b, de)
         party = pre.new_zeros(g, b, self.n_speakers, dp)
-        history: list[torch.Tensor] = []
+        history = PositionalHistory(g, b, s, dg, pe, PE_DROPOUT if training else 0.0, pre)
         outs = []
-        for t in range(s):
-            idx = spk[t][:, :, None, None].expand(g, b, 1, dp)
+        for t, (pre_t, spk_t) in enumerate(zip(pre.unbind(0), spk.unbind(0))):
+            idx = spk_t[:, :, None, None].expand(g, b, 1, dp)
             q_s = party.gather(2, idx).squeeze(2)  # [G, B, dp]: the speaker's party state
-            gu, pu = pre[t].split([3 * dg, 3 * dp], dim=-1)
+            gu, pu = pre_t.split([3 * dg, 3 * dp], dim=-1)
             gq, gh_p = w_q.addmm(bias_q, q_s).split([3 * dg, 3 * dp], dim=-1)
             g_state = dropout(gru_cell(gu + gq, w_gh.addmm(self.g_bias_hh, g_state), g_state), p, training)
-            if t == 0:
-                context = pre.new_zeros(g, b, dg)
-            else:  # fresh positional-encoding dropout over the whole history at every step, as the SPCL code
-                mem = dropout(torch.stack(history, dim=2) + pe[:t], PE_DROPOUT, training)  # [G, B, t, dg]
-                alpha = torch.softmax(torch.einsum("gbtd,gd->gbt", mem, self.att), dim=-1)
-                context = torch.einsum("gbt,gbtd->gbd", alpha, mem)
-            history.append(g_state)
+            context = pre.new_zeros(g, b, dg) if t == 0 else history.attend(self.att)
+            if t + 1 < s:
+                history.write(g_state)
             q_new = dropout(gru_cell(w_pc.addmm(pu, context), gh_p, q_s), p, training)
             party = party.scatter(2, idx, q_new.unsqueeze(2))
             e_state = dropout(gru_cell(w_ei.addmm(self.e_bias_ih, q_new), w_eh.addmm(self.e_bias_hh, e_state), e_state), p, training)
@@ -138,4 +134,82 @@ class SPCLDialogueRNN(nn.Module):
         return torch.stack([out[:, :, 0], backward], dim=2).permute(1, 2, 0, 3, 4)
 
 
-__all__ = ["PE_DROPOUT", "SPCLDialogueRNN"]
+class PositionalHistory:
+    """The past global states ``g_k + PE_k`` of every group in one preallocated buffer, and the SPCL code's
+    "simple" attention over them with a dropout mask drawn afresh over the whole history at every step.
+
+    Stacking the history at every step (``torch.stack``) costs ``O(T^2)`` copies forwards and as many
+    gradient accumulations backwards; here step ``t`` writes ``g_t + PE_t`` into ``value[:, :, t]`` and
+    :meth:`attend` reads ``value[:, :, :t]`` in place. Each read's dropout mask comes from its own seeded
+    generator (the seed drawn from torch's global generator, so runs repeat), so the backward regenerates
+    it instead of keeping ``O(T^2)`` masks. Gradients of the history are accumulated into ``grad`` by the
+    reads' backwards and handed to each written state by its write's backward; a scalar *token* threads
+    through every write and read so that autograd runs every read of a later step before the write of an
+    earlier one collects its gradient (as :class:`backbones.recurrent.History`). Tested against plain
+    autograd.
+    """
+
+    def __init__(self, groups: int, batch: int, length: int, dim: int, pe: torch.Tensor, p: float, like: torch.Tensor) -> None:
+        self.value = like.new_zeros(groups, batch, length, dim)
+        self.grad = torch.zeros_like(self.value)
+        self.pe, self.p = pe, p
+        self.token = like.new_zeros(())
+        self.length = 0
+
+    def write(self, state: torch.Tensor) -> None:
+        """Append ``state`` ``[G, B, dim]`` (+ its positional encoding) as the next step."""
+        self.token = _PositionalWrite.apply(state, self.token, self.value, self.grad, self.pe[self.length], self.length)
+        self.length += 1
+
+    def attend(self, weight: torch.Tensor) -> torch.Tensor:
+        """``sum_k a_k M_k``, ``a = softmax_k(weight_g . M_k)``, ``M = dropout(history)`` -> ``[G, B, dim]``."""
+        seed = int(torch.randint(0, 2**62, (1,)).item()) if self.p > 0 else 0
+        return _PositionalAttend.apply(weight, self.token, self.value, self.grad, self.length, self.p, seed)
+
+
+def _dropout_keep(shape: torch.Size, p: float, seed: int, like: torch.Tensor) -> torch.Tensor | None:
+    """The (scaled) keep mask of a dropout of rate ``p``, drawn from a generator seeded with ``seed``."""
+    if p <= 0:
+        return None
+    gen = torch.Generator(device=like.device).manual_seed(seed)
+    keep = torch.rand(shape, generator=gen, device=like.device, dtype=like.dtype) >= p
+    return keep.to(like.dtype).mul_(1.0 / (1.0 - p))
+
+
+class _PositionalWrite(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, state, token, value, grad, pe_row, step):  # type: ignore[override]
+        ctx.grad, ctx.step = grad, step
+        value[:, :, step] = state + pe_row
+        return token.clone()
+
+    @staticmethod
+    def backward(ctx, grad_token):  # type: ignore[override]
+        return ctx.grad[:, :, ctx.step].clone(), None, None, None, None, None
+
+
+class _PositionalAttend(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, weight, token, value, grad, length, p, seed):  # type: ignore[override]
+        past = value[:, :, :length]
+        keep = _dropout_keep(past.shape, p, seed, past)
+        mem = past if keep is None else past * keep
+        alpha = torch.softmax(torch.einsum("gbtd,gd->gbt", mem, weight), dim=-1)
+        ctx.save_for_backward(weight, alpha)
+        ctx.value, ctx.grad, ctx.length, ctx.p, ctx.seed = value, grad, length, p, seed
+        return torch.einsum("gbt,gbtd->gbd", alpha, mem)
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        weight, alpha = ctx.saved_tensors
+        past = ctx.value[:, :, : ctx.length]
+        keep = _dropout_keep(past.shape, ctx.p, ctx.seed, past)
+        mem = past if keep is None else past * keep
+        grad_alpha = torch.einsum("gbtd,gbd->gbt", mem, grad_out)
+        grad_scores = alpha * (grad_alpha - (grad_alpha * alpha).sum(-1, keepdim=True))
+        grad_mem = alpha.unsqueeze(-1) * grad_out.unsqueeze(2) + grad_scores.unsqueeze(-1) * weight[:, None, None, :]
+        ctx.grad[:, :, : ctx.length] += grad_mem if keep is None else grad_mem * keep
+        return torch.einsum("gbt,gbtd->gd", grad_scores, mem), None, None, None, None, None, None
+
+
+__all__ = ["PE_DROPOUT", "PositionalHistory", "SPCLDialogueRNN"]
