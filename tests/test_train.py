@@ -140,3 +140,32 @@ def test_result_records_versions_device_and_effective_config(tiny):
     assert result.device == "cpu"
     assert {"torch", "optuna", "numpy"} <= set(result.versions)
     assert result.config["lr"] == 3e-3 and result.config["spcl"]["normalise"] == "all"
+
+
+def test_the_spcl_form_is_the_default_and_the_form_is_recorded(tiny):
+    spcl = train(tiny, _cfg(epochs=1, model={"hidden": 8}))
+    original = train(tiny, _cfg(epochs=1, variant="original"))
+    assert spcl.config["variant"] == "spcl" and spcl.model["variant"] == "spcl"
+    assert original.config["variant"] == "original" and original.model["variant"] == "original"
+
+
+def test_unset_protocol_values_come_from_the_form(tiny):
+    result = train(tiny, TrainConfig(backbone="mmgcn", variant="spcl", modalities="at", epochs=1, model={"hidden": 8}, threads=1))
+    assert (result.config["lr"], result.config["batch_size"], result.config["patience"]) == (1e-4, 32, 20)
+    original = train(tiny, TrainConfig(backbone="mmgcn", variant="original", modalities="at", epochs=1, model={"hidden": 8}, threads=1))
+    assert (original.config["lr"], original.config["batch_size"], original.config["patience"]) == (2e-4, 16, None)
+
+
+def test_patience_zero_turns_early_stopping_off(tiny):
+    result = train(tiny, TrainConfig(backbone="mmgcn", modalities="at", epochs=1, patience=0, model={"hidden": 8}, threads=1))
+    assert result.config["patience"] is None
+
+
+def test_an_unknown_form_is_a_config_error_naming_the_option(tiny):
+    with pytest.raises(ConfigError, match="--variant: unknown variant 'paper'; choose one of spcl, original"):
+        train(tiny, _cfg(variant="paper"))
+
+
+def test_standardised_features_are_recorded_with_the_run(tiny):
+    result = train(tiny, _cfg(epochs=1, standardise=True))
+    assert result.config["standardise"] is True and result.dataset["standardised"] is True

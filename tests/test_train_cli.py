@@ -1,0 +1,59 @@
+"""``spcl-search train``: the backbone form and its options, end to end through the CLI."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from spcl_search.cli import main
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def _train(capsys):
+    def run(*args: str) -> Ran:
+        try:
+            main(["train", "-b", "late_fusion", "--epochs", "1", "--threads", "1", *args])
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out = capsys.readouterr()
+        return Ran(code, out.out, out.err)
+
+    return run
+
+
+def test_train_records_the_form_it_trained(_train, tmp_path):
+    out = tmp_path / "run.json"
+    proc = _train("--variant", "original", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["config"]["variant"] == "original" and result["model"]["variant"] == "original"
+    assert "(original form)" in proc.stdout
+
+
+def test_reference_arithmetic_and_standardise_are_recorded(_train, tmp_path):
+    out = tmp_path / "run.json"
+    proc = _train("--reference-arithmetic", "--standardise", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["model"]["reference_arithmetic"] is True and result["config"]["standardise"] is True
+
+
+def test_an_unknown_form_is_one_line_naming_the_option(_train):
+    proc = _train("--variant", "paper")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: --variant 'paper': choose one of spcl, original"]
+
+
+def test_reference_arithmetic_of_the_original_form_is_refused(_train):
+    proc = _train("--variant", "original", "--reference-arithmetic")
+    assert proc.returncode == 2 and "--reference-arithmetic applies to --variant spcl only" in proc.stderr
