@@ -51,36 +51,43 @@ def speak(text: str, path: Path, speaker: str = "M") -> float:
     return float(soundfile.info(str(path)).duration)
 
 
-def _face() -> np.ndarray:
+def _face(height: int) -> np.ndarray:
+    """The astronaut's face from scikit-image's sample photograph, a little over half the frame height."""
     from skimage import data, transform
 
+    side = round(0.54 * height)
     crop = data.astronaut()[0:260, 120:380]
-    return (transform.resize(crop, (130, 130), anti_aliasing=True) * 255).astype(np.uint8)
+    return (transform.resize(crop, (side, side), anti_aliasing=True) * 255).astype(np.uint8)
 
 
-def _frame(i: int, face: np.ndarray | None) -> np.ndarray:
-    h, w = FRAME
+def _frame(i: int, face: np.ndarray | None, size: tuple[int, int]) -> np.ndarray:
+    h, w = size
     img = np.empty((h, w, 3), dtype=np.uint8)
     img[:] = (40 + (i * 3) % 60, 60, 90)
     if face is not None:
-        dx = 60 + int(30 * np.sin(i / 6))
-        img[50 : 50 + face.shape[0], dx : dx + face.shape[1]] = face
+        top = (h - face.shape[0]) // 3
+        dx = w // 5 + int(w / 10 * np.sin(i / 6))
+        img[top : top + face.shape[0], dx : dx + face.shape[1]] = face
     return img
 
 
-def write_clip(path: Path, seconds: float, wav: Path | None = None, face: bool = True, container: str = "mp4") -> None:
+def write_clip(
+    path: Path, seconds: float, wav: Path | None = None, face: bool = True, container: str = "mp4",
+    size: tuple[int, int] = FRAME,
+) -> None:
     """A clip of ``seconds`` with drawn frames (the face unless ``face`` is False) and ``wav`` as its sound.
 
-    ``container`` mp4 gives H.264 + AAC (as MELD's clips), avi gives MPEG-4 part 2 (DivX, as IEMOCAP's).
+    ``container`` mp4 gives H.264 + AAC (as MELD's clips), avi gives MPEG-4 part 2 (DivX, as IEMOCAP's);
+    ``size`` is (height, width).
     """
     import av
     import soundfile
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    picture = _face() if face else None
+    picture = _face(size[0]) if face else None
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264" if container == "mp4" else "mpeg4", rate=FPS)
-        video.height, video.width = FRAME
+        video.height, video.width = size
         video.pix_fmt = "yuv420p"
         audio = None
         if wav is not None:
@@ -88,7 +95,7 @@ def write_clip(path: Path, seconds: float, wav: Path | None = None, face: bool =
             audio = out.add_stream("aac" if container == "mp4" else "pcm_s16le", rate=rate)
             audio.layout = "mono"
         for i in range(max(1, round(seconds * FPS))):
-            frame = av.VideoFrame.from_ndarray(_frame(i, picture), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(_frame(i, picture, size), format="rgb24")
             frame.pts, frame.time_base = i, Fraction(1, FPS)
             for packet in video.encode(frame):
                 out.mux(packet)

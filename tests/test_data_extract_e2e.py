@@ -217,3 +217,25 @@ def test_rerun_reads_every_feature_from_the_cache_and_writes_the_same_bytes(extr
                        "--cache-dir", str(workdir / "cache"))
     assert summary["computed"] == {"t": 0, "a": 0, "v": 0} and summary["cached"] == {"t": 11, "a": 11, "v": 11}
     assert out.read_bytes() == extracted["meld"][0].read_bytes()
+
+
+def test_library_reports_progress_in_utterances_per_modality(corpora, tmp_path):
+    from spcl_search.data.extract import ExtractOptions, extract
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.totals: dict[str, int] = {}
+            self.done: dict[str, int] = {}
+
+        def start(self, totals: dict[str, int], done: dict[str, int]) -> None:
+            self.totals, self.done, self.at_start = dict(totals), dict(done), dict(done)
+
+        def advance(self, modality: str, n: int) -> None:
+            self.done[modality] += n
+
+    options = ExtractOptions(modalities="a", cache_dir=str(tmp_path / "cache"))
+    first, second = Recorder(), Recorder()
+    extract("manifest", corpora["manifest"], tmp_path / "one.pkl", options, progress=first)
+    assert (first.totals, first.at_start, first.done) == ({"a": 10}, {"a": 0}, {"a": 10})
+    extract("manifest", corpora["manifest"], tmp_path / "two.pkl", options, progress=second)
+    assert (second.totals, second.at_start, second.done) == ({"a": 10}, {"a": 10}, {"a": 10})  # all from the cache

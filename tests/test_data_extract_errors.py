@@ -228,3 +228,12 @@ def test_visual_from_with_a_missing_array_is_a_one_line_error_naming_it(corpus, 
     arrays.mkdir()
     assert extract(corpus["csv"], "manifest", tmp_path / "out.pkl", "-m", "v", "--visual-from", str(arrays)) == 2
     assert one_line_error(capsys).startswith(f"error: {arrays / 'call-1' / '0.npy'}: no such file (utterance call-1/0)")
+
+
+def test_skipping_every_test_utterance_is_an_error_not_a_file_without_test(corpus, tmp_path, capsys):
+    for i in (0, 1):
+        (corpus["manifest"] / "audio" / "call-4" / f"{i}.wav").write_bytes(bytes(100))
+    out = tmp_path / "out.pkl"
+    assert extract(corpus["csv"], "manifest", out, "-m", "a", "--on-error", "skip") == 2
+    assert "no test dialogue is left to write (every one was skipped or dropped)" in one_line_error(capsys)
+    assert nothing_written(out)

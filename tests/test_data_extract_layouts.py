@@ -134,9 +134,10 @@ def test_meld_unknown_emotion_is_a_problem_of_that_utterance(meld):
 
 def test_meld_windows_1252_leftovers_become_the_characters_meant(meld):
     path = meld / MELD_CSV["test"]
-    path.write_text(path.read_text().replace("We did it!", "We did it\x92s \x93fine\x94"), encoding="utf-8")
+    path.write_text(path.read_text().replace("We did it!", "We did it\x92s \x93fine\x94\x85"), encoding="utf-8")
     texts = {u.uid: u.text for u in read_corpus("meld", meld).utterances}
-    assert texts["test/dia0_utt0"] == "We did it’s “fine”"
+    assert texts["test/dia0_utt0"] == "We did it’s “fine”…"
+    assert len(texts) == 11  # U+0085 inside a field is no line break
 
 
 def test_meld_without_a_csv_is_refused_naming_it(meld):

@@ -23,9 +23,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def clips_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """20 utterances, each a clip with a face and speech (so audio and visual both take real work)."""
+    """10 utterances, each a clip with a face and speech (so audio and visual both take real work)."""
     require_extract_tools()
-    return make_manifest(tmp_path_factory.mktemp("clips") / "corpus", video_rows=10**6, repeat=2)
+    return make_manifest(tmp_path_factory.mktemp("clips") / "corpus", video_rows=10**6)
 
 
 def command(manifest: Path, out: Path, cache: Path, *extra: str) -> list[str]:
@@ -47,21 +47,21 @@ def entries(cache: Path) -> int:
 
 def test_killed_extraction_resumes_from_the_cache_and_writes_the_same_file(clips_manifest, uninterrupted, tmp_path):
     cache, out = tmp_path / "cache", tmp_path / "features.pkl"
-    total = 1 + 2 * 20  # one text batch, then audio and visual per utterance
+    total = 1 + 2 * 10  # one text batch, then audio and visual per utterance
     proc = subprocess.Popen(command(clips_manifest, out, cache), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while entries(cache) < 5 and proc.poll() is None and time.monotonic() < deadline:
+    while entries(cache) < 4 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
     done = entries(cache)
-    assert 5 <= done < total, f"the kill should land mid-way ({done} of {total} entries)"
+    assert 4 <= done < total, f"the kill should land mid-way ({done} of {total} entries)"
     assert not out.exists() and not list(tmp_path.glob(".features.pkl.*"))
 
     resumed = subprocess.run(command(clips_manifest, out, cache), capture_output=True, text=True, check=True)
     summary = json.loads(resumed.stdout)
-    # every entry finished before the kill is reused (the text batch holds 20 utterances) and only the rest is run
-    assert summary["cached"]["t"] == 20 and summary["cached"]["a"] + summary["cached"]["v"] == done - 1
+    # every entry finished before the kill is reused (the text batch holds all 10 utterances) and only the rest is run
+    assert summary["cached"]["t"] == 10 and summary["cached"]["a"] + summary["cached"]["v"] == done - 1
     assert summary["computed"]["a"] + summary["computed"]["v"] == total - done
     assert out.read_bytes() == uninterrupted.read_bytes()
 

@@ -20,6 +20,7 @@ set), which ``--on-error skip`` may leave out.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -332,7 +333,7 @@ def _read_csv(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict[s
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = raw.decode("cp1252", errors="replace")
-    reader = csv.DictReader(text.splitlines(keepends=True))
+    reader = csv.DictReader(io.StringIO(text, newline=""))  # not splitlines(): MELD's text holds U+0085
     header = [h.strip() for h in reader.fieldnames or []]
     reader.fieldnames = header
     missing = [c for c in required if c not in header]

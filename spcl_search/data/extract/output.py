@@ -24,6 +24,7 @@ from spcl_search.data.extract.corpus import SPLITS, Corpus, Utterance
 from spcl_search.data.formats import parse
 from spcl_search.data.types import MODALITY_NAMES, MODALITY_ORDER
 from spcl_search.data.validate import check_labels
+from spcl_search.errors import DataError
 
 __all__ = ["ExtractSummary", "build_features", "write_atomic"]
 
@@ -130,6 +131,9 @@ def summarise(corpus: Corpus, data: dict[str, Any], extraction: dict[str, Any]) 
 
 def check_loadable(data: dict[str, Any], name: str) -> None:
     """Parse ``data`` as the loader does; a :class:`~spcl_search.errors.DataError` means it would refuse the file."""
+    for split in ("trainVid", "testVid"):
+        if not data[split]:
+            raise DataError(f"{name}: no {split[:-3]} dialogue is left to write (every one was skipped or dropped)")
     parsed = parse(data, name)
     check_labels(name, parsed.dialogues.values(), data["meta"]["classes"])
 

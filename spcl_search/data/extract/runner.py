@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -157,26 +158,10 @@ def extract_corpus(
             raise DataError(f"{problem.line()}; fix it or pass --on-error skip to leave such utterances out")
         skipped.append(problem)
 
-    for problem in corpus.problems:
-        defect(problem)
-    utterances: list[Utterance] = []
-    for u in corpus.utterances:
-        problem = next((p for spec in specs.values() if (p := spec.check(u)) is not None), None)
-        if problem is None:
-            utterances.append(u)
-        else:
-            defect(problem)
-
+    utterances = _checked(corpus, specs, defect)
     cache = FeatureCache(options.cache_dir if options.cache_dir is not None else default_feature_cache())
     tasks = _plan(utterances, specs)
-    arrays: dict[str, np.ndarray] = {}
-    todo: list[Task] = []
-    for task in tasks:
-        hit = cache.get(task.key) if specs[task.modality].cacheable else None
-        if hit is not None and hit.shape[0] == len(task.uids):
-            arrays[task.key] = hit
-        else:
-            todo.append(task)
+    arrays = _cached(tasks, specs, cache)
     totals, cached = _count(tasks, specs), _count((t for t in tasks if t.key in arrays), specs)
     if progress is not None:
         progress.start(totals, cached)
@@ -195,30 +180,28 @@ def extract_corpus(
         if progress is not None:
             progress.advance(task.modality, len(task.uids))
 
-    _run(todo, specs, cache, options.jobs, finished)
+    _run([t for t in tasks if t.key not in arrays], specs, cache, options.jobs, finished)
 
+    kept = [u for u in utterances if u.uid not in failed]
+    if not kept:
+        raise DataError(f"{corpus.source}: no utterance is left to write (read {len(corpus.utterances)}, skipped {len(skipped)})")
     features: dict[str, dict[str, np.ndarray]] = {u.uid: {} for u in utterances}
     for task in tasks:
-        if task.key in arrays:
-            for uid, row in zip(task.uids, arrays[task.key]):
-                features[uid][task.modality] = row
-    kept = [u for u in utterances if u.uid not in failed]
-    dims = _check_dims(kept, features, specs)
+        for uid, row in zip(task.uids, arrays.get(task.key, ())):
+            features[uid][task.modality] = row
     extraction = {
         "tool": f"spcl-search {spcl_search.__version__}",
         "layout": corpus.layout,
         "source": str(corpus.source),
         "modalities": "".join(m for m in "atv" if m in specs),
         "extractors": {MODALITY_NAMES[m]: spec.describe() for m, spec in specs.items()},
-        "dims": {MODALITY_NAMES[m]: d for m, d in dims.items()},
+        "dims": {MODALITY_NAMES[m]: d for m, d in _check_dims(kept, features, specs).items()},
         "reader": corpus.settings,
         "dev_split": corpus.dev_split,
         "on_error": options.on_error,
         "dropped": dict(sorted(corpus.dropped.items())),
         "skipped": [p.to_dict() for p in skipped],
     }
-    if not kept:
-        raise DataError(f"{corpus.source}: no utterance is left to write (read {len(corpus.utterances)}, skipped {len(skipped)})")
     data = build_features(corpus, kept, features, extraction, {m: spec.provenance() for m, spec in specs.items()})
     check_loadable(data, str(corpus.source))
     summary = summarise(corpus, data, extraction)
@@ -227,6 +210,31 @@ def extract_corpus(
     summary.seconds = round(time.perf_counter() - start, 3)
     summary.jobs = options.jobs
     return data, summary
+
+
+def _checked(corpus: Corpus, specs: dict[str, FeatureSpec], defect: Callable[[Problem], None]) -> list[Utterance]:
+    """The utterances every extractor can take; ``defect`` gets the reader's problems and each one that fails a check."""
+    for problem in corpus.problems:
+        defect(problem)
+    usable = []
+    for u in corpus.utterances:
+        problem = next((p for spec in specs.values() if (p := spec.check(u)) is not None), None)
+        if problem is None:
+            usable.append(u)
+        else:
+            defect(problem)
+    return usable
+
+
+def _cached(tasks: list[Task], specs: dict[str, FeatureSpec], cache: FeatureCache) -> dict[str, np.ndarray]:
+    """The results the cache already holds, by task key (a damaged or mismatched entry counts as missing)."""
+    found = {}
+    for task in tasks:
+        if specs[task.modality].cacheable:
+            hit = cache.get(task.key)
+            if hit is not None and hit.shape[0] == len(task.uids):
+                found[task.key] = hit
+    return found
 
 
 def _plan(utterances: list[Utterance], specs: dict[str, FeatureSpec]) -> list[Task]:
@@ -292,6 +300,8 @@ _WORKER: dict[str, Any] = {}
 
 def _init_worker(specs: dict[str, FeatureSpec], cache_root: str, threads: int | None) -> None:
     """Set up a process to run tasks: the specs, the cache, torch's thread count (models load on first use)."""
+    if multiprocessing.parent_process() is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it stops the pool
     _WORKER.clear()
     _WORKER.update(specs=specs, cache=FeatureCache(cache_root), extractors={})
     if threads is not None and "t" in specs:
