@@ -89,6 +89,8 @@ def write_clip(
         video = out.add_stream("libx264" if container == "mp4" else "mpeg4", rate=FPS)
         video.height, video.width = size
         video.pix_fmt = "yuv420p"
+        if container == "mp4":
+            video.options = {"preset": "veryfast"}
         audio = None
         if wav is not None:
             samples, rate = soundfile.read(str(wav), dtype="int16")

@@ -9,6 +9,7 @@ time span of it. A file that is missing, has no such track or cannot be decoded 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -59,29 +60,26 @@ def sample_frames(
 ) -> list[np.ndarray]:
     """``count`` grayscale uint8 frames ``[height, width]`` evenly spaced over the clip or ``segment`` (seconds).
 
-    Frames are scaled down to at most ``width`` pixels wide (aspect kept). A clip with fewer frames than
-    ``count`` repeats frames, so the result always has ``count`` entries.
+    Frame k is the first frame at or after the middle of the k-th of ``count`` equal parts of the span;
+    only those frames are converted (scaled down to at most ``width`` pixels wide, aspect kept), and
+    decoding stops after the last one. A clip with fewer frames than ``count`` repeats frames, so the
+    result always has ``count`` entries.
     """
     import av
 
-    frames: list[np.ndarray] = []
-    start, end = segment if segment is not None else (0.0, None)
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise MediaError(path, "has no video track")
             stream = container.streams.video[0]
-            if segment is not None and start > 0 and stream.time_base:
-                container.seek(int(start / stream.time_base), stream=stream, backward=True)
-            for i, frame in enumerate(container.decode(stream)):
-                t = frame.time if frame.time is not None else i / float(stream.average_rate or 25)
-                if t < start - 1e-3:
-                    continue
-                if end is not None and t > end:
-                    break
-                w = min(width, frame.width)
-                h = max(2, round(frame.height * w / frame.width / 2) * 2)
-                frames.append(frame.reformat(width=w, height=h, format="gray").to_ndarray())
+            if segment is not None:
+                start, end = segment
+                if start > 0 and stream.time_base:
+                    container.seek(int(start / stream.time_base), stream=stream, backward=True)
+            else:
+                start, end = _span(container, stream)
+            rate = float(stream.average_rate or 25)
+            frames = _pick(container.decode(stream), count, start, end, segment is not None, width, rate)
     except MediaError:
         raise
     except FileNotFoundError:
@@ -89,10 +87,60 @@ def sample_frames(
     except Exception as exc:  # noqa: BLE001 - any failure to decode a user's file is a data error naming it
         raise MediaError(path, f"cannot decode its video ({_one_line(exc)})") from None
     if not frames:
-        span = "" if segment is None else f" between {start:.2f} s and {end:.2f} s"
+        span = "" if segment is None else f" between {segment[0]:.2f} s and {segment[1]:.2f} s"
         raise MediaError(path, f"has no video frames{span}")
-    picks = np.linspace(0, len(frames) - 1, count).round().astype(int) if count > 1 else [len(frames) // 2]
-    return [frames[i] for i in picks]
+    return frames
+
+
+def _span(container: Any, stream: Any) -> tuple[float, float | None]:
+    """Start and end (seconds) of a video stream, from its own header or the container's; end None if unknown."""
+    base = stream.time_base
+    start = float(stream.start_time * base) if stream.start_time is not None and base else 0.0
+    if stream.duration and base:
+        return start, start + float(stream.duration * base)
+    if container.duration:
+        return start, start + container.duration / 1_000_000
+    return start, None
+
+
+def _pick(frames: Any, count: int, start: float, end: float | None, bounded: bool, width: int, rate: float) -> list[np.ndarray]:
+    """Convert the frames nearest ``count`` evenly spaced times in [start, end] (all frames if ``end`` is unknown).
+
+    Empty if no frame lies in the span.
+    """
+    targets = None if end is None else [start + (k + 0.5) * (end - start) / count for k in range(count)]
+    slack = 0.5 / rate
+    picked: list[np.ndarray] = []
+    every: list[np.ndarray] = []
+    last = None
+    for i, frame in enumerate(frames):
+        t = frame.time if frame.time is not None else start + i / rate
+        if t < start - 1e-3:
+            continue
+        if bounded and end is not None and t > end:
+            break
+        last = frame
+        if targets is None:
+            every.append(_gray(frame, width))
+            continue
+        gray = None
+        while len(picked) < count and t >= targets[len(picked)] - slack:
+            gray = _gray(frame, width) if gray is None else gray
+            picked.append(gray)
+        if len(picked) == count:
+            break
+    if targets is None:
+        return [every[i] for i in np.linspace(0, len(every) - 1, count).round().astype(int)] if every else []
+    if last is None:
+        return []
+    tail = _gray(last, width) if len(picked) < count else None
+    return picked + [tail] * (count - len(picked))  # the span was shorter than its header said
+
+
+def _gray(frame: Any, width: int) -> np.ndarray:
+    w = min(width, frame.width)
+    h = max(2, round(frame.height * w / frame.width / 2) * 2)
+    return frame.reformat(width=w, height=h, format="gray").to_ndarray()
 
 
 def _one_line(exc: BaseException) -> str:
