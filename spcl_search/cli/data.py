@@ -83,7 +83,9 @@ def extract(
     visual_from: Optional[Path] = typer.Option(
         None, metavar="DIR", help="Import visual features from DIR/<utterance id>.npy instead of extracting them."
     ),
-    classes: Optional[str] = typer.Option(None, help="manifest: class names in label order, comma-separated (default: the labels found, sorted)."),
+    classes: Optional[str] = typer.Option(
+        None, help="manifest: class names in label order, comma-separated (default: the labels found, sorted)."
+    ),
     merge_exc: bool = typer.Option(False, "--merge-exc", help="iemocap: count excited as happy (5 classes)."),
     dev_fraction: float = typer.Option(0.1, help="iemocap: fraction of the session 1-4 dialogues held out as dev."),
     dev_seed: int = typer.Option(0, help="iemocap: seed of the dev split."),
@@ -91,7 +93,9 @@ def extract(
     cache_dir: Optional[Path] = typer.Option(
         None, help="Per-utterance feature cache, for resuming (default: $SPCL_SEARCH_CACHE/extract, else ~/.cache/spcl-search/extract)."
     ),
-    on_error: str = typer.Option("raise", help="An unreadable or missing file, empty transcript or unknown label: 'raise' or 'skip' (recorded in meta)."),
+    on_error: str = typer.Option(
+        "raise", help="A missing or unreadable file, empty transcript or unknown label: 'raise' or 'skip' (recorded in meta)."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite OUT if it exists."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON instead of tables."),
 ) -> None:

@@ -117,38 +117,7 @@ def read_iemocap(source: Path, *, merge_exc: bool = False, dev_fraction: float =
             raise DataError(f"{evaluation_dir}: no such folder; every IEMOCAP session needs dialog/EmoEvaluation/*.txt (the labels)")
         split = "test" if session.name == "Session5" else "train"
         for evaluation in sorted(p for p in evaluation_dir.glob("*.txt") if not p.name.startswith("._")):
-            dialogue = evaluation.stem
-            transcript = session / "dialog" / "transcriptions" / f"{dialogue}.txt"
-            texts = _read_transcript(transcript)
-            video = _first_file(session / "dialog" / "avi" / "DivX" / f"{dialogue}.avi", session / "dialog" / "avi" / f"{dialogue}.avi")
-            turns = []
-            for lineno, start, end, uid, emotion in _read_evaluation(evaluation):
-                where = f"{evaluation}:{lineno}"
-                if uid in seen:
-                    raise DataError(f"{where}: utterance {uid} appears twice (first at {seen[uid]}); utterance ids must be unique")
-                seen[uid] = where
-                label = rename.get(emotion, emotion)
-                if label not in classes:
-                    dropped[f"label '{emotion}' (not one of the {len(classes)} classes)"] += 1
-                    continue
-                turns.append((start, uid, end, label, where))
-            for start, uid, end, label, where in sorted(turns):
-                utterances.append(
-                    Utterance(
-                        uid=uid,
-                        dialogue=dialogue,
-                        order=start,
-                        speaker=uid.rsplit("_", 1)[-1][:1],
-                        label=label,
-                        split=split,
-                        text=texts.get(uid, ""),
-                        audio=session / "sentences" / "wav" / dialogue / f"{uid}.wav",
-                        video=video,
-                        segment=(start, end),
-                        where=where,
-                        text_source=str(transcript),
-                    )
-                )
+            utterances += _iemocap_dialogue(session, evaluation, split, classes, rename, seen, dropped)
     train_dialogues = sorted({u.dialogue for u in utterances if u.split == "train"})
     dev = set(_seeded_dev(train_dialogues, dev_fraction, dev_seed, source))
     utterances = [replace(u, split="dev") if u.dialogue in dev else u for u in utterances]
@@ -162,6 +131,51 @@ def read_iemocap(source: Path, *, merge_exc: bool = False, dev_fraction: float =
         dropped=dropped,
         settings={"merge_exc": merge_exc, "sessions": [s.name for s in sessions], "test": "Session5"},
     )
+
+
+def _iemocap_dialogue(
+    session: Path,
+    evaluation: Path,
+    split: str,
+    classes: tuple[str, ...],
+    rename: dict[str, str],
+    seen: dict[str, str],
+    dropped: Counter[str],
+) -> list[Utterance]:
+    """The kept turns of one dialogue in time order; ``seen`` (id -> where) and ``dropped`` are updated."""
+    dialogue = evaluation.stem
+    transcript = session / "dialog" / "transcriptions" / f"{dialogue}.txt"
+    texts = _read_transcript(transcript)
+    avi = session / "dialog" / "avi"
+    video = _first_file(avi / "DivX" / f"{dialogue}.avi", avi / f"{dialogue}.avi")
+    turns = []
+    for lineno, start, end, uid, emotion in _read_evaluation(evaluation):
+        where = f"{evaluation}:{lineno}"
+        if uid in seen:
+            raise DataError(f"{where}: utterance {uid} appears twice (first at {seen[uid]}); utterance ids must be unique")
+        seen[uid] = where
+        label = rename.get(emotion, emotion)
+        if label not in classes:
+            dropped[f"label '{emotion}' (not one of the {len(classes)} classes)"] += 1
+            continue
+        turns.append((start, uid, end, label, where))
+    return [
+        Utterance(
+            uid=uid,
+            dialogue=dialogue,
+            order=start,
+            speaker=uid.rsplit("_", 1)[-1][:1],  # ..._F000: the female actor
+            label=label,
+            split=split,
+            text=texts.get(uid, ""),
+            audio=session / "sentences" / "wav" / dialogue / f"{uid}.wav",
+            video=video,
+            segment=(start, end),
+            where=where,
+            text_source=str(transcript),
+        )
+        for start, uid, end, label, where in sorted(turns)
+    ]
 
 
 def _read_evaluation(path: Path) -> Iterator[tuple[int, float, float, str, str]]:
@@ -260,33 +274,7 @@ def read_manifest(path: Path, *, classes: Sequence[str] | None = None) -> Corpus
         if not classes or len(set(classes)) != len(classes):
             raise ConfigError(f"--classes {','.join(classes)!r}: give distinct class names separated by commas")
     base = path.parent
-    seen: dict[tuple[str, int], int] = {}
-    split_of: dict[str, tuple[str, str]] = {}
-    rows: list[tuple[str, int, dict[str, str], str]] = []
-    for lineno, row in _read_csv(path, MANIFEST_COLUMNS):
-        where = f"{path}:{lineno}"
-        dialogue = row["dialogue"].strip()
-        if not dialogue:
-            raise DataError(f"{where}: empty 'dialogue'; every row names its dialogue")
-        utt = _int_field(row, "utterance", where)
-        if (dialogue, utt) in seen:
-            raise DataError(
-                f"{where}: utterance {utt} of dialogue '{dialogue}' appears twice (first on line {seen[dialogue, utt]}); "
-                "utterance ids must be unique"
-            )
-        seen[dialogue, utt] = lineno
-        split = row["split"].strip().lower()
-        if split not in SPLITS:
-            raise DataError(f"{where}: split '{row['split']}' is not one of {', '.join(SPLITS)}")
-        first = split_of.setdefault(dialogue, (split, where))
-        if first[0] != split:
-            raise DataError(f"{where}: dialogue '{dialogue}' is in split '{split}' here but '{first[0]}' at {first[1]}")
-        rows.append((dialogue, utt, row, where))
-    if not rows:
-        raise DataError(f"{path}: has a header but no rows")
-    for split in ("train", "test"):
-        if split not in {s for s, _ in split_of.values()}:
-            raise DataError(f"{path}: no rows with split '{split}'; a feature file needs train and test dialogues")
+    rows, split_of = _manifest_rows(path)
     labels = {row["label"].strip() for _, _, row, _ in rows}
     class_set = tuple(classes) if classes is not None else tuple(sorted(labels - {""}))
     order = {d: i for i, d in enumerate(split_of)}
@@ -318,6 +306,42 @@ def read_manifest(path: Path, *, classes: Sequence[str] | None = None) -> Corpus
         problems=problems,
         settings={"classes": "given (--classes)" if classes is not None else "sorted labels of the file"},
     )
+
+
+def _manifest_rows(path: Path) -> tuple[list[tuple[str, int, dict[str, str], str]], dict[str, tuple[str, str]]]:
+    """The rows ``(dialogue, utterance, row, where)`` and each dialogue's ``(split, where first seen)``.
+
+    Refuses what no skip can mend: a duplicate utterance, a bad split, a dialogue in two splits, a file
+    without train or test rows.
+    """
+    seen: dict[tuple[str, int], int] = {}
+    split_of: dict[str, tuple[str, str]] = {}
+    rows: list[tuple[str, int, dict[str, str], str]] = []
+    for lineno, row in _read_csv(path, MANIFEST_COLUMNS):
+        where = f"{path}:{lineno}"
+        dialogue = row["dialogue"].strip()
+        if not dialogue:
+            raise DataError(f"{where}: empty 'dialogue'; every row names its dialogue")
+        utt = _int_field(row, "utterance", where)
+        if (dialogue, utt) in seen:
+            raise DataError(
+                f"{where}: utterance {utt} of dialogue '{dialogue}' appears twice (first on line {seen[dialogue, utt]}); "
+                "utterance ids must be unique"
+            )
+        seen[dialogue, utt] = lineno
+        split = row["split"].strip().lower()
+        if split not in SPLITS:
+            raise DataError(f"{where}: split '{row['split']}' is not one of {', '.join(SPLITS)}")
+        first = split_of.setdefault(dialogue, (split, where))
+        if first[0] != split:
+            raise DataError(f"{where}: dialogue '{dialogue}' is in split '{split}' here but '{first[0]}' at {first[1]}")
+        rows.append((dialogue, utt, row, where))
+    if not rows:
+        raise DataError(f"{path}: has a header but no rows")
+    for split in ("train", "test"):
+        if split not in {s for s, _ in split_of.values()}:
+            raise DataError(f"{path}: no rows with split '{split}'; a feature file needs train and test dialogues")
+    return rows, split_of
 
 
 # -------------------------------------------------------------------------------------------- helpers
