@@ -8,7 +8,10 @@ Each (modality, jobs) pair runs in a fresh process with an empty cache and repor
 
 - ``first s``: seconds until the first utterance is done (model loading, worker start-up);
 - ``steady utt/s``: utterances per second after that (what a long job runs at);
-- ``overall utt/s``: utterances over the whole extraction, loading included.
+- ``overall utt/s``: utterances over the whole extraction, loading included;
+- ``CPU ms/utt``: CPU time per utterance after the first (one process, all its threads; 1 job only). It
+  does not depend on what else runs on the machine: on an idle core a single-threaded extractor (audio,
+  visual) runs at about 1000 / this utterances per second, and ``--jobs N`` on N idle cores up to N times that.
 
     python benchmarks/extract_speed.py                       # 48 clips, 1024 sentences, jobs 1 and 2
     python benchmarks/extract_speed.py --clips 96 --size 480x640
@@ -48,19 +51,19 @@ from spcl_search.data.extract import ExtractOptions, extract
 source, out, cache, modality, jobs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 class Clock:
     def start(self, totals, done):
-        self.t0, self.marks = time.perf_counter(), []
+        self.marks = []
     def advance(self, modality, n):
-        self.marks.append((time.perf_counter(), n))
+        self.marks.append((time.perf_counter(), n, time.process_time()))
 clock = Clock()
 begin = time.perf_counter()
 summary = extract("manifest", source, out, ExtractOptions(modalities=modality, jobs=jobs, cache_dir=cache), progress=clock)
 end = time.perf_counter()
-(t_first, n_first), t_last = clock.marks[0], clock.marks[-1][0]
-n = sum(k for _, k in clock.marks)
+(t_first, n_first, cpu_first), (t_last, _, cpu_last) = clock.marks[0], clock.marks[-1]
+n = sum(k for _, k, _ in clock.marks)
 print(json.dumps({
     "utterances": n, "first": t_first - begin, "overall": n / (end - begin),
     "steady": (n - n_first) / (t_last - t_first) if t_last > t_first else float("nan"),
-    "extractor": summary.to_dict()["dims"],
+    "cpu_ms": 1000 * (cpu_last - cpu_first) / (n - n_first) if jobs == 1 and n > n_first else float("nan"),
 }))
 """
 
@@ -132,13 +135,15 @@ def main() -> None:
         print(f"# SYNTHESISED corpus: {args.clips} espeak-ng utterances as {size[1]}x{size[0]} H.264 clips "
               f"(mean {mean_seconds(work / 'corpus' / 'wav'):.2f} s), {args.sentences} generated sentences; "
               "defaults: all-MiniLM-L6-v2 batch 64, openSMILE eGeMAPSv02, face-hog 8 frames")
-        print(f"{'modality':<8} {'jobs':>4} {'utterances':>10} {'first s':>8} {'steady utt/s':>13} {'overall utt/s':>14}  load avg")
+        print(f"{'modality':<8} {'jobs':>4} {'utterances':>10} {'first s':>8} {'steady utt/s':>13} {'overall utt/s':>14} "
+              f"{'CPU ms/utt':>11}  load avg")
         for modality, source in (("t", text), ("a", media), ("v", media)):
             for j in jobs:
                 load = os.getloadavg()[0]
                 r = measure(source, modality, j, work)
+                cpu = f"{r['cpu_ms']:.1f}" if r["cpu_ms"] == r["cpu_ms"] else "-"
                 print(f"{modality:<8} {j:>4} {r['utterances']:>10} {r['first']:>8.2f} {r['steady']:>13.1f} "
-                      f"{r['overall']:>14.1f}  {load:.2f}", flush=True)
+                      f"{r['overall']:>14.1f} {cpu:>11}  {load:.2f}", flush=True)
 
 
 def mean_seconds(folder: Path) -> float:
