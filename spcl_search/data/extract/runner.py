@@ -298,9 +298,9 @@ def _device(device: str) -> str:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(specs: dict[str, FeatureSpec], cache_root: str, threads: int | None) -> None:
+def _init_worker(specs: dict[str, FeatureSpec], cache_root: str, threads: int | None, pool_worker: bool = False) -> None:
     """Set up a process to run tasks: the specs, the cache, torch's thread count (models load on first use)."""
-    if multiprocessing.parent_process() is not None:
+    if pool_worker:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it stops the pool
     _WORKER.clear()
     _WORKER.update(specs=specs, cache=FeatureCache(cache_root), extractors={})
@@ -347,7 +347,7 @@ def _run(
         return
     threads = max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(specs, str(cache.root), threads))
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(specs, str(cache.root), threads, True))
     try:
         # Keep a bounded window in flight, so that stopping early cancels quickly and memory stays flat.
         pending: set[Future[Any]] = set()
