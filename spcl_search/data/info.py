@@ -61,4 +61,11 @@ def describe(dataset: ERCDataset) -> dict[str, Any]:
         "format": dataset.info.get("format"),
         "cache": dataset.info.get("cache"),
         "load_seconds": dataset.info.get("load_seconds"),
+        "extraction": _extraction(dataset.info.get("meta", {})),
     }
+
+
+def _extraction(meta: Any) -> dict[str, Any] | None:
+    """``meta['extraction']`` of a file written by ``spcl-search data extract`` (extractors, settings, skips), else None."""
+    record = meta.get("extraction") if isinstance(meta, dict) else None
+    return record if isinstance(record, dict) else None
