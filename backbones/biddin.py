@@ -67,7 +67,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backbones.attention import DialogueSelfAttention, apply_to_real, positional_encoding
-from backbones.base import Backbone
+from backbones.base import Backbone, ParameterPart, scale_rows, whole
 from backbones.dialogue_rnn import PE_DROPOUT, SPCLDialogueRNN
 from backbones.functional import dropout
 from backbones.recurrent import History, SequenceLayout, SharedWeight, group_index, gru_cell, gru_step, inverse
@@ -135,6 +135,14 @@ class GroupedDialogueRNN(nn.Module):
             bound = 1 / math.sqrt(self.n_modalities * dg)
             nn.init.uniform_(self.fuse_weight, -bound, bound)
             nn.init.uniform_(self.fuse_bias, -bound, bound)
+
+    def parts(self, i: int) -> list[ParameterPart]:
+        """Modality ``i``'s two DialogueRNNs (groups ``2i``, ``2i + 1``) as parameter parts."""
+        groups = slice(2 * i, 2 * i + 2)
+        stacked = [self.weight_q, self.p_bias_hh, self.g_weight_hh, self.g_bias_hh, self.p_weight_c, self.e_weight_ih, self.e_bias_ih, self.e_weight_hh, self.e_bias_hh]
+        if self.cross:
+            stacked += [self.fuse_weight, self.fuse_bias]
+        return [ParameterPart(self.weight_pre, i), ParameterPart(self.bias_pre, i)] + [ParameterPart(w, groups) for w in stacked]
 
     def forward(self, u: torch.Tensor, speakers: torch.Tensor, layout: SequenceLayout) -> torch.Tensor:
         """u ``[M, N, d_utt]`` (real utterances), speakers int64 ``[T, B]`` -> emotion states ``[M, N, 2 * d_emotion]``.
@@ -331,7 +339,7 @@ class BiDDIN(Backbone):
             e = e + positional_encoding(e.shape[2], e.shape[3], e.device, e.dtype)
         out = {}
         for i, m in enumerate(self.modalities):
-            x = e[i]
+            x = scale_rows(batch, m, e[i], lambda s: s.t())
             y = x + self.attn[m](x, valid)
             out[m] = apply_to_real(lambda r, m=m: self.head[m](self.norm[m](r)), y, valid).transpose(0, 1)
         return out
@@ -343,9 +351,16 @@ class BiDDIN(Backbone):
         out = {}
         for i, m in enumerate(self.modalities):
             e = torch.cat([self.drop(states[i, 0]), self.drop(states[i, 1])], dim=-1)  # [S, B, 2e]
-            e = dropout(e + pe, PE_DROPOUT, self.training)
+            e = dropout(scale_rows(batch, m, e, lambda s: s) + pe, PE_DROPOUT, self.training)
             out[m] = self.heads[m](e, valid)
         return out
+
+    def encoder_parts(self, modality: str) -> list[ParameterPart]:
+        """The modality's bidirectional DialogueRNN (its rows of the grouped weights); original: with its projection."""
+        i = self.modalities.index(modality)
+        if self.variant == "spcl":
+            return self.rnn.parts(i)
+        return whole(self.proj[modality]) + self.rnn.parts(i)
 
     def extra_config(self) -> dict[str, Any]:
         out = {

@@ -89,6 +89,14 @@ class SPCLDialogueRNN(nn.Module):
         ]:  # fmt: skip
             nn.init.uniform_(p, -1 / math.sqrt(hidden), 1 / math.sqrt(hidden))
 
+    def parts(self, i: int) -> list:
+        """Modality ``i``'s two DialogueRNNs as :class:`~backbones.base.ParameterPart` s (groups ``2i``, ``2i + 1``)."""
+        from backbones.base import ParameterPart
+
+        groups = slice(2 * i, 2 * i + 2)
+        stacked = [self.weight_q, self.p_bias_hh, self.g_weight_hh, self.g_bias_hh, self.p_weight_c, self.e_weight_ih, self.e_bias_ih, self.e_weight_hh, self.e_bias_hh, self.att]
+        return [ParameterPart(self.weight_u[i]), ParameterPart(self.bias_u, i)] + [ParameterPart(w, groups) for w in stacked]
+
     def forward(self, xs: Sequence[torch.Tensor], speakers: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """xs: one ``[S, B, dim_m]`` per modality (zeros at padding), speakers int64 ``[S, B]`` (0 at padding),
         lengths ``[B]`` -> emotion states ``[M, 2, S, B, d_emotion]`` (direction 1 back in time order, zeros at

@@ -72,7 +72,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backbones.attention import MatchingAttention, apply_to_real, masked_softmax
-from backbones.base import Backbone
+from backbones.base import Backbone, ParameterPart, scale_rows, whole
 from backbones.multimodal_graph import Packing
 from backbones.recurrent import GroupedBiLSTM, SequenceLayout
 from backbones.transformer import UtteranceTransformer
@@ -391,7 +391,13 @@ class DialogueGCN(Backbone):
         ``{m: logits [seq, batch, n_classes]}``."""
         g = self.contexts(batch)
         graph = self.graph(batch)
-        return {m: self.graphs[m](g[i], graph).transpose(0, 1) for i, m in enumerate(self.modalities)}
+        return {m: self.graphs[m](scale_rows(batch, m, g[i], lambda s: s.t()), graph).transpose(0, 1) for i, m in enumerate(self.modalities)}
+
+    def encoder_parts(self, modality: str) -> list[ParameterPart]:
+        """The modality's sequential context (spcl: its transformer; original: its slice of the grouped BiLSTM)."""
+        if self.variant == "spcl":
+            return whole(self.context[modality])
+        return self.context.parts(self.modalities.index(modality))
 
     def contexts(self, batch: Batch) -> torch.Tensor:
         """Sequential context states of every modality, batch-first ``[M, B, N, context]`` (zeros at padding;

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from backbones.base import Backbone
+from backbones.base import Backbone, ParameterPart, scale_rows, whole
 from backbones.multimodal_graph import Packing
 from backbones.transformer import UtteranceTransformer
 from spcl_search.data.batching import Batch
@@ -80,10 +80,18 @@ class LateFusion(Backbone):
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         """features[m] ``[seq, batch, dim_m]`` (and, for the spcl form, ``batch.mask``) -> logits[m] ``[seq, batch, n_classes]``."""
-        if self.variant == "original":
-            return {m: self.heads[m](batch.features[m]) for m in self.modalities}
+        if self.variant == "original":  # encoder: Linear -> ReLU -> Dropout; head: the last Linear
+            return {
+                m: self.heads[m][3](scale_rows(batch, m, self.heads[m][:3](batch.features[m]), lambda s: s)) for m in self.modalities
+            }
         packing = Packing.from_mask(batch.mask)
-        return {m: packing.unpack(self.heads[m](self.encoders[m](batch.features[m], packing))) for m in self.modalities}
+        return {
+            m: packing.unpack(self.heads[m](scale_rows(batch, m, self.encoders[m](batch.features[m], packing), packing.pack)))
+            for m in self.modalities
+        }
+
+    def encoder_parts(self, modality: str) -> list[ParameterPart]:
+        return whole(self.encoders[modality]) if self.variant == "spcl" else whole(self.heads[modality][0])
 
     def extra_config(self) -> dict[str, Any]:
         out = {**super().extra_config(), "hidden": self.hidden, "dropout": self.dropout}

@@ -51,9 +51,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backbones.base import Backbone
+from backbones.base import Backbone, ParameterPart, whole
 from backbones.functional import dropout
-from backbones.mmgcn import SPCL_COS_SCALE
+from backbones.mmgcn import SPCL_COS_SCALE, scale_nodes
 from backbones.multimodal_graph import GCNIIConv, Packing, PaddedBiRNN, build_graph
 from backbones.transformer import UtteranceTransformer
 from spcl_search.data.batching import Batch
@@ -226,7 +226,7 @@ class MMDFN(Backbone):
         ``self.modalities`` (zeros at padded positions).
         """
         packing = Packing.from_mask(batch.mask)
-        nodes = self.encode(batch, packing)  # [M, R, hidden]
+        nodes = scale_nodes(batch, self.modalities, self.encode(batch, packing), packing)  # [M, R, hidden]
         graph = build_graph(nodes, packing, cos_scale=SPCL_COS_SCALE if self.variant == "spcl" else None)
         x = dropout(nodes, self.dropout, self.training)
         h0 = F.relu(self.input_fc(x))
@@ -252,6 +252,13 @@ class MMDFN(Backbone):
                 h = dropout(h, self.dropout, self.training)
             feats = self.gated_attention(torch.cat([x, h], dim=-1))
         return {m: packing.unpack(self.heads[m](feats[i])) for i, m in enumerate(self.modalities)}
+
+    def encoder_parts(self, modality: str) -> list[ParameterPart]:
+        """The modality's encoder (original form: with the text BiGRU for ``t``; the speaker GRU is shared)."""
+        parts = whole(self.encoders[modality])
+        if modality == "t" and self.text_rnn is not None:
+            parts += whole(self.text_rnn)
+        return parts
 
     def gated_attention(self, feats: torch.Tensor) -> torch.Tensor:
         """Pairwise gated attention across modalities (SPCL's MM-DFN): ``[M, R, D] -> [M, R, graph_hidden]``."""

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backbones.base import Backbone
+from backbones.base import Backbone, ParameterPart, scale_rows, whole
 from backbones.functional import dropout
 from backbones.multimodal_graph import GCNIIConv, Packing, PaddedBiRNN, build_graph
 from backbones.transformer import UtteranceTransformer
@@ -55,6 +55,13 @@ from spcl_search.data.batching import Batch
 
 #: the released code multiplies every cosine by this before ``arccos``
 SPCL_COS_SCALE = 0.99999
+
+
+def scale_nodes(batch: Batch, modalities: str, nodes: torch.Tensor, packing: Packing) -> torch.Tensor:
+    """Packed nodes ``[M, R, H]`` times the batch's per-utterance ``feature_scale`` (unchanged without one)."""
+    if batch.feature_scale is None:
+        return nodes
+    return torch.stack([scale_rows(batch, m, nodes[i], packing.pack) for i, m in enumerate(modalities)])
 
 
 class MMGCN(Backbone):
@@ -177,8 +184,14 @@ class MMGCN(Backbone):
         ``self.modalities`` (zeros at padded positions).
         """
         packing = Packing.from_mask(batch.mask)
-        feats = self.graph_features(self.encode(batch, packing), packing)
+        feats = self.graph_features(scale_nodes(batch, self.modalities, self.encode(batch, packing), packing), packing)
         return {m: packing.unpack(self.heads[m](feats[i])) for i, m in enumerate(self.modalities)}
+
+    def encoder_parts(self, modality: str) -> list[ParameterPart]:
+        parts = whole(self.encoders[modality])
+        if modality == "t" and self.variant == "original":
+            parts += whole(self.text_rnn) + (whole(self.speaker_embedding) if self.speaker_embedding is not None else [])
+        return parts
 
     def extra_config(self) -> dict[str, Any]:
         out = {
@@ -199,4 +212,4 @@ class MMGCN(Backbone):
         return out
 
 
-__all__ = ["MMGCN", "SPCL_COS_SCALE"]
+__all__ = ["MMGCN", "SPCL_COS_SCALE", "scale_nodes"]

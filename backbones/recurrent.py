@@ -283,6 +283,14 @@ class GroupedBiLSTM(nn.Module):
         for p in [*self.weight_in, self.bias_in, *self.weight_ih, *self.bias_ih, *self.weight_hh]:
             nn.init.uniform_(p, -bound, bound)
 
+    def parts(self, i: int) -> list:
+        """Input ``i``'s own LSTM (both directions, every layer) as :class:`~backbones.base.ParameterPart` s."""
+        from backbones.base import ParameterPart
+
+        out = [ParameterPart(self.weight_in[i]), ParameterPart(self.bias_in, i)]
+        out += [ParameterPart(w, i) for w in [*self.weight_ih, *self.bias_ih]]
+        return out + [ParameterPart(w, slice(2 * i, 2 * i + 2)) for w in self.weight_hh]
+
     def forward(self, xs: Sequence[torch.Tensor], layout: SequenceLayout) -> torch.Tensor:
         """xs: one ``[T, B, d_m]`` per input -> states of the real utterances ``[M, N, 2 * hidden]``."""
         m, hdim = len(xs), self.hidden

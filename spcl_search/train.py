@@ -27,7 +27,8 @@ from spcl_search.data.batching import Batch, iter_batches
 from spcl_search.data.standardise import standardise
 from spcl_search.data.types import ERCDataset, canonical_modalities
 from spcl_search.errors import ConfigError, NonFiniteLossError
-from spcl_search.spcl import SPCL, SPCLConfig, joint_logits, modality_ratio
+from spcl_search.methods import DEFAULT_METHOD, make_method
+from spcl_search.spcl import SPCLConfig, joint_logits, modality_ratio
 
 #: datasets whose backbone defaults differ from the generic ones
 KNOWN_DATASETS = ("iemocap", "meld")
@@ -56,6 +57,8 @@ class TrainConfig:
     threads: int | None = None
     patience: int | None = None
     standardise: bool = False
+    method: str = DEFAULT_METHOD
+    method_options: dict[str, float] = field(default_factory=dict)
     spcl: SPCLConfig = field(default_factory=SPCLConfig)
     model: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
@@ -77,7 +80,7 @@ class EpochRecord:
     epoch: int
     train_loss: float
     take_rate: float
-    threshold: float
+    threshold: float | None
     dev_f1: float
     dev_acc: float
     test_f1: float
@@ -235,7 +238,7 @@ def train(
         raise ConfigError(f"--epochs must be >= 1, got {eff['epochs']}")
     if eff["patience"] is not None and eff["patience"] < 0:
         raise ConfigError(f"--patience must be >= 0 (0: no early stopping), got {eff['patience']}")
-    engine = SPCL(config.spcl, modalities)
+    method = make_method(config.method, config.method_options, config.spcl, modalities)
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
@@ -268,7 +271,7 @@ def train(
     for epoch in range(eff["epochs"]):
         t0 = time.perf_counter()
         model.train()
-        threshold = engine.threshold
+        threshold = method.threshold
         total_loss = torch.zeros((), device=device)
         take = torch.zeros((), device=device)
         n_utts = 0
@@ -277,9 +280,8 @@ def train(
         n_batches = 0
         for batch in iter_batches(dataset.train, modalities, dataset.n_speakers, eff["batch_size"], shuffle=True, seed=config.seed * 100_003 + epoch):
             b = batch.to(device)
-            out = engine.loss(model(b), b.labels, b.mask)
             optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
+            out = method.step(model, b)  # forward, loss and backward; gradients in .grad
             if config.clip_grad_norm:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
             optimizer.step()
@@ -293,7 +295,7 @@ def train(
         mean_loss = float(total_loss.item()) / max(n_batches, 1)
         if not math.isfinite(mean_loss):
             raise NonFiniteLossError(f"training loss became {mean_loss} at epoch {epoch}; lower --lr or check the features")
-        engine.step_epoch()
+        method.end_epoch()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_seconds = time.perf_counter() - t0

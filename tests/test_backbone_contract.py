@@ -155,3 +155,46 @@ def test_reference_arithmetic_lets_padding_reach_the_real_utterances(name):
 def test_an_unknown_variant_names_the_choices():
     with pytest.raises(ValueError, match="unknown variant 'paper'; choose one of spcl, original"):
         backbones.build("mmgcn", "atv", DIMS, N_CLASSES, 2, variant="paper")
+
+
+def test_each_modality_has_its_own_encoder_parts(form):
+    model = _build(form, "atv")
+    owned: dict[tuple[int, str], str] = {}
+    for m in "atv":
+        parts = model.encoder_parts(m)
+        assert parts, f"{form} has no encoder parts for {m}"
+        for part in parts:
+            marker = torch.zeros_like(part.param, dtype=torch.bool)
+            part.view(marker).fill_(True)
+            for idx in marker.flatten().nonzero().flatten().tolist():
+                key = (id(part.param), idx)
+                assert key not in owned, f"{form}: an element of a parameter belongs to {owned[key]} and {m}"
+                owned[key] = m
+    assert all(any(p is q for q in model.parameters()) for m in "atv" for p in (part.param for part in model.encoder_parts(m)))
+
+
+def test_a_modalitys_own_loss_reaches_its_encoder(form):
+    batch = collate(make_dialogues(3), "atv", 2)
+    model = _build(form, "atv").train()
+    out = model(batch)
+    for m in "atv":
+        model.zero_grad()
+        (out[m] * batch.mask.unsqueeze(-1)).sum().backward(retain_graph=True)
+        grads = [part.grad() for part in model.encoder_parts(m)]
+        assert any(g is not None and torch.count_nonzero(g) > 0 for g in grads)
+
+
+def test_feature_scale_of_one_changes_nothing_and_of_zero_silences_a_modalitys_encoder(form):
+    dlg = make_dialogues(3)
+    model = _build(form, "atv").eval()
+    batch = collate(dlg, "atv", 2)
+    with torch.no_grad():
+        plain = model(batch)
+        batch.feature_scale = {"a": torch.ones_like(batch.mask)}
+        ones = model(batch)
+        batch.feature_scale = {"a": torch.zeros_like(batch.mask)}
+        zeros = model(batch)
+    real = batch.mask > 0
+    for m in "atv":
+        torch.testing.assert_close(ones[m][real], plain[m][real])
+    assert not torch.allclose(zeros["a"][real], plain["a"][real])

@@ -34,7 +34,11 @@ def train(
     cl_normalise: str = typer.Option("all", help="Loss normaliser: 'all' utterances (reference code) or 'selected' (paper formula)."),
     cl_score: str = typer.Option("sum", help="Dialogue score: 'sum' (reference) or 'mean' (length-fair)."),
     cl_cap: float = typer.Option(60.0, help="Upper bound of the SPCL threshold."),
-    no_cl: bool = typer.Option(False, "--no-cl", help="Train without SPCL (plain NLL on the joint prediction)."),
+    no_cl: bool = typer.Option(False, "--no-cl", help="Train without SPCL (plain NLL on the joint prediction); the same as --method none."),
+    method: str = typer.Option("spcl", "--method", help="Balance method: spcl, none, ogm_ge, opm, mmpareto."),
+    method_option: Optional[list[str]] = typer.Option(
+        None, "--method-option", help="A method option KEY=VALUE (repeatable): ogm_ge alpha; opm alpha, q_base, p_exe; mmpareto gamma."
+    ),
     epochs: Optional[int] = typer.Option(None, help="Training epochs [default: the form's protocol]."),
     lr: Optional[float] = typer.Option(None, help="Learning rate [default: the backbone's]."),
     weight_decay: Optional[float] = typer.Option(None, help="Adam weight decay [default: the backbone's]."),
@@ -70,6 +74,8 @@ def train(
         threads=threads,
         patience=patience,
         standardise=standardise,
+        method=method,
+        method_options=_method_options(method_option or []),
         model={"reference_arithmetic": True} if reference_arithmetic else {},
         spcl=SPCLConfig(enabled=not no_cl, threshold=cl_threshold, growth=cl_growth, cap=cl_cap, normalise=cl_normalise, score=cl_score),
         checkpoint=str(checkpoint) if checkpoint else None,
@@ -97,7 +103,9 @@ def train(
             progress.update(
                 task,
                 advance=1,
-                stats=f"loss {r.train_loss:.3f}  take {r.take_rate:.0%}  thr {r.threshold:.2f}  dev F1 {r.dev_f1:.2f}  ({r.seconds:.1f}s)",
+                stats=f"loss {r.train_loss:.3f}  take {r.take_rate:.0%}"
+                + ("" if r.threshold is None else f"  thr {r.threshold:.2f}")
+                + f"  dev F1 {r.dev_f1:.2f}  ({r.seconds:.1f}s)",
             )
 
         result = run_training(ds, config, callback=on_epoch)
@@ -116,15 +124,33 @@ def train(
     table.add_row(f"dev (best, epoch {result.best_epoch})", f"{result.dev_f1:.2f}", f"{result.dev_acc:.2f}")
     table.add_row("test (at best dev epoch)", f"{result.test_f1:.2f}", f"{result.test_acc:.2f}")
     console.print(table)
-    cl = "off" if no_cl else f"threshold {cl_threshold} growth {cl_growth} normalise {cl_normalise} score {cl_score}"
+    if method == "spcl" and not no_cl:
+        cl = f"SPCL threshold {cl_threshold} growth {cl_growth} normalise {cl_normalise} score {cl_score}"
+    else:
+        opts = result.config.get("method_options") or {}
+        cl = "no balance method" if method in ("spcl", "none") else f"method {method} " + " ".join(f"{k} {v}" for k, v in opts.items())
     console.print(
-        f"SPCL {cl}; {len(result.history)} epochs, {result.seconds_per_epoch:.2f} s/epoch on {result.device}; seed {seed}"
+        f"{cl}; {len(result.history)} epochs, {result.seconds_per_epoch:.2f} s/epoch on {result.device}; seed {seed}"
         + ("; standardised features" if standardise else "")
         + ("; reference arithmetic" if reference_arithmetic else "")
     )
     if json_out is not None:
         _write_atomic(json_out, json.dumps(result.to_dict(), indent=2, default=str))
         console.print(f"wrote {json_out}")
+
+
+def _method_options(items: list[str]) -> dict[str, float]:
+    """``["alpha=0.5", ...]`` -> ``{"alpha": 0.5}`` (one-line errors naming the option)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        try:
+            if not sep or not key.strip():
+                raise ValueError
+            out[key.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--method-option {item!r}: use KEY=NUMBER, e.g. alpha=0.5") from None
+    return out
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -25,6 +25,9 @@ class Batch:
     labels:    int64 ``[seq, batch]``, class index, ``PAD_LABEL`` at padded positions
     vids:      dialogue ids in batch order
     n_speakers: number of speaker indices the dataset uses
+    feature_scale: optional modality letter -> float32 ``[seq, batch]``: every backbone multiplies that
+               modality's encoder output of each utterance by it (balance methods that drop a
+               modality's features in the forward pass, e.g. OPM); ``None``: untouched
     """
 
     features: dict[str, torch.Tensor]
@@ -34,6 +37,7 @@ class Batch:
     labels: torch.Tensor
     vids: list[str]
     n_speakers: int
+    feature_scale: dict[str, torch.Tensor] | None = None
 
     @property
     def modalities(self) -> str:
@@ -61,6 +65,7 @@ class Batch:
             labels=self.labels.to(device, non_blocking=True),
             vids=self.vids,
             n_speakers=self.n_speakers,
+            feature_scale=None if self.feature_scale is None else {m: x.to(device, non_blocking=True) for m, x in self.feature_scale.items()},
         )
 
 

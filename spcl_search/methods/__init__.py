@@ -1,0 +1,94 @@
+"""Balance methods: ways of training a multimodal backbone against modality imbalance, compared on equal terms.
+
+``none`` (plain NLL of the joint prediction), ``spcl`` (self-paced curriculum, :mod:`spcl_search.spcl`),
+``ogm_ge`` (gradient modulation, :mod:`~spcl_search.methods.ogm_ge`), ``opm`` (feature dropping,
+:mod:`~spcl_search.methods.opm`) and ``mmpareto`` (Pareto-combined unimodal losses,
+:mod:`~spcl_search.methods.mmpareto`). Each has its options with defaults (:data:`OPTIONS`) and the ranges a
+study searches (:data:`SPACES`); :func:`make_method` builds one for the training loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from spcl_search.errors import ConfigError
+from spcl_search.methods.base import BalanceMethod
+from spcl_search.spcl import SPCLConfig
+
+#: every method, the default first
+METHODS: tuple[str, ...] = ("spcl", "none", "ogm_ge", "opm", "mmpareto")
+DEFAULT_METHOD = METHODS[0]
+
+#: method -> option -> default (SPCL's own options live in SPCLConfig: cl_threshold, cl_growth, ...)
+OPTIONS: dict[str, dict[str, float]] = {
+    "none": {},
+    "spcl": {},
+    # BalanceBenchmark's OGM default alpha
+    "ogm_ge": {"alpha": 0.3},
+    # drop frequency 0.7 as the released Modality_drop; base rate and strength mid-range
+    "opm": {"alpha": 1.0, "q_base": 0.5, "p_exe": 0.7},
+    # the released code's gamma
+    "mmpareto": {"gamma": 1.5},
+}
+
+#: method -> searched parameter -> (low, high, log); every default above lies inside its range
+SPACES: dict[str, dict[str, tuple[float, float, bool]]] = {
+    "none": {},
+    "spcl": {"cl_threshold": (0.1, 1.5, False), "cl_growth": (1.0, 2.0, False)},
+    "ogm_ge": {"alpha": (0.05, 2.0, True)},
+    "opm": {"alpha": (0.1, 3.0, True), "q_base": (0.05, 0.8, False), "p_exe": (0.2, 1.0, False)},
+    "mmpareto": {"gamma": (1.0, 2.0, False)},
+}
+
+
+def check_method(name: str) -> str:
+    """``name`` if it is a known method, else ConfigError naming the choices."""
+    if name not in METHODS:
+        raise ConfigError(f"--method {name!r}: choose one of {', '.join(METHODS)}")
+    return name
+
+
+def method_options(name: str, given: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """The method's options: its defaults overridden by ``given`` (unknown or non-numeric ones refused)."""
+    defaults = OPTIONS[check_method(name)]
+    given = dict(given or {})
+    unknown = set(given) - set(defaults)
+    if unknown:
+        allowed = ", ".join(defaults) or "none"
+        raise ConfigError(f"--method {name}: unknown option(s) {', '.join(sorted(unknown))}; it takes {allowed}")
+    out = {}
+    for key, default in defaults.items():
+        value = given.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"--method {name}: option {key} must be a number, got {value!r}")
+        out[key] = float(value)
+    if name == "opm" and not (0 <= out["q_base"] <= 1 and 0 <= out["p_exe"] <= 1):
+        raise ConfigError(f"--method opm: q_base and p_exe are probabilities in [0, 1], got {out['q_base']} and {out['p_exe']}")
+    if any(v < 0 for v in out.values()):
+        raise ConfigError(f"--method {name}: options must be >= 0, got {out}")
+    return out
+
+
+def make_method(name: str, options: Mapping[str, Any] | None, spcl: SPCLConfig, modalities: str) -> BalanceMethod:
+    """The method ``name`` for training ``modalities``; ``spcl`` carries the curriculum's settings."""
+    from spcl_search.methods.curriculum import Curriculum
+    from spcl_search.methods.mmpareto import MMPareto
+    from spcl_search.methods.ogm_ge import OGMGE
+    from spcl_search.methods.opm import OPM
+
+    opts = method_options(name, options)
+    if name in ("spcl", "none"):
+        if name == "none" or not spcl.enabled:
+            spcl = SPCLConfig(enabled=False, threshold=spcl.threshold, growth=spcl.growth, cap=spcl.cap, normalise=spcl.normalise, score=spcl.score)
+        return Curriculum(spcl, modalities)
+    if len(modalities) < 2:
+        raise ConfigError(f"--method {name}: balancing needs at least two modalities, got {modalities!r}")
+    if name == "ogm_ge":
+        return OGMGE(**opts)
+    if name == "opm":
+        return OPM(**opts)
+    return MMPareto(**opts)
+
+
+__all__ = ["DEFAULT_METHOD", "METHODS", "OPTIONS", "SPACES", "BalanceMethod", "check_method", "make_method", "method_options"]

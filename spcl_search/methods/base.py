@@ -1,0 +1,73 @@
+"""What every balance method is to the training loop, and the pieces several share.
+
+A method owns one training step's forward and backward: it calls the backbone, forms its loss, runs the
+backward and leaves the (possibly modulated) gradients in ``.grad``; the loop then clips and steps the
+optimiser. Methods compare on equal terms: same backbone, data, optimiser, clipping, epochs, selection on
+dev. The statistics a step returns (:class:`~spcl_search.spcl.StepOutput`) are those the loop logs.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+
+from backbones.base import Backbone, ParameterPart
+from spcl_search.data.batching import Batch
+from spcl_search.spcl import SPCL, SPCLConfig, StepOutput
+
+
+class BalanceMethod(Protocol):
+    """One way of training a multimodal backbone against modality imbalance."""
+
+    #: registry name (``none``, ``spcl``, ``ogm_ge``, ``opm``, ``mmpareto``)
+    name: str
+
+    def step(self, model: Backbone, batch: Batch) -> StepOutput:
+        """Forward, loss and backward of one batch; gradients are left in ``.grad`` for the optimiser."""
+        ...
+
+    def end_epoch(self) -> None:
+        """Called after every training epoch (the SPCL threshold grows here)."""
+        ...
+
+    @property
+    def threshold(self) -> float | None:
+        """The SPCL threshold used by the coming epoch (``None`` for methods without one)."""
+        ...
+
+
+def plain_loss(logits: dict[str, torch.Tensor], batch: Batch) -> StepOutput:
+    """NLL of the joint prediction (the sum of the modality logits) averaged over the real utterances.
+
+    Its ``weighted_p[m]`` is modality ``m``'s score, the sum over the batch's utterances of its own
+    probability of the true label, which OGM-GE and OPM compare across modalities.
+    """
+    return SPCL(SPCLConfig(enabled=False), batch.modalities).loss(logits, batch.labels, batch.mask)
+
+
+def unimodal_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """NLL of one modality's own prediction, averaged over the real utterances (MMPareto's unimodal loss)."""
+    mask = batch.mask
+    logp = F.log_softmax(logits, dim=-1).gather(-1, batch.labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    return -(logp * mask).sum() / mask.sum().clamp_min(1)
+
+
+def dominance(scores: dict[str, float]) -> dict[str, float]:
+    """``ratio_m = score_m / min_m' score_m'``: how far each modality is ahead of the weakest.
+
+    With two modalities this is OGM-GE's ``score_a / score_v`` for the stronger one and 1 for the other, so
+    the two-modality rule carries over unchanged; with three, every modality is measured against the
+    weakest (the SPCL code's logging ratio does the same).
+    """
+    low = min(scores.values())
+    return {m: (s / low if low > 0 else float("inf")) for m, s in scores.items()}
+
+
+def encoder_parts(model: Backbone, modality: str) -> list[ParameterPart]:
+    """The modality's encoder parts that hold parameters taking part in training."""
+    return [p for p in model.encoder_parts(modality) if p.param.requires_grad]
+
+
+__all__ = ["BalanceMethod", "dominance", "encoder_parts", "plain_loss", "unimodal_loss"]

@@ -1,0 +1,72 @@
+"""OPM (Wei et al., TPAMI 2024): on-the-fly prediction modulation by dropping the dominant modality's features.
+
+Each step first predicts the batch without gradients; from each modality's score (the sum of its own
+probability of the true label) the dominant modality gets a drop probability
+
+    r_m = tanh(relu(ratio_m - 1)),   q_m = clip(q_base * (1 + alpha * r_m), 0, 1) if r_m > 0 else 0,
+
+with ``ratio_m = score_m / min_m' score_m'`` (:func:`~spcl_search.methods.base.dominance`; the two-modality
+rule unchanged, three modalities measured against the weakest). With probability ``p_exe`` the step drops:
+each utterance keeps modality ``m``'s encoder output with probability ``1 - q_m`` (``batch.feature_scale``,
+rescaled by ``1 / (1 - theta)``, ``theta`` the mean drop probability: the encoders' outputs have equal
+widths here), and utterances that lost every modality leave the loss. The joint loss of that second,
+modulated forward is back-propagated.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import torch
+
+from backbones.base import Backbone
+from spcl_search.data.batching import Batch
+from spcl_search.methods.base import dominance
+from spcl_search.spcl import SPCL, SPCLConfig, StepOutput
+
+
+def drop_probabilities(scores: dict[str, float], alpha: float, q_base: float) -> dict[str, float]:
+    """``q_m`` per modality (0 for any modality that does not lead the weakest)."""
+    out = {}
+    for m, ratio in dominance(scores).items():
+        r = math.tanh(max(ratio - 1.0, 0.0))
+        out[m] = min(max(q_base * (1.0 + alpha * r), 0.0), 1.0) if r > 0 else 0.0
+    return out
+
+
+class OPM:
+    """OPM with strength ``alpha``, base drop rate ``q_base`` and drop frequency ``p_exe``."""
+
+    name = "opm"
+    threshold = None
+
+    def __init__(self, alpha: float, q_base: float, p_exe: float) -> None:
+        self.alpha, self.q_base, self.p_exe = float(alpha), float(q_base), float(p_exe)
+        self.last_drop: dict[str, float] = {}
+
+    def step(self, model: Backbone, batch: Batch) -> StepOutput:
+        engine = SPCL(SPCLConfig(enabled=False), batch.modalities)
+        with torch.no_grad():
+            probe = engine.loss(model(batch), batch.labels, batch.mask)
+        self.last_drop = drop_probabilities({m: float(p) for m, p in probe.weighted_p.items()}, self.alpha, self.q_base)
+        mask = batch.mask
+        if any(q > 0 for q in self.last_drop.values()) and float(torch.rand(())) < self.p_exe:
+            batch, mask = self.dropped(batch)
+        out = engine.loss(model(batch), batch.labels, mask)
+        out.loss.backward()
+        return out
+
+    def dropped(self, batch: Batch) -> tuple[Batch, torch.Tensor]:
+        """The batch with per-utterance feature keep-masks, and the loss mask without fully dropped utterances."""
+        theta = sum(self.last_drop.values()) / len(self.last_drop)
+        keep = {m: (torch.rand_like(batch.mask) >= q).to(batch.mask.dtype) for m, q in self.last_drop.items()}
+        scale = {m: k / (1.0 - theta + 1e-5) for m, k in keep.items()}
+        alive = torch.stack(list(keep.values())).amax(0)
+        return replace(batch, feature_scale=scale), batch.mask * alive
+
+    def end_epoch(self) -> None:
+        pass
+
+
+__all__ = ["OPM", "drop_probabilities"]
