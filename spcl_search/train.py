@@ -27,7 +27,10 @@ from spcl_search.data.batching import Batch, iter_batches
 from spcl_search.data.standardise import standardise
 from spcl_search.data.types import ERCDataset, canonical_modalities
 from spcl_search.errors import ConfigError, NonFiniteLossError
+from spcl_search.results import EpochRecord, TrainResult
 from spcl_search.spcl import SPCL, SPCLConfig, joint_logits, modality_ratio
+
+__all__ = ["EpochRecord", "TrainConfig", "TrainResult", "effective_protocol", "library_versions", "resolve_device", "train"]
 
 #: datasets whose backbone defaults differ from the generic ones
 KNOWN_DATASETS = ("iemocap", "meld")
@@ -64,50 +67,6 @@ class TrainConfig:
         d = asdict(self)
         d["spcl"] = self.spcl.to_dict()
         return d
-
-
-@dataclass
-class EpochRecord:
-    """Figures of one epoch. F1 and accuracy are weighted-F1 / accuracy in percent.
-
-    ``seconds`` is the training pass alone (what the benchmarks compare); ``eval_seconds`` the dev
-    and test evaluation after it.
-    """
-
-    epoch: int
-    train_loss: float
-    take_rate: float
-    threshold: float
-    dev_f1: float
-    dev_acc: float
-    test_f1: float
-    test_acc: float
-    seconds: float
-    eval_seconds: float
-    uni_nll: dict[str, float]
-    ratio: dict[str, float]
-
-
-@dataclass
-class TrainResult:
-    """Outcome of a run: the best dev epoch and the test figures at that epoch."""
-
-    config: dict[str, Any]
-    best_epoch: int
-    dev_f1: float
-    dev_acc: float
-    test_f1: float
-    test_acc: float
-    history: list[EpochRecord]
-    seconds_per_epoch: float
-    device: str
-    take_rate: float
-    dataset: dict[str, Any]
-    versions: dict[str, str]
-    model: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def library_versions() -> dict[str, str]:

@@ -117,7 +117,7 @@ def compare(
     ),
 ) -> None:
     """Gain table (tri-modal minus bi-modal, without/with SPCL) and best settings across studies."""
-    from spcl_search.reports.best import best_settings, paper_table
+    from spcl_search.search.best import best_settings, paper_table
     from spcl_search.reports.gain import gain_csv, gain_rows
     from spcl_search.reports.html import write_atomic
     from spcl_search.reports.study import load_study, open_storage

@@ -16,13 +16,13 @@ import plotly.graph_objects as go
 
 from spcl_search.reports import figures
 from spcl_search.reports import records
-from spcl_search.reports.best import BestSetting
-from spcl_search.reports.best import best_settings
-from spcl_search.reports.best import paper_table
 from spcl_search.reports.gain import GainRow
 from spcl_search.reports.gain import gain_rows
 from spcl_search.reports.importance import make_evaluator
 from spcl_search.reports.importance import param_importances
+from spcl_search.search.best import BestSetting
+from spcl_search.search.best import best_settings
+from spcl_search.search.best import paper_table
 
 
 @dataclass(frozen=True)
