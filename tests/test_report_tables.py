@@ -11,8 +11,8 @@ from report_fixtures import balance_study
 from report_fixtures import search_study
 
 from spcl_search.reports import records
-from spcl_search.reports.best import best_settings
-from spcl_search.reports.best import paper_table
+from spcl_search.search.best import best_settings
+from spcl_search.search.best import paper_table
 from spcl_search.reports.gain import gain_csv
 from spcl_search.reports.gain import gain_rows
 

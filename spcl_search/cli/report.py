@@ -8,6 +8,7 @@ import warnings
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from spcl_search.cli import app
@@ -176,7 +177,7 @@ def compare(
         for col in header:
             best.add_column(col)
         for line in body:
-            best.add_row(*line)
+            best.add_row(*map(escape, line))  # "mmgcn [spcl]" is text, not rich markup
         out.print(best)
     if csv_out is not None:
         write_atomic(csv_out, gain_csv(rows))

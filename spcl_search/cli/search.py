@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from spcl_search.cli import app
@@ -324,7 +325,7 @@ def _paper_table(rows: list[BestSetting]) -> Table:
     for i, col in enumerate(header):
         table.add_column(col, justify="left" if i == 0 else "center")
     for line in body:
-        table.add_row(*line)
+        table.add_row(*map(escape, line))  # "mmgcn [spcl]" is text, not rich markup
     return table
 
 

@@ -98,7 +98,7 @@ def best_settings(study: optuna.Study) -> list[BestSetting]:
 
 def paper_table(rows: Sequence[BestSetting]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the paper's layout: one row per backbone (and form; and kind when several are
-    shown), ``cl_growth/cl_threshold`` cells under ``<dataset> <modality set>`` columns ("-" where none)."""
+    shown), ``cl_growth/cl_threshold`` cells under ``<dataset> <modality set>`` columns (empty where none)."""
     datasets = list(dict.fromkeys(r.dataset for r in rows))
     columns = [(d, m) for d in datasets for m in sort_modalities({r.modalities for r in rows if r.dataset == d})]
     several_kinds = len({r.kind for r in rows}) > 1
@@ -107,4 +107,4 @@ def paper_table(rows: Sequence[BestSetting]) -> tuple[list[str], list[list[str]]
         label = f"{r.backbone} [{r.variant}]" + (f" ({r.kind})" if several_kinds else "")
         cells.setdefault(label, {})[(r.dataset, r.modalities)] = r.setting
     header = ["Backbone"] + [f"{d} {m}" for d, m in columns]
-    return header, [[label] + [row.get(c, "-") for c in columns] for label, row in cells.items()]
+    return header, [[label] + [row.get(c, "") for c in columns] for label, row in cells.items()]
