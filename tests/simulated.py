@@ -25,8 +25,8 @@ import optuna
 
 from spcl_search.errors import NonFiniteLossError
 from spcl_search.results import EpochRecord, TrainResult
+from spcl_search.schema.spec import StudySpec
 from spcl_search.search.objectives import Setting
-from spcl_search.search.schema import StudySpec
 
 SETTINGS_VAR = "SPCL_SIMULATED"
 #: the tri-/bi-modal ceilings (atv beats the bi-modal sets when SPCL is on)

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from spcl_search.cli import main
 from spcl_search.data import load_dataset, make_synthetic
 from spcl_search.errors import ConfigError, DataError
-from spcl_search.search import schema as specs
+from spcl_search.schema import spec as specs
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 SYNTHETIC = make_synthetic(n_dialogues=6, seed=1, min_len=2, max_len=4)
@@ -309,10 +309,9 @@ def test_random_field_values_give_a_usable_spec_or_a_one_line_config_error(reque
     if spec is None:
         return
     import optuna
-
-    from spcl_search.search.algorithms import make_pruner, make_sampler
     from simulated import SimulatedTrainer
 
+    from spcl_search.search.algorithms import make_pruner, make_sampler
     from spcl_search.search.objectives import make_objective
 
     assert specs.from_dict(spec.to_dict()) == spec  # what a study stores reads back the same

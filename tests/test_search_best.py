@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from spcl_search.cli import app
 from spcl_search.reports.dashboard import report_note
 from spcl_search.reports.report import build_report
-from spcl_search.search.records import SetResult, TrialRecord
+from spcl_search.schema.records import SetResult, TrialRecord
 from spcl_search.search.storage import open_storage
 from spcl_search.search.study import open_study
 from spcl_search.search.worker import run_worker

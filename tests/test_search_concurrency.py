@@ -19,9 +19,8 @@ from collections import Counter
 
 import optuna
 import pytest
-from optuna.trial import TrialState
-
 import simulated
+from optuna.trial import TrialState
 
 from spcl_search.errors import StorageError
 from spcl_search.search.storage import open_storage

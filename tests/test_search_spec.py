@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from spcl_search.errors import ConfigError
-from spcl_search.search import schema as specs
+from spcl_search.schema import spec as specs
 from spcl_search.search.paper import PAPER_HPARAMS, paper_setting, warm_start_params
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Optional
-import warnings
 
 import typer
 from rich.console import Console
@@ -43,10 +43,9 @@ def report(
 ) -> None:
     """Write one self-contained HTML report of a study (plotly embedded, opens offline)."""
     from spcl_search.reports.html import safe_name, write_html
+    from spcl_search.reports.importance import make_evaluator
     from spcl_search.reports.report import build_report
     from spcl_search.reports.study import load_study
-
-    from spcl_search.reports.importance import make_evaluator
 
     make_evaluator(importance)  # a bad --importance fails before any work
     fmt = "png" if png else fmt.lower()
@@ -118,10 +117,10 @@ def compare(
     ),
 ) -> None:
     """Gain table (tri-modal minus bi-modal, without/with SPCL) and best settings across studies."""
-    from spcl_search.search.best import best_settings, paper_table
     from spcl_search.reports.gain import gain_csv, gain_rows
     from spcl_search.reports.html import write_atomic
     from spcl_search.reports.study import load_study, open_storage
+    from spcl_search.schema.best import best_settings, paper_table
 
     if csv_out is not None and csv_out.is_dir():
         raise ConfigError(f"--csv {csv_out}: is a directory; give a file path")

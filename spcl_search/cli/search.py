@@ -18,12 +18,16 @@ from rich.table import Table
 
 from spcl_search.cli import app
 from spcl_search.errors import ConfigError, SpclSearchError
-from spcl_search.search.settings import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_RETRY
+from spcl_search.search.settings import (
+    DEFAULT_GRACE_PERIOD,
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_MAX_RETRY,
+)
 
 if TYPE_CHECKING:
-    from spcl_search.search.best import BestSetting
+    from spcl_search.schema.best import BestSetting
+    from spcl_search.schema.spec import Request
     from spcl_search.search.launcher import LocalWorker
-    from spcl_search.search.schema import Request
     from spcl_search.search.status import StudyStatus
 
 console = Console()
@@ -33,7 +37,7 @@ _STORAGE_HELP = "Database URL: sqlite:///FILE or postgresql://USER:PASS@HOST/DB 
 
 
 def _requested(**kw: Any) -> Request:
-    from spcl_search.search.schema import requested_fields
+    from spcl_search.schema.spec import requested_fields
 
     spec_file = kw.pop("spec_file")
     return requested_fields(spec_file, **kw)
@@ -138,8 +142,8 @@ def run(
     """Create (or resume) a study and run it with local workers, showing live progress."""
     import optuna
 
+    from spcl_search.schema.best import best_settings
     from spcl_search.search import launcher
-    from spcl_search.search.best import best_settings
     from spcl_search.search.status import study_status
     from spcl_search.search.storage import open_storage, resolve_url
     from spcl_search.search.study import open_study
@@ -297,7 +301,7 @@ def best(
     """Best SPCL setting per modality set, laid out like the paper's table (cl_growth/cl_threshold)."""
     import optuna
 
-    from spcl_search.search.best import best_settings
+    from spcl_search.schema.best import best_settings
     from spcl_search.search.storage import list_studies, open_storage, study_exists
 
     rdb = open_storage(storage, heartbeat_interval=None, must_exist=True)
@@ -318,7 +322,7 @@ def best(
 
 def _paper_table(rows: list[BestSetting]) -> Table:
     """Rows: backbone (and kind); columns: dataset x modality set; cells: cl_growth/cl_threshold."""
-    from spcl_search.search.best import paper_table
+    from spcl_search.schema.best import paper_table
 
     header, body = paper_table(rows)
     table = Table(title="best cl_growth/cl_threshold per modality set (selected on dev F1)", title_justify="left")

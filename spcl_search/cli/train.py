@@ -10,7 +10,13 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from spcl_search.cli import app
@@ -49,9 +55,9 @@ def train(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full result (config, history, figures) as JSON."),
 ) -> None:
     """Train one SPCL-wrapped backbone; select on dev, report test at the best dev epoch."""
+    from backbones.defaults import VARIANTS
     from spcl_search.data.load import load_dataset
     from spcl_search.spcl import SPCLConfig
-    from backbones.defaults import VARIANTS
     from spcl_search.train import TrainConfig, effective_protocol
     from spcl_search.train import train as run_training
 

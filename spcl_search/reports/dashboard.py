@@ -8,20 +8,16 @@ app from a background thread; :class:`DashboardServer` stops it.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from socketserver import ThreadingMixIn
-import threading
-from wsgiref.simple_server import make_server
-from wsgiref.simple_server import WSGIRequestHandler
-from wsgiref.simple_server import WSGIServer
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna
 from optuna.storages import BaseStorage
 
 from spcl_search.errors import ConfigError
-from spcl_search.reports.report import Report
-from spcl_search.reports.report import Table
-
+from spcl_search.reports.report import Report, Table
 
 #: prefix of the graph-object ids this package writes (so a re-push overwrites them)
 GRAPH_PREFIX = "spcl-"
@@ -114,8 +110,7 @@ def report_note(report: Report) -> str:
 def push_report(study: optuna.Study, report: Report) -> list[str]:
     """Save the report's figures as dashboard graph objects and its tables as the study note;
     return the graph-object ids."""
-    from optuna_dashboard import save_note
-    from optuna_dashboard import save_plotly_graph_object
+    from optuna_dashboard import save_note, save_plotly_graph_object
 
     ids = []
     for named in report.figures:

@@ -7,17 +7,16 @@ Optuna's own plotting functions are used wherever one exists.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import warnings
+from collections.abc import Sequence
 
 import optuna
-from optuna.trial import FrozenTrial
 import plotly.graph_objects as go
+from optuna.trial import FrozenTrial
 from plotly.subplots import make_subplots
 
 from spcl_search.reports import records
 from spcl_search.reports.gain import GainRow
-
 
 WITHOUT_COLOUR = "#9e9e9e"
 WITH_COLOUR = "#1f77b4"

@@ -13,8 +13,7 @@ modality set takes its own best trial.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import optuna
 from optuna.trial import FrozenTrial

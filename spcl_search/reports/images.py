@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import os
-from pathlib import Path
 import shutil
 import tempfile
+from collections.abc import Sequence
+from pathlib import Path
 
 from spcl_search.errors import ConfigError
 from spcl_search.reports.report import NamedFigure
-
 
 #: looked for in order when ``BROWSER_PATH`` is not set
 BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")

@@ -7,21 +7,22 @@ objectives are negated for it (fANOVA decomposes variance and is sign-free).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-import warnings
 
 import optuna
-from optuna.importance import BaseImportanceEvaluator
-from optuna.importance import FanovaImportanceEvaluator
-from optuna.importance import PedAnovaImportanceEvaluator
+import plotly.graph_objects as go
+from optuna.importance import (
+    BaseImportanceEvaluator,
+    FanovaImportanceEvaluator,
+    PedAnovaImportanceEvaluator,
+)
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
-import plotly.graph_objects as go
 
 from spcl_search.errors import ConfigError
 from spcl_search.reports import records
-
 
 EVALUATORS: dict[str, tuple[str, Callable[[], BaseImportanceEvaluator]]] = {
     "ped-anova": ("PED-ANOVA", PedAnovaImportanceEvaluator),

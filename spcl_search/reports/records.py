@@ -1,7 +1,7 @@
-"""The trials a report shows, read through the study records of :mod:`spcl_search.search.records`.
+"""The trials a report shows, read through the study records of :mod:`spcl_search.schema.records`.
 
 Figures and tables ask this module for trials and metrics; the names of the stored attrs live in
-:class:`~spcl_search.search.records.TrialRecord` alone.
+:class:`~spcl_search.schema.records.TrialRecord` alone.
 """
 
 from __future__ import annotations
@@ -12,11 +12,16 @@ from collections.abc import Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from spcl_search.search.best import best_trial as best_for
-from spcl_search.search.best import spcl_setting as _setting
-from spcl_search.search.records import StudyInfo, TrialRecord, sort_modalities, study_info
-from spcl_search.search.schema import MODALITY_SETS as MODALITY_ORDER
-from spcl_search.search.schema import TRI_MODAL
+from spcl_search.schema.best import best_trial as best_for
+from spcl_search.schema.best import spcl_setting as _setting
+from spcl_search.schema.records import (
+    StudyInfo,
+    TrialRecord,
+    sort_modalities,
+    study_info,
+)
+from spcl_search.schema.spec import MODALITY_SETS as MODALITY_ORDER
+from spcl_search.schema.spec import TRI_MODAL
 
 __all__ = ["MODALITY_ORDER", "TRI_MODAL", "StudyInfo", "best_for", "sort_modalities", "study_info"]
 

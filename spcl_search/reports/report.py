@@ -6,23 +6,17 @@ notice that says why (too few trials, single objective, no baseline) instead of 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from dataclasses import field
 import datetime
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import optuna
 import plotly.graph_objects as go
 
-from spcl_search.reports import figures
-from spcl_search.reports import records
-from spcl_search.reports.gain import GainRow
-from spcl_search.reports.gain import gain_rows
-from spcl_search.reports.importance import make_evaluator
-from spcl_search.reports.importance import param_importances
-from spcl_search.search.best import BestSetting
-from spcl_search.search.best import best_settings
-from spcl_search.search.best import paper_table
+from spcl_search.reports import figures, records
+from spcl_search.reports.gain import GainRow, gain_rows
+from spcl_search.reports.importance import make_evaluator, param_importances
+from spcl_search.schema.best import BestSetting, best_settings, paper_table
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import optuna
 from spcl_search.errors import ConfigError
 
 if TYPE_CHECKING:  # the schema imports this module to check pruner options: no import back at run time
-    from spcl_search.search.schema import StudySpec
+    from spcl_search.schema.spec import StudySpec
 
 
 def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:

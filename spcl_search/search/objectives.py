@@ -5,7 +5,7 @@
 * ``balance``: two objectives for one SPCL setting and seed: the tri-modal dev F1 and the gain, the
   tri-modal dev F1 minus the best bi-modal dev F1 (atv, at, av and tv are all trained).
 
-Every trial records a :class:`~spcl_search.search.records.TrialRecord`; test F1 is recorded, never
+Every trial records a :class:`~spcl_search.schema.records.TrialRecord`; test F1 is recorded, never
 optimised. With several seeds, figures are means over the seeds (``per_seed_<m>`` keeps each).
 
 The trainer is anything that satisfies :class:`Trainer`: :func:`real_trainer` runs
@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import optuna
 
 from spcl_search.results import EpochRecord, TrainResult
-from spcl_search.search import records
+from spcl_search.schema.records import SetResult, TrialRecord
+from spcl_search.schema.spec import BIMODAL, TRI_MODAL, StudySpec
+from spcl_search.search import optuna_internals as internals
 from spcl_search.search.algorithms import first_prunable_step
-from spcl_search.search.records import SetResult, TrialRecord
-from spcl_search.search.schema import BIMODAL, TRI_MODAL, StudySpec
 
 if TYPE_CHECKING:
     from spcl_search.data.types import ERCDataset
@@ -217,6 +217,6 @@ def make_objective(spec: StudySpec, trainer: Trainer) -> Callable[[optuna.Trial]
         try:
             return run(trial, setting, record)
         finally:
-            records.write(trial, record)
+            internals.set_trial_user_attrs(trial, record.to_attrs())
 
     return objective

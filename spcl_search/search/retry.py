@@ -30,8 +30,12 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from spcl_search.errors import SpclSearchError, StorageError
-from spcl_search.search.settings import STORAGE_RETRY_DEADLINE, STORAGE_RETRY_FIRST_WAIT, STORAGE_RETRY_MAX_WAIT
 from spcl_search.search.optuna_internals import RETRIED_METHODS
+from spcl_search.search.settings import (
+    STORAGE_RETRY_DEADLINE,
+    STORAGE_RETRY_FIRST_WAIT,
+    STORAGE_RETRY_MAX_WAIT,
+)
 from spcl_search.search.urls import PASSWORD_IN_URL, mask_url, short_error
 
 logger = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from spcl_search.schema.records import study_info
 from spcl_search.search import budget as budgets
-from spcl_search.search.records import study_info
 from spcl_search.search.registry import WorkerRecord, workers
 from spcl_search.search.settings import DEFAULT_GRACE_PERIOD
 from spcl_search.search.storage import list_studies

@@ -27,8 +27,20 @@ import sqlalchemy
 
 from spcl_search.errors import StorageError
 from spcl_search.search.retry import ResilientRDBStorage
-from spcl_search.search.settings import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_RETRY, ENV_VAR, STORAGE_RETRY_DEADLINE
-from spcl_search.search.urls import dialect, mask_url, resolve_url, short_error, sqlite_path
+from spcl_search.search.settings import (
+    DEFAULT_GRACE_PERIOD,
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_MAX_RETRY,
+    ENV_VAR,
+    STORAGE_RETRY_DEADLINE,
+)
+from spcl_search.search.urls import (
+    dialect,
+    mask_url,
+    resolve_url,
+    short_error,
+    sqlite_path,
+)
 
 __all__ = [
     "DEFAULT_GRACE_PERIOD",

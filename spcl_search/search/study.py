@@ -15,12 +15,12 @@ from typing import Any
 import optuna
 
 from spcl_search.errors import ConfigError
-from spcl_search.search import schema
+from spcl_search.schema import spec as schema
+from spcl_search.schema.records import SPEC_ATTR
+from spcl_search.schema.spec import Request, StudySpec
 from spcl_search.search.algorithms import make_pruner, make_sampler
 from spcl_search.search.lock import study_lock
 from spcl_search.search.paper import warm_start_params
-from spcl_search.search.records import SPEC_ATTR
-from spcl_search.search.schema import Request, StudySpec
 from spcl_search.search.storage import mask_url, study_exists
 
 logger = logging.getLogger(__name__)

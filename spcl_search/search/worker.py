@@ -38,15 +38,25 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from spcl_search.errors import ConfigError, DataError, NonFiniteLossError, SpclSearchError, StorageError
+from spcl_search.errors import (
+    ConfigError,
+    DataError,
+    NonFiniteLossError,
+    SpclSearchError,
+    StorageError,
+)
+from spcl_search.schema.spec import StudySpec
 from spcl_search.search import budget as budgets
-from spcl_search.search.lock import study_lock
 from spcl_search.search import optuna_internals as internals
-from spcl_search.search import records
-from spcl_search.search.objectives import Trainer, TrainerFactory, make_objective, real_trainer
+from spcl_search.search.lock import study_lock
+from spcl_search.search.objectives import (
+    Trainer,
+    TrainerFactory,
+    make_objective,
+    real_trainer,
+)
 from spcl_search.search.registry import WorkerRecord
 from spcl_search.search.retry import paused, retry_call
-from spcl_search.search.schema import StudySpec
 from spcl_search.search.settings import TRAINER_ENV_VAR
 from spcl_search.search.study import budget as study_budget
 from spcl_search.search.study import open_study
@@ -344,7 +354,7 @@ def _run_trial(
     final["trial_seconds"] = round(time.perf_counter() - start, 3)
     if not taken:
         try:
-            records.write(trial, final)
+            internals.set_trial_user_attrs(trial, final)
             frozen = study.tell(trial, values) if state == TrialState.COMPLETE else study.tell(trial, state=state)
             state = frozen.state
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -364,7 +374,7 @@ def _interrupted(study: optuna.Study, storage: optuna.storages.RDBStorage, trial
     """Fail an interrupted trial and enqueue its retry (a second signal ends the process meanwhile)."""
     attrs = {"error": "interrupted (SIGTERM or Ctrl-C); retried", "fail_reason": INTERRUPTED, "trial_seconds": round(seconds, 3)}
     try:
-        records.write(trial, attrs)
+        internals.set_trial_user_attrs(trial, attrs)
         study.tell(trial, state=TrialState.FAIL)
     except optuna.exceptions.UpdateFinishedTrialError:
         return  # already failed by the heartbeat check, which enqueued the retry

@@ -35,7 +35,13 @@ from spcl_search.data.extract.cache import FeatureCache, default_feature_cache, 
 from spcl_search.data.extract.corpus import Corpus, Problem, Utterance
 from spcl_search.data.extract.layouts import read_corpus
 from spcl_search.data.extract.media import MediaError
-from spcl_search.data.extract.output import ExtractSummary, build_features, check_loadable, summarise, write_atomic
+from spcl_search.data.extract.output import (
+    ExtractSummary,
+    build_features,
+    check_loadable,
+    summarise,
+    write_atomic,
+)
 from spcl_search.data.extract.text import DEFAULT_TEXT_MODEL, text_spec
 from spcl_search.data.extract.visual import visual_spec
 from spcl_search.data.types import MODALITY_NAMES, canonical_modalities

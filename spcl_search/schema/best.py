@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from spcl_search.search.records import TrialRecord, sort_modalities, study_info
+from spcl_search.schema.records import TrialRecord, sort_modalities, study_info
 
 
 @dataclass(frozen=True)

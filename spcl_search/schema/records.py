@@ -1,15 +1,11 @@
 """Trial records: the user attrs of one trial, typed (docs/architecture.md, "Study records").
 
-The objective fills a :class:`TrialRecord` and :func:`write` stores it; ``status``, ``best``, the report,
+The objective fills a :class:`TrialRecord` and stores it (``optuna_internals.set_trial_user_attrs``); ``status``, ``best``, the report,
 ``compare`` and the dashboard push read trials back with :meth:`TrialRecord.of`. The stored keys stay flat
 (``dev_f1_atv``, ``use_cl``, ...), as existing databases and optuna-dashboard know them: the record is a
 typed view over them. A new per-trial figure is one field of :class:`TrialRecord`; a new figure per
 modality set is one field of :class:`SetResult` (stored as ``<field>_<set>``).
 
-Writing: a trial records a few dozen attrs, and Optuna writes each ``set_user_attr`` as its own transaction
-of several queries, which on PostgreSQL is most of the per-trial storage cost. :func:`write` stores them
-with one multi-row upsert (:func:`~spcl_search.search.optuna_internals.upsert_trial_user_attrs`) on
-PostgreSQL and SQLite, and one ``set_user_attr`` per key anywhere else.
 """
 
 from __future__ import annotations
@@ -22,8 +18,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from spcl_search.search import optuna_internals as internals
-from spcl_search.search.schema import MODALITY_SETS
+from spcl_search.schema.spec import MODALITY_SETS
 
 #: study user attr holding the effective spec (its other attrs: kind, backbone, variant, dataset, data_sha256)
 SPEC_ATTR = "spec"
@@ -202,21 +197,3 @@ def sort_modalities(modalities: Iterable[str]) -> list[str]:
     """Modality sets in the paper's order (atv, at, tv, av), others after them."""
     found = set(modalities)
     return [m for m in MODALITY_SETS if m in found] + sorted(found - set(MODALITY_SETS))
-
-
-def write(trial: optuna.Trial, attrs: TrialRecord | Mapping[str, Any]) -> None:
-    """Store ``attrs`` (a record, or some of its flat keys) as user attrs of the running ``trial``."""
-    flat = attrs.to_attrs() if isinstance(attrs, TrialRecord) else dict(attrs)
-    if not flat:
-        return
-    rdb = internals.rdb_of(trial)
-    if rdb is not None:
-
-        def upsert() -> bool:
-            return internals.upsert_trial_user_attrs(rdb, internals.trial_id(trial), flat)
-
-        retrying = getattr(rdb, "retrying", None)  # ResilientRDBStorage: ride out a database restart
-        if retrying(upsert, "set the user attrs of a trial") if retrying else upsert():
-            return
-    for key, value in flat.items():
-        trial.set_user_attr(key, value)

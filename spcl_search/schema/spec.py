@@ -19,11 +19,12 @@ The schema never imports torch or optuna: it is validated before any worker star
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from backbones.defaults import DEFAULT_VARIANT, VARIANTS, training_defaults
 from spcl_search.errors import ConfigError
@@ -550,7 +551,9 @@ def validate(spec: StudySpec) -> None:
     if spec.pruner_options and spec.pruner == "none":
         raise ConfigError('pruner_options given but pruner = "none"')
     if spec.pruner_options:
-        from spcl_search.search.algorithms import make_pruner  # optuna, only when there are options to check
+        from spcl_search.search.algorithms import (
+            make_pruner,  # optuna, only when there are options to check
+        )
 
         make_pruner(spec)  # ConfigError naming the bad option
     check_backbone(spec.backbone)
