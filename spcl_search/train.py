@@ -173,11 +173,7 @@ def _save_checkpoint(path: str, model: torch.nn.Module, meta: dict[str, Any]) ->
         raise
 
 
-def train(
-    dataset: ERCDataset,
-    config: TrainConfig,
-    callback: Callable[[EpochRecord], None] | None = None,
-) -> TrainResult:
+def train(dataset: ERCDataset, config: TrainConfig, callback: Callable[[EpochRecord], None] | None = None) -> TrainResult:
     """Train ``config.backbone`` with SPCL on ``dataset``; select on dev, report test at the best dev epoch."""
     try:
         modalities = canonical_modalities(config.modalities)
@@ -234,7 +230,9 @@ def train(
         uni = {m: torch.zeros((), device=device) for m in modalities}
         wp = {m: torch.zeros((), device=device) for m in modalities}
         n_batches = 0
-        for batch in iter_batches(dataset.train, modalities, dataset.n_speakers, eff["batch_size"], shuffle=True, seed=config.seed * 100_003 + epoch):
+        for batch in iter_batches(
+            dataset.train, modalities, dataset.n_speakers, eff["batch_size"], shuffle=True, seed=config.seed * 100_003 + epoch
+        ):
             b = batch.to(device)
             out = engine.loss(model(b), b.labels, b.mask)
             optimizer.zero_grad(set_to_none=True)

@@ -15,9 +15,8 @@ import time
 
 import optuna
 import pytest
-from optuna.trial import TrialState
-
 import simulated
+from optuna.trial import TrialState
 
 from spcl_search.search.lock import study_lock
 from spcl_search.search.storage import open_storage

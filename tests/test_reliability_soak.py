@@ -21,9 +21,8 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.trial import TrialState
-
 import simulated
+from optuna.trial import TrialState
 from pg_cluster import ensure_up, restart_postgres, skip_unless_restartable
 
 from spcl_search.search import budget as budgets

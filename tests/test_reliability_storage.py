@@ -22,10 +22,9 @@ from pathlib import Path
 
 import optuna
 import pytest
+import simulated
 import sqlalchemy
 from optuna.trial import TrialState
-
-import simulated
 from pg_cluster import ensure_up, restart_postgres, skip_unless_restartable
 
 from spcl_search.cli import main

@@ -12,9 +12,8 @@ import time
 
 import optuna
 import pytest
-from optuna.trial import TrialState
-
 import simulated
+from optuna.trial import TrialState
 
 from spcl_search.errors import ConfigError
 from spcl_search.search import worker as worker_mod

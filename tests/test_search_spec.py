@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from spcl_search.errors import ConfigError
 from spcl_search.schema import spec as specs

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -16,30 +16,18 @@ from spcl_search.errors import ConfigError
 
 console = Console()
 
-STORAGE_HELP = (
-    "Study database URL (sqlite:///FILE or postgresql://USER@HOST/DB) "
-    "[default: $SPCL_SEARCH_STORAGE, else ./spcl_search.db]."
-)
+STORAGE_HELP = "Study database URL (sqlite:///FILE or postgresql://USER@HOST/DB) [default: $SPCL_SEARCH_STORAGE, else ./spcl_search.db]."
 IMAGE_FORMATS = ("png", "svg", "pdf", "jpeg", "webp")
 
 
 @app.command()
 def report(
-    study: str = typer.Option(..., "--study", "-s", help="Study name."),
-    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
-    out: Path = typer.Option(
-        Path("reports"), "--out", "-o", help="Folder for <study>.html (and <study>/ images)."
-    ),
-    fmt: str = typer.Option(
-        "html",
-        "--format",
-        "-f",
-        help="html, or png (svg, pdf) to also write each figure as an image.",
-    ),
-    png: bool = typer.Option(False, "--png", help="Same as --format png."),
-    importance: str = typer.Option(
-        "ped-anova", "--importance", help="Importance evaluator: ped-anova or fanova."
-    ),
+    study: Annotated[str, typer.Option("--study", "-s", help="Study name.")],
+    storage: Annotated[str | None, typer.Option("--storage", help=STORAGE_HELP)] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for <study>.html (and <study>/ images).")] = Path("reports"),
+    fmt: Annotated[str, typer.Option("--format", "-f", help="html, or png (svg, pdf) to also write each figure as an image.")] = "html",
+    png: Annotated[bool, typer.Option("--png", help="Same as --format png.")] = False,
+    importance: Annotated[str, typer.Option("--importance", help="Importance evaluator: ped-anova or fanova.")] = "ped-anova",
 ) -> None:
     """Write one self-contained HTML report of a study (plotly embedded, opens offline)."""
     from spcl_search.reports.html import safe_name, write_html
@@ -63,29 +51,21 @@ def report(
         from spcl_search.reports.images import write_images
 
         paths = write_images(built.figures, out / safe_name(built.info.name), fmt)
-        console.print(
-            f"{len(paths)} {fmt} images in {out / safe_name(built.info.name)}", highlight=False
-        )
+        console.print(f"{len(paths)} {fmt} images in {out / safe_name(built.info.name)}", highlight=False)
 
 
 @app.command()
 def dashboard(
-    study: str = typer.Option(
-        ..., "--study", "-s", help="Study name (its figures are pushed to the dashboard)."
-    ),
-    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
-    port: int = typer.Option(8080, "--port", "-p", help="Port to listen on (0: any free port)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    push: bool = typer.Option(
-        True,
-        "--push/--no-push",
-        help="Save the report's figures and tables into the study for the dashboard.",
-    ),
-    importance: str = typer.Option(
-        "ped-anova",
-        "--importance",
-        help="Importance evaluator for pushed figures: ped-anova or fanova.",
-    ),
+    study: Annotated[str, typer.Option("--study", "-s", help="Study name (its figures are pushed to the dashboard).")],
+    storage: Annotated[str | None, typer.Option("--storage", help=STORAGE_HELP)] = None,
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on (0: any free port).")] = 8080,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    push: Annotated[
+        bool, typer.Option("--push/--no-push", help="Save the report's figures and tables into the study for the dashboard.")
+    ] = True,
+    importance: Annotated[
+        str, typer.Option("--importance", help="Importance evaluator for pushed figures: ped-anova or fanova.")
+    ] = "ped-anova",
 ) -> None:
     """Serve optuna-dashboard on the study's storage until Ctrl-C."""
     from spcl_search.reports.dashboard import push_report, start_dashboard
@@ -100,21 +80,15 @@ def dashboard(
     # the dashboard's own importance plot warns on every request of a small study
     warnings.simplefilter("ignore", UserWarning)
     server = start_dashboard(opened, host, port)
-    console.print(
-        f"optuna-dashboard: {server.study_url(loaded)}  (Ctrl-C to stop)", highlight=False
-    )
+    console.print(f"optuna-dashboard: {server.study_url(loaded)}  (Ctrl-C to stop)", highlight=False)
     server.wait()
 
 
 @app.command()
 def compare(
-    studies: list[str] = typer.Argument(
-        ..., help="Study names (e.g. one per backbone or dataset)."
-    ),
-    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
-    csv_out: Optional[Path] = typer.Option(
-        None, "--csv", help="Also write the gain table as CSV here."
-    ),
+    studies: Annotated[list[str], typer.Argument(help="Study names (e.g. one per backbone or dataset).")],
+    storage: Annotated[str | None, typer.Option("--storage", help=STORAGE_HELP)] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write the gain table as CSV here.")] = None,
 ) -> None:
     """Gain table (tri-modal minus bi-modal, without/with SPCL) and best settings across studies."""
     from spcl_search.reports.gain import gain_csv, gain_rows
@@ -132,9 +106,7 @@ def compare(
         return "-" if v is None else f"{v:+.2f}"
 
     out = console if console.is_terminal else Console(width=max(console.width, 150))
-    table = Table(
-        title="Gain (%): tri-modal minus bi-modal, test split; 'with' = best SPCL setting on dev"
-    )
+    table = Table(title="Gain (%): tri-modal minus bi-modal, test split; 'with' = best SPCL setting on dev")
     for col in (
         "study",
         "backbone",
@@ -147,9 +119,7 @@ def compare(
         "acc with",
         "growth/threshold",
     ):
-        table.add_column(
-            col, justify="left" if col in ("study", "backbone", "form", "dataset", "versus") else "right"
-        )
+        table.add_column(col, justify="left" if col in ("study", "backbone", "form", "dataset", "versus") else "right")
     for r in rows:
         table.add_row(
             r.study,
@@ -166,9 +136,7 @@ def compare(
     out.print(table)
     missing = [s.study_name for s in loaded if not any(r.study == s.study_name for r in rows)]
     if missing:
-        console.print(
-            f"no tri- and bi-modal results yet in: {', '.join(missing)}", highlight=False
-        )
+        console.print(f"no tri- and bi-modal results yet in: {', '.join(missing)}", highlight=False)
 
     header, body = paper_table([b for s in loaded for b in best_settings(s)])
     if body:

@@ -18,11 +18,7 @@ from rich.table import Table
 
 from spcl_search.cli import app
 from spcl_search.errors import ConfigError, SpclSearchError
-from spcl_search.search.settings import (
-    DEFAULT_GRACE_PERIOD,
-    DEFAULT_HEARTBEAT_INTERVAL,
-    DEFAULT_MAX_RETRY,
-)
+from spcl_search.search.settings import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_RETRY
 
 if TYPE_CHECKING:
     from spcl_search.schema.best import BestSetting
@@ -33,7 +29,9 @@ if TYPE_CHECKING:
 console = Console()
 
 _SPEC_HELP = "Study spec (TOML, see studies/); options below override it."
-_STORAGE_HELP = "Database URL: sqlite:///FILE or postgresql://USER:PASS@HOST/DB (default: $SPCL_SEARCH_STORAGE or sqlite:///spcl_search.db)."
+_STORAGE_HELP = (
+    "Database URL: sqlite:///FILE or postgresql://USER:PASS@HOST/DB (default: $SPCL_SEARCH_STORAGE or sqlite:///spcl_search.db)."
+)
 
 
 def _requested(**kw: Any) -> Request:
@@ -88,22 +86,39 @@ def _workers_table(status: StudyStatus, local: list[LocalWorker] | None = None) 
     now = time.time()
     for w in status.workers:
         table.add_row(
-            f"{w.host}:{w.pid}", w.gpu or "-", _fmt(w.threads or "-"), w.state, _fmt(w.trial if w.trial is not None else "-"),
-            str(w.trials_done), f"{now - w.last_seen:.0f} s ago",
+            f"{w.host}:{w.pid}",
+            w.gpu or "-",
+            _fmt(w.threads or "-"),
+            w.state,
+            _fmt(w.trial if w.trial is not None else "-"),
+            str(w.trials_done),
+            f"{now - w.last_seen:.0f} s ago",
         )
     for lw in local or []:
         if lw.returncode is not None:
-            table.add_row(f"local #{lw.slot.index} (pid {lw.process.pid})", lw.slot.gpu or "-", _fmt(lw.slot.threads or "-"), f"exited {lw.returncode}", "-", "-", "-")
+            table.add_row(
+                f"local #{lw.slot.index} (pid {lw.process.pid})",
+                lw.slot.gpu or "-",
+                _fmt(lw.slot.threads or "-"),
+                f"exited {lw.returncode}",
+                "-",
+                "-",
+                "-",
+            )
     return table
 
 
 Storage = Annotated[str | None, typer.Option("--storage", help=_STORAGE_HELP)]
 SpecFile = Annotated[Path | None, typer.Option("--spec", help=_SPEC_HELP)]
 Backbone = Annotated[str | None, typer.Option("--backbone", "-b", help="mmgcn, dialoguegcn, mm_dfn, biddin (or late_fusion).")]
-Variant = Annotated[str | None, typer.Option("--variant", help="Backbone form: spcl (the SPCL code's, default) or original (the backbone's paper).")]
+Variant = Annotated[
+    str | None, typer.Option("--variant", help="Backbone form: spcl (the SPCL code's, default) or original (the backbone's paper).")
+]
 Kind = Annotated[str | None, typer.Option("--kind", help="search (max dev F1) or balance (dev F1 and tri- vs bi-modal gain).")]
 NTrials = Annotated[int | None, typer.Option("--n-trials", help="Study budget: finished trials across all workers.")]
-WarmStart = Annotated[str | None, typer.Option("--warm-start", help="'paper' enqueues the paper's settings first ('paper:iemocap' borrows a dataset's).")]
+WarmStart = Annotated[
+    str | None, typer.Option("--warm-start", help="'paper' enqueues the paper's settings first ('paper:iemocap' borrows a dataset's).")
+]
 Threads = Annotated[int | None, typer.Option("--threads", help="CPU threads per worker (default: cores / workers).")]
 Timeout = Annotated[float | None, typer.Option("--timeout", help="Workers start no trial after this many seconds.")]
 HeartbeatInterval = Annotated[int, typer.Option("--heartbeat-interval", hidden=True, help="Seconds between trial heartbeats.")]
@@ -114,21 +129,30 @@ JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of tab
 @app.command()
 def run(
     spec_file: SpecFile = None,
-    study: Annotated[str | None, typer.Option("--study", help="Study name (default: <backbone>-<dataset>-<kind>, or <backbone>-<dataset>-original-<kind>).")] = None,
+    study: Annotated[
+        str | None,
+        typer.Option("--study", help="Study name (default: <backbone>-<dataset>-<kind>, or <backbone>-<dataset>-original-<kind>)."),
+    ] = None,
     backbone: Backbone = None,
     variant: Variant = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset name: synthetic, iemocap, meld (default: synthetic).")] = None,
     data: Annotated[str | None, typer.Option("--data", help="Feature pickle for the dataset ('synthetic' for the embedded one).")] = None,
     kind: Kind = None,
-    modalities: Annotated[str | None, typer.Option("--modalities", "-m", help="Comma list, e.g. atv or atv,at,av,tv (categorical when several).")] = None,
+    modalities: Annotated[
+        str | None, typer.Option("--modalities", "-m", help="Comma list, e.g. atv or atv,at,av,tv (categorical when several).")
+    ] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs per training run.")] = None,
     seeds: Annotated[str | None, typer.Option("--seeds", help="Comma list of seeds; a trial's figures are their mean.")] = None,
     n_trials: NTrials = None,
     sampler: Annotated[str | None, typer.Option("--sampler", help="tpe, nsga2 or random.")] = None,
     pruner: Annotated[str | None, typer.Option("--pruner", help="median, hyperband or none.")] = None,
     warm_start: WarmStart = None,
-    baseline: Annotated[bool | None, typer.Option("--baseline/--no-baseline", help="Enqueue the no-SPCL baseline (default: on for balance).")] = None,
-    space: Annotated[list[str] | None, typer.Option("--space", help="Search range NAME=LOW:HIGH[:log|:step=S] or NAME=A,B,C (repeatable).")] = None,
+    baseline: Annotated[
+        bool | None, typer.Option("--baseline/--no-baseline", help="Enqueue the no-SPCL baseline (default: on for balance).")
+    ] = None,
+    space: Annotated[
+        list[str] | None, typer.Option("--space", help="Search range NAME=LOW:HIGH[:log|:step=S] or NAME=A,B,C (repeatable).")
+    ] = None,
     storage: Storage = None,
     workers: Annotated[int, typer.Option("--workers", "-k", min=0, help="Local worker processes (0: only create the study).")] = 1,
     gpus: Annotated[str | None, typer.Option("--gpus", help="GPU ids to spread workers over (default: all visible).")] = None,
@@ -151,17 +175,29 @@ def run(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     requested = _requested(
-        spec_file=spec_file, name=study, backbone=backbone, variant=variant, dataset=dataset, data=data, kind=kind, modalities=modalities,
-        epochs=epochs, seeds=seeds, n_trials=n_trials, sampler=sampler, pruner=pruner, warm_start=warm_start,
-        baseline=baseline, space=space,
+        spec_file=spec_file,
+        name=study,
+        backbone=backbone,
+        variant=variant,
+        dataset=dataset,
+        data=data,
+        kind=kind,
+        modalities=modalities,
+        epochs=epochs,
+        seeds=seeds,
+        n_trials=n_trials,
+        sampler=sampler,
+        pruner=pruner,
+        warm_start=warm_start,
+        baseline=baseline,
+        space=space,
     )
     _check_data(requested.get("data"), requested.get("dataset"))
     url = resolve_url(storage)
     rdb = open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
     opened = open_study(rdb, requested)
     spec = opened.spec
-    if spec.objective == "train":
-        _check_data(spec.data, spec.dataset)
+    _check_data(spec.data, spec.dataset)
     console.print(f"study [bold]{spec.name}[/] ({'created' if opened.created else 'resumed'}) in {_masked(url)}")
     for note in opened.notes:
         console.print(f"  {note}")
@@ -230,14 +266,18 @@ def worker(
     data: Annotated[str | None, typer.Option("--data", help="Feature pickle on this machine (default: the study's).")] = None,
     spec_file: Annotated[Path | None, typer.Option("--spec", help="Create the study from this spec if it does not exist.")] = None,
     backbone: Annotated[str | None, typer.Option("--backbone", "-b", help="Create: backbone.")] = None,
-    variant: Annotated[str | None, typer.Option("--variant", help="Backbone form: spcl or original (refused if it differs from the study's).")] = None,
+    variant: Annotated[
+        str | None, typer.Option("--variant", help="Backbone form: spcl or original (refused if it differs from the study's).")
+    ] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Create: dataset name.")] = None,
     kind: Annotated[str | None, typer.Option("--kind", help="Create: search or balance.")] = None,
     n_trials: Annotated[int | None, typer.Option("--n-trials", help="Study budget (changes it for every worker).")] = None,
     warm_start: Annotated[str | None, typer.Option("--warm-start", help="Create: 'paper' enqueues the paper's settings first.")] = None,
     heartbeat_interval: HeartbeatInterval = DEFAULT_HEARTBEAT_INTERVAL,
     grace_period: GracePeriod = DEFAULT_GRACE_PERIOD,
-    max_retry: Annotated[int, typer.Option("--max-retry", hidden=True, min=0, help="Retries of a trial whose worker died before it counts as failed.")] = DEFAULT_MAX_RETRY,
+    max_retry: Annotated[
+        int, typer.Option("--max-retry", hidden=True, min=0, help="Retries of a trial whose worker died before it counts as failed.")
+    ] = DEFAULT_MAX_RETRY,
 ) -> None:
     """Join a study and run trials until its budget is spent (run one per GPU or node)."""
     from spcl_search.search.storage import open_storage
@@ -245,7 +285,14 @@ def worker(
 
     _setup_logging()
     requested = _requested(
-        spec_file=spec_file, name=study, backbone=backbone, variant=variant, dataset=dataset, kind=kind, n_trials=n_trials, data=data,
+        spec_file=spec_file,
+        name=study,
+        backbone=backbone,
+        variant=variant,
+        dataset=dataset,
+        kind=kind,
+        n_trials=n_trials,
+        data=data,
         warm_start=warm_start,
     )
     if "name" not in requested and "backbone" not in requested:
@@ -256,9 +303,7 @@ def worker(
         report = run_worker(rdb, options=options, requested=requested)
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", signal.SIGINT)
-        logging.getLogger(__name__).info(
-            "interrupted by %s; the running trial was failed and re-enqueued", signal.Signals(signum).name
-        )
+        logging.getLogger(__name__).info("interrupted by %s; the running trial was failed and re-enqueued", signal.Signals(signum).name)
         raise typer.Exit(128 + signum) from None
     states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(report.states.items())) or "no trials"
     logging.getLogger(__name__).info("worker done (%s): %s", report.reason, states)
@@ -340,7 +385,11 @@ def _detail_table(rows: list[BestSetting]) -> Table:
     for r in rows:
         gain = r.spcl_gain_dev
         table.add_row(
-            r.study, r.modalities, str(r.trial), _params(r.params), f"{r.dev_f1:.2f}",
+            r.study,
+            r.modalities,
+            str(r.trial),
+            _params(r.params),
+            f"{r.dev_f1:.2f}",
             "-" if r.test_f1 is None else f"{r.test_f1:.2f}",
             "-" if r.baseline_dev_f1 is None else f"{r.baseline_dev_f1:.2f}",
             "-" if gain is None else f"{gain:+.2f}",

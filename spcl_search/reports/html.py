@@ -119,9 +119,7 @@ def render_html(report: Report) -> str:
     """The report as one HTML document with plotly.js embedded."""
     info = report.info
     title = f"SPCL search report: {info.name}"
-    nav = " ".join(
-        f'<a href="#{_e(s.key)}">{_e(s.title.split(":")[0])}</a>' for s in report.sections
-    )
+    nav = " ".join(f'<a href="#{_e(s.key)}">{_e(s.title.split(":")[0])}</a>' for s in report.sections)
     body = "\n".join(line for s in report.sections for line in _section(s))
     return "\n".join(
         [

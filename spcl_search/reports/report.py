@@ -87,10 +87,7 @@ def _summary_section(info: records.StudyInfo, study: optuna.Study) -> Section:
         ["dataset", info.dataset],
         ["objectives", ", ".join(info.metric_names)],
         ["trials", f"{info.n_complete} complete of {info.n_trials}"],
-        [
-            "no-SPCL baseline trials",
-            str(len(records.baseline_trials(records.complete_trials(study)))),
-        ],
+        ["no-SPCL baseline trials", str(len(records.baseline_trials(records.complete_trials(study))))],
     ]
     return Section("summary", "Study", tables=[Table("", ["", ""], rows)])
 
@@ -116,12 +113,7 @@ def _best_section(rows: list[BestSetting]) -> Section:
             _num(r.test_acc),
             _num(r.baseline_dev_f1),
             _num(r.baseline_test_f1),
-            _num(
-                None
-                if r.test_f1 is None or r.baseline_test_f1 is None
-                else r.test_f1 - r.baseline_test_f1,
-                True,
-            ),
+            _num(None if r.test_f1 is None or r.baseline_test_f1 is None else r.test_f1 - r.baseline_test_f1, True),
             str(r.n_trials),
         ]
         for r in rows
@@ -145,9 +137,7 @@ def _best_section(rows: list[BestSetting]) -> Section:
         )
     )
     if not any(r.baseline_dev_f1 is not None for r in rows):
-        section.notices.append(
-            "No no-SPCL baseline trial (use_cl False): baseline columns are empty."
-        )
+        section.notices.append("No no-SPCL baseline trial (use_cl False): baseline columns are empty.")
     return section
 
 
@@ -159,10 +149,7 @@ def _gain_section(rows: list[GainRow]) -> Section:
     )
     _fill(section, "gain", lambda: figures.gain_chart(rows))
     if rows and all(r.f1_without is None for r in rows):
-        section.notices.append(
-            "No no-SPCL baseline trial (use_cl False) with these modality sets: "
-            "only the with-SPCL gain is shown."
-        )
+        section.notices.append("No no-SPCL baseline trial (use_cl False) with these modality sets: only the with-SPCL gain is shown.")
     if rows:
         section.tables.append(
             Table(
@@ -238,5 +225,5 @@ def build_report(study: optuna.Study, importance: str = "ped-anova") -> Report:
     _fill(timeline, "timeline", lambda: figures.timeline(study))
     sections.append(timeline)
 
-    generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    generated = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return Report(info, sections, generated, make_evaluator(importance)[0], gains, best)

@@ -172,7 +172,8 @@ class StudyInfo:
 def study_info(study: optuna.Study) -> StudyInfo:
     """The :class:`StudyInfo` of ``study`` (the study attrs, else its stored spec, else a fallback)."""
     attrs = study.user_attrs
-    spec = attrs.get(SPEC_ATTR) if isinstance(attrs.get(SPEC_ATTR), dict) else {}
+    stored = attrs.get(SPEC_ATTR)
+    spec: dict[str, Any] = stored if isinstance(stored, dict) else {}
     n_objectives = len(study.directions)
     trials = study.get_trials(deepcopy=False)
 

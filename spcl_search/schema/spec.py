@@ -19,12 +19,11 @@ The schema never imports torch or optuna: it is validated before any worker star
 from __future__ import annotations
 
 import math
+import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from backbones.defaults import DEFAULT_VARIANT, VARIANTS, training_defaults
 from spcl_search.errors import ConfigError
@@ -334,7 +333,9 @@ def _check_spcl(key: str, value: Any, what: str) -> None:
         _number(value, what, positive=True)
 
 
-def _table(key: str, allowed: tuple[str, ...] | None = None, check: Callable[[str, Any, str], None] | None = None) -> Callable[[Any, str], dict[str, Any]]:
+def _table(
+    key: str, allowed: tuple[str, ...] | None = None, check: Callable[[str, Any, str], None] | None = None
+) -> Callable[[Any, str], dict[str, Any]]:
     """A table field; ``allowed`` keys only, each value checked by ``check`` (the others are the backbone's)."""
 
     def parse(value: Any, where: str) -> dict[str, Any]:
@@ -429,7 +430,9 @@ class Request(Mapping[str, Any]):
             return str(self["name"])
         if not self.get("backbone"):
             raise ConfigError("name the study (--study NAME) or describe a new one (--backbone NAME or --spec FILE)")
-        return study_name(self["backbone"], self.get("dataset", "synthetic"), self.get("kind", "search"), self.get("variant", DEFAULT_VARIANT))
+        return study_name(
+            self["backbone"], self.get("dataset", "synthetic"), self.get("kind", "search"), self.get("variant", DEFAULT_VARIANT)
+        )
 
 
 def load_file(path: str | Path, kind: str | None = None) -> Request:
@@ -558,7 +561,9 @@ def validate(spec: StudySpec) -> None:
         make_pruner(spec)  # ConfigError naming the bad option
     check_backbone(spec.backbone)
     if not spec.data:
-        raise ConfigError(f"study {spec.name!r} needs a feature file for dataset {spec.dataset!r}: pass --data PATH or set data in the spec")
+        raise ConfigError(
+            f"study {spec.name!r} needs a feature file for dataset {spec.dataset!r}: pass --data PATH or set data in the spec"
+        )
 
 
 def check_backbone(name: str) -> None:

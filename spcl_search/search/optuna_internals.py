@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import optuna
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.trial import TrialState
+from sqlalchemy.dialects import postgresql, sqlite
 
 #: RDBStorage methods that retry in place: reads and idempotent writes (upserts, state changes).
 #: Creating a study or trial is not among them: a retry after a commit whose answer was lost would
@@ -78,17 +80,14 @@ def upsert_trial_user_attrs(rdb: optuna.storages.RDBStorage, trial: int, attrs: 
     """One ``INSERT .. ON CONFLICT DO UPDATE`` for every attr of trial id ``trial`` (the upsert Optuna issues
     per key); False on a database other than PostgreSQL and SQLite."""
     name = rdb.engine.dialect.name
-    if name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:
+    if name not in ("postgresql", "sqlite"):
         return False
+    insert: Any = postgresql.insert if name == "postgresql" else sqlite.insert
     model = models.TrialUserAttributeModel
     rows = [{"trial_id": trial, "key": key, "value_json": json.dumps(value)} for key, value in attrs.items()]
     with _create_scoped_session(rdb.scoped_session, True) as session:
         row = models.TrialModel.find_or_raise_by_id(trial, session)
-        rdb.check_trial_is_updatable(trial, row.state)
+        rdb.check_trial_is_updatable(trial, row.state)  # type: ignore[arg-type]  # the column holds a TrialState
         stmt = insert(model).values(rows)
         stmt = stmt.on_conflict_do_update(index_elements=[model.trial_id, model.key], set_={"value_json": stmt.excluded.value_json})
         session.execute(stmt)
@@ -98,16 +97,16 @@ def upsert_trial_user_attrs(rdb: optuna.storages.RDBStorage, trial: int, attrs: 
 def orphan_trial_ids(rdb: optuna.storages.RDBStorage, study: int, older_than: float) -> list[int]:
     """RUNNING trials of study id ``study`` that never got a heartbeat and started over ``older_than`` s ago."""
     trial, beat = models.TrialModel, models.TrialHeartbeatModel
-    started = getattr(trial, "_datetime_start_utc", None)  # Optuna 5 stores naive UTC
+    started: Any = getattr(trial, "_datetime_start_utc", None)  # Optuna 5 stores naive UTC
     if started is not None:
-        cutoff = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=older_than)
+        cutoff = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=older_than)
     else:  # Optuna 4: the client's local time
         started, cutoff = trial.datetime_start, datetime.now() - timedelta(seconds=older_than)
     with _create_scoped_session(rdb.scoped_session) as session:
         rows = (
             session.query(trial.trial_id)
             .outerjoin(beat, beat.trial_id == trial.trial_id)
-            .filter(trial.study_id == study, trial.state == optuna.trial.TrialState.RUNNING)
+            .filter(trial.study_id == study, trial.state == TrialState.RUNNING)
             .filter(beat.trial_heartbeat_id.is_(None), started < cutoff)
             .all()
         )

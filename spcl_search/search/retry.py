@@ -31,11 +31,7 @@ from optuna.trial import TrialState
 
 from spcl_search.errors import SpclSearchError, StorageError
 from spcl_search.search.optuna_internals import RETRIED_METHODS
-from spcl_search.search.settings import (
-    STORAGE_RETRY_DEADLINE,
-    STORAGE_RETRY_FIRST_WAIT,
-    STORAGE_RETRY_MAX_WAIT,
-)
+from spcl_search.search.settings import STORAGE_RETRY_DEADLINE, STORAGE_RETRY_FIRST_WAIT, STORAGE_RETRY_MAX_WAIT
 from spcl_search.search.urls import PASSWORD_IN_URL, mask_url, short_error
 
 logger = logging.getLogger(__name__)
@@ -151,7 +147,7 @@ def retry_call(fn: Callable[[], T], *, what: str, url: str, deadline: float | No
         try:
             with paused():
                 result = fn()
-        except Exception as exc:  # noqa: BLE001 - sorted into transient (retry) and the rest (raised)
+        except Exception as exc:  # sorted into transient (retried) and the rest (raised)
             if not is_transient(exc):
                 raise
             elapsed = time.monotonic() - start
@@ -164,7 +160,12 @@ def retry_call(fn: Callable[[], T], *, what: str, url: str, deadline: float | No
             tries += 1
             logger.warning(
                 "study database %s unreachable while trying to %s (%s); retry %d in %.1f s, giving up after %.0f s",
-                mask_url(url), what, describe(exc, url), tries, wait, limit,
+                mask_url(url),
+                what,
+                describe(exc, url),
+                tries,
+                wait,
+                limit,
             )
             time.sleep(wait)
             continue

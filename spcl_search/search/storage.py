@@ -27,31 +27,27 @@ import sqlalchemy
 
 from spcl_search.errors import StorageError
 from spcl_search.search.retry import ResilientRDBStorage
-from spcl_search.search.settings import (
-    DEFAULT_GRACE_PERIOD,
-    DEFAULT_HEARTBEAT_INTERVAL,
-    DEFAULT_MAX_RETRY,
-    ENV_VAR,
-    STORAGE_RETRY_DEADLINE,
-)
-from spcl_search.search.urls import (
-    dialect,
-    mask_url,
-    resolve_url,
-    short_error,
-    sqlite_path,
-)
+from spcl_search.search.settings import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_RETRY, ENV_VAR, STORAGE_RETRY_DEADLINE
+from spcl_search.search.urls import dialect, mask_url, resolve_url, short_error, sqlite_path
 
 __all__ = [
     "DEFAULT_GRACE_PERIOD",
     "ENV_VAR",
-    "RetryCallback", "list_studies", "mask_url", "open_storage", "resolve_url", "sqlite_path", "study_exists"]
+    "RetryCallback",
+    "list_studies",
+    "mask_url",
+    "open_storage",
+    "resolve_url",
+    "sqlite_path",
+    "study_exists",
+]
 
 #: seconds a SQLite connection waits for a lock before "database is locked"
 SQLITE_BUSY_TIMEOUT = 300.0
 #: PostgreSQL pool per process: pool_size + max_overflow connections at most
 PG_POOL_SIZE = 2
 PG_MAX_OVERFLOW = 2
+
 
 def _engine_kwargs(url: str) -> dict[str, object]:
     backend = dialect(url)
@@ -137,7 +133,7 @@ def open_storage(
     path = sqlite_path(resolved)
     if path is not None:
         _prepare_sqlite(path, masked, must_exist)
-    kwargs: dict[str, object] = {"engine_kwargs": _engine_kwargs(resolved), "retry_deadline": retry_deadline}
+    kwargs: dict[str, Any] = {"engine_kwargs": _engine_kwargs(resolved), "retry_deadline": retry_deadline}
     if heartbeat_interval is not None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -147,18 +143,14 @@ def open_storage(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                rdb = ResilientRDBStorage(resolved, **kwargs)  # type: ignore[arg-type]
+                rdb = ResilientRDBStorage(resolved, **kwargs)
             if path is not None:
                 _tune_sqlite(rdb.engine)
             return rdb
         except ImportError:
-            raise StorageError(
-                f"no database driver for {masked}: install one (pip install psycopg2-binary for PostgreSQL)"
-            ) from None
+            raise StorageError(f"no database driver for {masked}: install one (pip install psycopg2-binary for PostgreSQL)") from None
         except sqlalchemy.exc.NoSuchModuleError:
-            raise StorageError(
-                f"storage URL {masked} names an unknown database; use sqlite:///FILE or postgresql://USER@HOST/DB"
-            ) from None
+            raise StorageError(f"storage URL {masked} names an unknown database; use sqlite:///FILE or postgresql://USER@HOST/DB") from None
         except sqlalchemy.exc.ArgumentError as exc:
             raise StorageError(f"storage URL {masked} is invalid: {short_error(exc, resolved)}") from None
         except (sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError) as exc:

@@ -26,7 +26,6 @@ from spcl_search.search.storage import mask_url, study_exists
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass
 class OpenedStudy:
     """A study ready for trials, its effective spec, and whether this call created it."""
@@ -96,11 +95,7 @@ def _enqueue(study: optuna.Study, spec: StudySpec, queued: list[dict[str, Any]],
 
 
 def open_study(
-    storage: optuna.storages.RDBStorage,
-    requested: Mapping[str, Any],
-    *,
-    create: bool = True,
-    fingerprint: str | None = None,
+    storage: optuna.storages.RDBStorage, requested: Mapping[str, Any], *, create: bool = True, fingerprint: str | None = None
 ) -> OpenedStudy:
     """Create the study ``requested`` describes, or join it if it exists.
 

@@ -45,8 +45,7 @@ def _parse(url: str) -> URL:
         return make_url(url)
     except Exception:  # noqa: BLE001 - any parse failure is the same user error
         raise StorageError(
-            f"storage URL {mask_url(url)!r} is not a database URL; use e.g. sqlite:///study.db or "
-            "postgresql://USER:PASSWORD@HOST:5432/DB"
+            f"storage URL {mask_url(url)!r} is not a database URL; use e.g. sqlite:///study.db or postgresql://USER:PASSWORD@HOST:5432/DB"
         ) from None
 
 

@@ -38,23 +38,12 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from spcl_search.errors import (
-    ConfigError,
-    DataError,
-    NonFiniteLossError,
-    SpclSearchError,
-    StorageError,
-)
+from spcl_search.errors import ConfigError, DataError, NonFiniteLossError, SpclSearchError, StorageError
 from spcl_search.schema.spec import StudySpec
 from spcl_search.search import budget as budgets
 from spcl_search.search import optuna_internals as internals
 from spcl_search.search.lock import study_lock
-from spcl_search.search.objectives import (
-    Trainer,
-    TrainerFactory,
-    make_objective,
-    real_trainer,
-)
+from spcl_search.search.objectives import Trainer, TrainerFactory, make_objective, real_trainer
 from spcl_search.search.registry import WorkerRecord
 from spcl_search.search.retry import paused, retry_call
 from spcl_search.search.settings import TRAINER_ENV_VAR
@@ -96,7 +85,7 @@ class _Heartbeat(threading.Thread):
 
     def __init__(self, storage: optuna.storages.RDBStorage, trial_id: int, beat: Callable[[], None]) -> None:
         super().__init__(daemon=True, name=f"heartbeat-{trial_id}")
-        self._storage, self._trial_id, self._beat = storage, trial_id, beat
+        self._storage, self._id, self._beat = storage, trial_id, beat
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -104,10 +93,10 @@ class _Heartbeat(threading.Thread):
         with paused():  # no in-place retries: the next beat is the retry
             while not self._halt.wait(interval):
                 try:
-                    self._storage.record_heartbeat(self._trial_id)
+                    self._storage.record_heartbeat(self._id)
                     self._beat()
                 except Exception as exc:  # noqa: BLE001 - a database blip must not kill the trial
-                    logger.warning("heartbeat of trial id %s failed (%s); retrying", self._trial_id, type(exc).__name__)
+                    logger.warning("heartbeat of trial id %s failed (%s); retrying", self._id, type(exc).__name__)
 
     def stop(self) -> None:
         self._halt.set()
@@ -196,10 +185,10 @@ def trainer_from_env() -> TrainerFactory | None:
         return None
     module, _, attr = target.partition(":")
     try:
-        factory = getattr(importlib.import_module(module), attr)
+        factory: TrainerFactory = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError, ValueError) as exc:
         raise ConfigError(f"${TRAINER_ENV_VAR}={target!r}: cannot load it ({exc}); give module:factory or unset it") from None
-    return factory  # type: ignore[no-any-return]  # any callable taking the spec; its result is checked by use
+    return factory
 
 
 def recover_trials(study: optuna.Study, storage: optuna.storages.RDBStorage) -> None:
@@ -338,7 +327,7 @@ def _run_trial(
         taken = True
     except StorageError:
         raise  # the database stayed away past the deadline: the heartbeat check retries the trial
-    except Exception as exc:  # noqa: BLE001 - a failed trial is recorded, the worker goes on
+    except Exception as exc:  # a failed trial is recorded, the worker goes on
         state = TrialState.FAIL
         final["fail_reason"] = fail_reason(exc)
         final["error"] = f"{type(exc).__name__}: {exc}"[:500]
@@ -379,7 +368,9 @@ def _interrupted(study: optuna.Study, storage: optuna.storages.RDBStorage, trial
     except optuna.exceptions.UpdateFinishedTrialError:
         return  # already failed by the heartbeat check, which enqueued the retry
     deadline = getattr(storage, "retry_deadline", None)
-    retry_call(lambda: _recover_locked(study, storage), what="enqueue the retry of an interrupted trial", url=storage.url, deadline=deadline)
+    retry_call(
+        lambda: _recover_locked(study, storage), what="enqueue the retry of an interrupted trial", url=storage.url, deadline=deadline
+    )
 
 
 def _default_poll(storage: optuna.storages.RDBStorage) -> float:
