@@ -22,7 +22,7 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score
 
 import backbones
-from backbones.defaults import DEFAULT_VARIANT, training_defaults
+from backbones.defaults import DEFAULT_VARIANT, RUN, training_defaults
 from spcl_search.data.batching import Batch, iter_batches
 from spcl_search.data.standardise import standardise
 from spcl_search.data.types import ERCDataset, canonical_modalities
@@ -53,8 +53,8 @@ class TrainConfig:
     lr: float | None = None
     weight_decay: float | None = None
     batch_size: int | None = None
-    clip_grad_norm: float = 2.0
-    seed: int = 0
+    clip_grad_norm: float = RUN["clip_grad_norm"]
+    seed: int = RUN["seed"]
     device: str = "auto"
     threads: int | None = None
     patience: int | None = None

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from backbones.defaults import RUN, SPCL
 from spcl_search.cli import app
 from spcl_search.errors import ConfigError
 
@@ -42,23 +43,23 @@ def train(
         str, typer.Option("--dataset", "-d", help="Feature pickle (SPCL or DialogueGCN format) or 'synthetic'.")
     ] = "synthetic",
     modalities: Annotated[str, typer.Option("--modalities", "-m", help="Modality subset: a, t, v, at, av, tv, atv.")] = "atv",
-    cl_threshold: Annotated[float, typer.Option(help="SPCL starting threshold (the paper's epsilon).")] = 0.4,
-    cl_growth: Annotated[float, typer.Option(help="SPCL per-epoch threshold factor (the paper's alpha).")] = 1.1,
+    cl_threshold: Annotated[float, typer.Option(help="SPCL starting threshold (the paper's epsilon).")] = SPCL["cl_threshold"],
+    cl_growth: Annotated[float, typer.Option(help="SPCL per-epoch threshold factor (the paper's alpha).")] = SPCL["cl_growth"],
     cl_normalise: Annotated[
         str, typer.Option(help="Loss normaliser: 'all' utterances (reference code) or 'selected' (paper formula).")
-    ] = "all",
-    cl_score: Annotated[str, typer.Option(help="Dialogue score: 'sum' (reference) or 'mean' (length-fair).")] = "sum",
-    cl_cap: Annotated[float, typer.Option(help="Upper bound of the SPCL threshold.")] = 60.0,
+    ] = SPCL["normalise"],
+    cl_score: Annotated[str, typer.Option(help="Dialogue score: 'sum' (reference) or 'mean' (length-fair).")] = SPCL["score"],
+    cl_cap: Annotated[float, typer.Option(help="Upper bound of the SPCL threshold.")] = SPCL["cap"],
     no_cl: Annotated[bool, typer.Option("--no-cl", help="Train without SPCL (plain NLL on the joint prediction).")] = False,
     epochs: Annotated[int | None, typer.Option(help="Training epochs [default: the form's protocol].")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate [default: the backbone's].")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="Adam weight decay [default: the backbone's].")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Dialogues per batch [default: the backbone's].")] = None,
-    clip: Annotated[float, typer.Option(help="Gradient-norm clipping (L2); 0 disables.")] = 2.0,
+    clip: Annotated[float, typer.Option(help="Gradient-norm clipping (L2); 0 disables.")] = RUN["clip_grad_norm"],
     patience: Annotated[
         int | None, typer.Option(help="Stop after this many epochs without a better dev F1 [default: the form's; 0: never].")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (model init, batch order).")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed (model init, batch order).")] = RUN["seed"],
     dev_fraction: Annotated[float, typer.Option(help="Dev fraction of train dialogues when the file has no validVid.")] = 0.1,
     device: Annotated[str, typer.Option(help="auto (CUDA if available), cpu, cuda or cuda:N.")] = "auto",
     threads: Annotated[int | None, typer.Option(help="torch CPU threads [default: torch's].")] = None,

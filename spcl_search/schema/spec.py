@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from backbones.defaults import DEFAULT_VARIANT, VARIANTS, training_defaults
+from backbones.defaults import DEFAULT_VARIANT, STUDY, VARIANTS, training_defaults
 from spcl_search.errors import ConfigError
 
 KINDS = ("search", "balance")
@@ -146,23 +146,11 @@ def default_space(dataset: str) -> dict[str, ParamRange]:
     return {"cl_threshold": ParamRange(0.1, 1.5), "cl_growth": ParamRange(1.0, 2.0)}
 
 
-#: study defaults that are not the training protocol: (synthetic demo, real dataset)
-STUDY_DEFAULTS: dict[str, tuple[Any, Any]] = {
-    "epochs": (5, None),  # None: the form's protocol (backbones.defaults.TRAINING)
-    "n_trials_search": (8, 100),
-    "n_trials_balance": (8, 60),
-    # 5 epochs at the protocol's lr 2e-4 barely move DialogueGCN (dev weighted-F1 12 after 5 epochs, 38 at
-    # 1e-3, measured on the synthetic set), so the quick demo trains faster.
-    "train": ({"lr": 1e-3}, {}),
-    "search_modalities": ((TRI_MODAL,), TRAINED_SETS),
-}
-
-
 def defaults(backbone: str, dataset: str = "synthetic", kind: str = "search", variant: str = DEFAULT_VARIANT) -> dict[str, Any]:
     """Default fields for ``backbone`` x ``dataset`` x ``kind`` x ``variant`` (small and quick on ``synthetic``;
     elsewhere the form's protocol, :func:`backbones.defaults.training_defaults`)."""
     real = int(dataset != "synthetic")
-    epochs = STUDY_DEFAULTS["epochs"][real] or int(training_defaults(backbone, dataset, variant).get("epochs") or 50)
+    epochs = STUDY["epochs"][real] or int(training_defaults(backbone, dataset, variant).get("epochs") or 50)
     out: dict[str, Any] = {
         "backbone": backbone,
         "dataset": dataset,
@@ -172,11 +160,11 @@ def defaults(backbone: str, dataset: str = "synthetic", kind: str = "search", va
         "space": default_space(dataset),
         "epochs": epochs,
         "seeds": (0,),
-        "n_trials": STUDY_DEFAULTS[f"n_trials_{kind}"][real],
-        "train": dict(STUDY_DEFAULTS["train"][real]),
+        "n_trials": STUDY[f"n_trials_{kind}"][real],
+        "train": dict(STUDY["train"][real]),
     }
     if kind == "search":
-        out.update(modalities=STUDY_DEFAULTS["search_modalities"][real], sampler="tpe", pruner="median")
+        out.update(modalities=TRAINED_SETS if real else (TRI_MODAL,), sampler="tpe", pruner="median")
     else:
         out.update(modalities=TRAINED_SETS, sampler="nsga2", pruner="none", baseline=True)
     return out
