@@ -117,7 +117,7 @@ def compare(
         "w-F1 with",
         "acc without",
         "acc with",
-        "growth/threshold",
+        "cl_growth/cl_threshold",
     ):
         table.add_column(col, justify="left" if col in ("study", "backbone", "form", "dataset", "versus") else "right")
     for r in rows:

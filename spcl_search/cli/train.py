@@ -141,7 +141,7 @@ def train(
     table.add_row(f"dev (best, epoch {result.best_epoch})", f"{result.dev_f1:.2f}", f"{result.dev_acc:.2f}")
     table.add_row("test (at best dev epoch)", f"{result.test_f1:.2f}", f"{result.test_acc:.2f}")
     console.print(table)
-    cl = "off" if no_cl else f"threshold {cl_threshold} growth {cl_growth} normalise {cl_normalise} score {cl_score}"
+    cl = "off" if no_cl else f"cl_threshold {cl_threshold} cl_growth {cl_growth} normalise {cl_normalise} score {cl_score}"
     console.print(
         f"SPCL {cl}; {len(result.history)} epochs, {result.seconds_per_epoch:.2f} s/epoch on {result.device}; seed {seed}"
         + ("; standardised features" if standardise else "")

@@ -128,7 +128,7 @@ def gain_chart(rows: Sequence[GainRow]) -> go.Figure:
                     customdata=[[getattr(r, trial_field), r.spcl_setting] for r in rows],
                     hovertemplate=(
                         "%{x}: %{y:.2f} points<br>trial %{customdata[0]}"
-                        + ("<br>growth/threshold %{customdata[1]}" if trial_field == "spcl_trial" else "")
+                        + ("<br>cl_growth/cl_threshold %{customdata[1]}" if trial_field == "spcl_trial" else "")
                         + f"<extra>{name}</extra>"
                     ),
                 ),

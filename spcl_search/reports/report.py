@@ -124,7 +124,7 @@ def _best_section(rows: list[BestSetting]) -> Section:
             [
                 "modalities",
                 "trial",
-                "growth/threshold",
+                "cl_growth/cl_threshold",
                 "dev F1",
                 "test F1",
                 "test acc",
@@ -163,7 +163,7 @@ def _gain_section(rows: list[GainRow]) -> Section:
                     "acc with",
                     "baseline trial",
                     "SPCL trial",
-                    "growth/threshold",
+                    "cl_growth/cl_threshold",
                 ],
                 [
                     [

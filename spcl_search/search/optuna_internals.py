@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import optuna
 from optuna.storages._rdb import models
@@ -87,7 +87,7 @@ def upsert_trial_user_attrs(rdb: optuna.storages.RDBStorage, trial: int, attrs: 
     rows = [{"trial_id": trial, "key": key, "value_json": json.dumps(value)} for key, value in attrs.items()]
     with _create_scoped_session(rdb.scoped_session, True) as session:
         row = models.TrialModel.find_or_raise_by_id(trial, session)
-        rdb.check_trial_is_updatable(trial, row.state)  # type: ignore[arg-type]  # the column holds a TrialState
+        rdb.check_trial_is_updatable(trial, cast(TrialState, row.state))  # the column holds a TrialState
         stmt = insert(model).values(rows)
         stmt = stmt.on_conflict_do_update(index_elements=[model.trial_id, model.key], set_={"value_json": stmt.excluded.value_json})
         session.execute(stmt)

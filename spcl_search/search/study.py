@@ -36,11 +36,6 @@ class OpenedStudy:
     notes: list[str]
 
 
-def requested_name(requested: Mapping[str, Any]) -> str:
-    """The study name ``requested`` refers to: its ``name``, else ``<backbone>-<dataset>-<kind>``."""
-    return Request.of(requested).study_name
-
-
 def stored_spec(study: optuna.Study) -> StudySpec:
     """The spec a study was created with (ConfigError if it was not made by spcl-search)."""
     raw = study.user_attrs.get(SPEC_ATTR)
