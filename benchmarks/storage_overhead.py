@@ -35,30 +35,28 @@ import optuna
 from optuna.trial import TrialState
 
 from spcl_search.search import worker as worker_mod
-from spcl_search.search.objectives import Trainer, cheap_trainer
 from spcl_search.search.storage import mask_url, open_storage
 from spcl_search.search.study import open_study
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import simulated  # the tests' simulated trainer, found through the line above
 
 ERROR_PATTERN = re.compile(r"database is locked|OperationalError|too many clients|Traceback|error:", re.IGNORECASE)
 
 
-def _cheap(name: str, n_trials: int, epochs: int, seconds_per_epoch: float, pruner: str = "median") -> dict:
-    return {
-        "name": name, "backbone": "dialoguegcn", "objective": "cheap", "n_trials": n_trials, "epochs": epochs,
-        "pruner": pruner, "cheap": {"seconds": seconds_per_epoch},
-    }
+def _cheap(name: str, n_trials: int, epochs: int, pruner: str = "median") -> dict:
+    return {"name": name, "backbone": "dialoguegcn", "n_trials": n_trials, "epochs": epochs, "pruner": pruner}
 
 
 def overhead(url: str, n_trials: int, epochs: int) -> tuple[float, float, int]:
     """(wall seconds, seconds inside the trainer, finished trials) for one worker on ``url``."""
     name = f"bench-overhead-{uuid.uuid4().hex[:8]}"
     rdb = open_storage(url)
-    open_study(rdb, _cheap(name, n_trials, epochs, 0.0))
+    open_study(rdb, _cheap(name, n_trials, epochs))
     inside = [0.0]
-    original = worker_mod.cheap_trainer
 
     def timed_factory(spec):
-        fit = cheap_trainer(spec)
+        fit = simulated.SimulatedTrainer(spec.epochs)
 
         def timed(modalities, seed, setting, on_epoch):
             in_callback = [0.0]
@@ -76,15 +74,14 @@ def overhead(url: str, n_trials: int, epochs: int) -> tuple[float, float, int]:
             finally:
                 inside[0] += time.perf_counter() - t0 - in_callback[0]
 
-        return Trainer(timed, fit.device, fit.versions)
+        timed.device, timed.versions, timed.surrogate = fit.device, fit.versions, ""  # the Trainer protocol
+        return timed
 
-    worker_mod.cheap_trainer = timed_factory
     try:
         t0 = time.perf_counter()
-        report = worker_mod.run_worker(rdb, name)
+        report = worker_mod.run_worker(rdb, name, trainer=timed_factory)
         wall = time.perf_counter() - t0
     finally:
-        worker_mod.cheap_trainer = original
         optuna.delete_study(study_name=name, storage=rdb)
     return wall, inside[0], len(report.trials)
 
@@ -116,8 +113,8 @@ def throughput(url: str, workers: int, n_trials: int, trial_seconds: float, epoc
     """Run ``workers`` worker processes on one study; return throughput and error counts."""
     name = f"bench-throughput-{uuid.uuid4().hex[:8]}"
     rdb = open_storage(url)
-    open_study(rdb, _cheap(name, n_trials, epochs, trial_seconds / epochs, pruner="none"))
-    env = {**os.environ, "SPCL_SEARCH_STORAGE": url}
+    open_study(rdb, _cheap(name, n_trials, epochs, pruner="none"))
+    env = {**os.environ, **simulated.env(seconds=trial_seconds / epochs), "SPCL_SEARCH_STORAGE": url}
     cmd = [sys.executable, "-m", "spcl_search", "worker", "--study", name, "--threads", "1"]
     t0 = time.perf_counter()
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(workers)]

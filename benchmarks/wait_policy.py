@@ -1,7 +1,7 @@
 """Seconds per training epoch under each OpenMP wait policy, on an idle and on a busy machine.
 
 Why: torch's OpenMP threads either spin or sleep between operators, and the right choice depends on
-whether other processes share the cores (spcl_search/openmp.py picks one at import). This script
+whether other processes share the cores (spcl_search/openmp.py picks one when a command starts). This script
 measures one backbone's training epoch (2 threads by default) in a fresh process per policy, first
 with nothing else running, then with ``--busy`` busy-loop processes competing for the cores, plus
 1 thread as the baseline that has no pool to wait on.
@@ -36,7 +36,8 @@ POLICIES = {
 
 CHILD = r"""
 import json, os, statistics, sys
-import spcl_search  # first: it picks the wait policy before torch loads
+from spcl_search.openmp import apply_at_entry
+apply_at_entry()  # first, as the command line does: it picks the wait policy before torch loads
 from spcl_search.data.load import load_dataset
 from spcl_search.spcl import SPCLConfig
 from spcl_search.train import TrainConfig, train

@@ -15,8 +15,8 @@ spin (libgomp default)     2.5 s         25.5 s
 =========================  ============  =================================
 
 A spinning pool that shares its cores with other work waits on threads that are not scheduled, so it
-loses 4-10x; a sleeping pool on an idle machine pays a wake-up per operator, so it loses 2.3x. This
-module picks at import time (before torch is loaded): ``PASSIVE`` when fewer than two cores are free
+loses 4-10x; a sleeping pool on an idle machine pays a wake-up per operator, so it loses 2.3x. The
+command line's entry point picks (:func:`apply_at_entry`, before torch is loaded): ``PASSIVE`` when fewer than two cores are free
 of other running processes, the default otherwise. The launcher makes the same choice for the workers
 it starts (:func:`oversubscribed`). Setting either variable yourself always wins.
 """
@@ -70,11 +70,11 @@ def choose_wait_policy(environ: MutableMapping[str, str], busy: float | None, cp
     return None
 
 
-def apply_at_import() -> str | None:
+def apply_at_entry() -> str | None:
     """Choose the policy for this process unless torch is already loaded (then it is too late)."""
     if "torch" in sys.modules or any(v in os.environ for v in POLICY_VARS):
         return None
     return choose_wait_policy(os.environ, running_elsewhere(), os.cpu_count() or 1)
 
 
-__all__ = ["POLICY_VARS", "apply_at_import", "choose_wait_policy", "oversubscribed", "running_elsewhere"]
+__all__ = ["POLICY_VARS", "apply_at_entry", "choose_wait_policy", "oversubscribed", "running_elsewhere"]

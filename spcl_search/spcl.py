@@ -15,6 +15,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
+from backbones.defaults import SPCL as DEFAULTS
 from spcl_search.errors import ConfigError
 
 Normalise = Literal["all", "selected"]
@@ -23,7 +24,7 @@ Score = Literal["sum", "mean"]
 
 @dataclass(frozen=True)
 class SPCLConfig:
-    """SPCL switches, all recorded with every run.
+    """SPCL switches, all recorded with every run (defaults: ``backbones.defaults.SPCL``).
 
     enabled:   False trains with plain NLL on the joint prediction (the baseline).
     threshold: the starting threshold (``cl_threshold``, the paper's epsilon).
@@ -36,11 +37,11 @@ class SPCLConfig:
     """
 
     enabled: bool = True
-    threshold: float = 0.4
-    growth: float = 1.1
-    cap: float = 60.0
-    normalise: Normalise = "all"
-    score: Score = "sum"
+    threshold: float = DEFAULTS["cl_threshold"]
+    growth: float = DEFAULTS["cl_growth"]
+    cap: float = DEFAULTS["cap"]
+    normalise: Normalise = DEFAULTS["normalise"]
+    score: Score = DEFAULTS["score"]
 
     def __post_init__(self) -> None:
         if self.normalise not in ("all", "selected"):

@@ -22,13 +22,16 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score
 
 import backbones
-from backbones.defaults import DEFAULT_VARIANT, training_defaults
+from backbones.defaults import DEFAULT_VARIANT, RUN, training_defaults
 from spcl_search.data.batching import Batch, iter_batches
 from spcl_search.data.standardise import standardise
 from spcl_search.data.types import ERCDataset, canonical_modalities
 from spcl_search.errors import ConfigError, NonFiniteLossError
 from spcl_search.methods import DEFAULT_METHOD, make_method
+from spcl_search.results import EpochRecord, TrainResult
 from spcl_search.spcl import SPCLConfig, joint_logits, modality_ratio
+
+__all__ = ["EpochRecord", "TrainConfig", "TrainResult", "effective_protocol", "library_versions", "resolve_device", "train"]
 
 #: datasets whose backbone defaults differ from the generic ones
 KNOWN_DATASETS = ("iemocap", "meld")
@@ -51,8 +54,8 @@ class TrainConfig:
     lr: float | None = None
     weight_decay: float | None = None
     batch_size: int | None = None
-    clip_grad_norm: float = 2.0
-    seed: int = 0
+    clip_grad_norm: float = RUN["clip_grad_norm"]
+    seed: int = RUN["seed"]
     device: str = "auto"
     threads: int | None = None
     patience: int | None = None
@@ -67,50 +70,6 @@ class TrainConfig:
         d = asdict(self)
         d["spcl"] = self.spcl.to_dict()
         return d
-
-
-@dataclass
-class EpochRecord:
-    """Figures of one epoch. F1 and accuracy are weighted-F1 / accuracy in percent.
-
-    ``seconds`` is the training pass alone (what the benchmarks compare); ``eval_seconds`` the dev
-    and test evaluation after it.
-    """
-
-    epoch: int
-    train_loss: float
-    take_rate: float
-    threshold: float | None
-    dev_f1: float
-    dev_acc: float
-    test_f1: float
-    test_acc: float
-    seconds: float
-    eval_seconds: float
-    uni_nll: dict[str, float]
-    ratio: dict[str, float]
-
-
-@dataclass
-class TrainResult:
-    """Outcome of a run: the best dev epoch and the test figures at that epoch."""
-
-    config: dict[str, Any]
-    best_epoch: int
-    dev_f1: float
-    dev_acc: float
-    test_f1: float
-    test_acc: float
-    history: list[EpochRecord]
-    seconds_per_epoch: float
-    device: str
-    take_rate: float
-    dataset: dict[str, Any]
-    versions: dict[str, str]
-    model: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def library_versions() -> dict[str, str]:
@@ -217,11 +176,7 @@ def _save_checkpoint(path: str, model: torch.nn.Module, meta: dict[str, Any]) ->
         raise
 
 
-def train(
-    dataset: ERCDataset,
-    config: TrainConfig,
-    callback: Callable[[EpochRecord], None] | None = None,
-) -> TrainResult:
+def train(dataset: ERCDataset, config: TrainConfig, callback: Callable[[EpochRecord], None] | None = None) -> TrainResult:
     """Train ``config.backbone`` with SPCL on ``dataset``; select on dev, report test at the best dev epoch."""
     try:
         modalities = canonical_modalities(config.modalities)
@@ -278,7 +233,9 @@ def train(
         uni = {m: torch.zeros((), device=device) for m in modalities}
         wp = {m: torch.zeros((), device=device) for m in modalities}
         n_batches = 0
-        for batch in iter_batches(dataset.train, modalities, dataset.n_speakers, eff["batch_size"], shuffle=True, seed=config.seed * 100_003 + epoch):
+        for batch in iter_batches(
+            dataset.train, modalities, dataset.n_speakers, eff["batch_size"], shuffle=True, seed=config.seed * 100_003 + epoch
+        ):
             b = batch.to(device)
             optimizer.zero_grad(set_to_none=True)
             out = method.step(model, b)  # forward, loss and backward; gradients in .grad

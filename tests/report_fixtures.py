@@ -12,17 +12,16 @@ import html
 import json
 import math
 import os
-from pathlib import Path
 import random
 import re
 import shutil
 import subprocess
 import uuid
 import warnings
+from pathlib import Path
 
 import optuna
-from optuna.distributions import CategoricalDistribution
-from optuna.distributions import FloatDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import create_trial
 
 DISTRIBUTIONS = {

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+from conftest import DIMS, make_dialogues
 
 from spcl_search.data.standardise import standardise
 from spcl_search.data.types import ERCDataset
-
-from conftest import DIMS, make_dialogues
 
 
 def _dataset() -> ERCDataset:

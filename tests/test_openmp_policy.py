@@ -49,25 +49,43 @@ def test_an_unreadable_loadavg_means_unknown(tmp_path):
     assert openmp.running_elsewhere(samples=1, path=str(tmp_path / "bad")) is None
 
 
+#: run the command line's entry point in a child (``--help`` needs no database), then print the policy it chose
+ENTRY = """
+import os
+from spcl_search.cli import main
+try:
+    main(['--help'])
+except SystemExit:
+    pass
+print(os.environ.get('OMP_WAIT_POLICY', 'default'))
+"""
+
+
 def _policy_in_child(extra_env: dict[str, str], busy_loops: int) -> str:
     env = {k: v for k, v in os.environ.items() if k not in openmp.POLICY_VARS}
     env.update(extra_env)
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy_loops)]
     try:
         out = subprocess.run(
-            [sys.executable, "-c", "import os, spcl_search; print(os.environ.get('OMP_WAIT_POLICY', 'default'))"],
+            [sys.executable, "-c", ENTRY],
             env=env, capture_output=True, text=True, timeout=60, check=True,
         )
     finally:
         for h in hogs:
             h.kill()
             h.wait()
-    return out.stdout.strip()
+    return out.stdout.strip().splitlines()[-1]
 
 
-def test_importing_the_package_on_saturated_cores_selects_passive():
+def test_the_command_line_on_saturated_cores_selects_passive():
     assert _policy_in_child({}, busy_loops=(os.cpu_count() or 1) + 1) == "PASSIVE"
 
 
-def test_importing_the_package_respects_an_explicit_policy():
+def test_the_command_line_respects_an_explicit_policy():
     assert _policy_in_child({"OMP_WAIT_POLICY": "ACTIVE"}, busy_loops=0) == "ACTIVE"
+
+
+def test_importing_the_package_changes_no_environment_variable():
+    code = "import os; before = dict(os.environ); import spcl_search, spcl_search.search, spcl_search.schema; print(dict(os.environ) == before)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "True"

@@ -23,7 +23,6 @@ from spcl_search.data import load_dataset, make_synthetic
 from spcl_search.data.cache import cache_paths, file_sha256, read_cache
 
 
-
 class Crash(Exception):
     """Stands for the process dying at this point."""
 

@@ -9,6 +9,7 @@ feature dicts, and feed the spec parser arbitrary TOML documents, arbitrary text
 from __future__ import annotations
 
 import copy
+import dataclasses
 import gzip
 import json
 import math
@@ -26,7 +27,7 @@ from hypothesis import strategies as st
 from spcl_search.cli import main
 from spcl_search.data import load_dataset, make_synthetic
 from spcl_search.errors import ConfigError, DataError
-from spcl_search.search import spec as specs
+from spcl_search.schema import spec as specs
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 SYNTHETIC = make_synthetic(n_dialogues=6, seed=1, min_len=2, max_len=4)
@@ -260,7 +261,7 @@ def test_any_toml_document_gives_a_spec_or_a_one_line_config_error(tmp_path_fact
     path.write_text("".join(f"{json.dumps(k)} = {_toml(v)}\n" for k, v in doc.items()))
     fields = _spec_or_config_error(lambda: specs.load_file(path, kind))
     if fields is not None:
-        _spec_or_config_error(lambda: specs.build({"backbone": "mmgcn", **fields, "objective": "cheap"}))
+        _spec_or_config_error(lambda: specs.build({"backbone": "mmgcn", **fields}))
 
 
 @FUZZ
@@ -291,13 +292,12 @@ _field_values = {
     "warm_start": st.sampled_from(["none", "paper", "paper:meld", "paper:x"]),
     "train": st.dictionaries(st.sampled_from([*specs.TRAIN_KEYS, "x"]), st.one_of(_numbers, _junk_values), max_size=2),
     "spcl": st.dictionaries(st.sampled_from([*specs.SPCL_KEYS, "x"]), st.one_of(_numbers, st.sampled_from(["all", "mean"])), max_size=2),
-    "cheap": st.dictionaries(st.sampled_from([*specs.CHEAP_KEYS, "x"]), st.one_of(_numbers, st.sampled_from(specs.CHEAP_FAULTS)), max_size=2),
     "space": st.dictionaries(st.sampled_from([*specs.PARAMS, "modalities"]), st.one_of(_ranges, _junk_values), max_size=3),
     "dataset": st.sampled_from(["synthetic", "iemocap", ""]),
     "baseline": _junk_values,
 }
 _requests = st.fixed_dictionaries(
-    {"backbone": st.sampled_from(["mmgcn", "late_fusion"]), "objective": st.just("cheap")},
+    {"backbone": st.sampled_from(["mmgcn", "late_fusion"])},
     optional={k: st.one_of(v, _junk_values) for k, v in _field_values.items()},
 )
 
@@ -309,15 +309,16 @@ def test_random_field_values_give_a_usable_spec_or_a_one_line_config_error(reque
     if spec is None:
         return
     import optuna
+    from simulated import SimulatedTrainer
 
     from spcl_search.search.algorithms import make_pruner, make_sampler
-    from spcl_search.search.objectives import cheap_trainer, make_objective
+    from spcl_search.search.objectives import make_objective
 
     assert specs.from_dict(spec.to_dict()) == spec  # what a study stores reads back the same
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(directions=["maximize"] * len(spec.metrics), sampler=make_sampler(spec), pruner=make_pruner(spec))
-    fast = specs.StudySpec(**{**spec.__dict__, "epochs": min(spec.epochs, 2), "cheap": {**spec.cheap, "seconds": 0}})
-    study.optimize(make_objective(fast, cheap_trainer(fast)), n_trials=1, catch=(DataError, ConfigError, MemoryError, RuntimeError))
+    fast = dataclasses.replace(spec, epochs=min(spec.epochs, 2))
+    study.optimize(make_objective(fast, SimulatedTrainer(fast.epochs)), n_trials=1, catch=(DataError, ConfigError, MemoryError, RuntimeError))
     assert study.trials[0].state.is_finished()
 
 

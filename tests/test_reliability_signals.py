@@ -6,6 +6,7 @@ fails and retries what it left running.
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -14,6 +15,7 @@ import time
 
 import optuna
 import pytest
+import simulated
 from optuna.trial import TrialState
 
 from spcl_search.search.lock import study_lock
@@ -31,14 +33,14 @@ def db(tmp_path):
 
 def _study(db, **fields):
     rdb = open_storage(f"sqlite:///{db}", heartbeat_interval=1, grace_period=3)
-    requested = {"name": "sig", "backbone": "mmgcn", "objective": "cheap", "pruner": "none", "n_trials": 2, **fields}
+    requested = {"name": "sig", "backbone": "mmgcn", "pruner": "none", "n_trials": 2, **fields}
     return rdb, open_study(rdb, requested).study
 
 
-def _spawn(db, log):
+def _spawn(db, log, seconds):
     cmd = [sys.executable, "-m", "spcl_search", "worker", "--study", "sig", "--storage", f"sqlite:///{db}", *HEARTBEAT]
     with log.open("w") as fh:
-        return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+        return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **simulated.env(seconds=seconds)})
 
 
 def _running_trial(study, proc, timeout=60.0):
@@ -65,9 +67,9 @@ def _wait_for(log, text, timeout=30.0):
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_fails_the_running_trial_as_interrupted_and_the_worker_exits_non_zero(db, tmp_path, signum, code):
-    rdb, study = _study(db, epochs=50, cheap={"seconds": 0.2})
+    rdb, study = _study(db, epochs=50)
     log = tmp_path / "worker.log"
-    proc = _spawn(db, log)
+    proc = _spawn(db, log, seconds=0.2)
     running = _running_trial(study, proc)
     proc.send_signal(signum)
     assert proc.wait(timeout=30) == code
@@ -83,9 +85,9 @@ def test_a_signal_fails_the_running_trial_as_interrupted_and_the_worker_exits_no
 @pytest.mark.slow  # waits out a grace period to show the heartbeat check taking over
 def test_a_second_ctrl_c_quits_at_once_while_the_cleanup_waits_for_the_database(db, tmp_path):
     # a balance trial of the simulated trainer makes no database call while it trains
-    rdb, study = _study(db, kind="balance", n_trials=1, epochs=50, cheap={"seconds": 0.2})
+    rdb, study = _study(db, kind="balance", n_trials=1, epochs=50)
     log = tmp_path / "worker.log"
-    proc = _spawn(db, log)
+    proc = _spawn(db, log, seconds=0.2)
     running = _running_trial(study, proc)
     blocker = sqlite3.connect(db, timeout=0, isolation_level=None)
     try:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+import simulated
 from optuna.trial import TrialState
-
 from pg_cluster import ensure_up, restart_postgres, skip_unless_restartable
 
 from spcl_search.search import budget as budgets
@@ -56,7 +56,8 @@ class Pool:
     def start(self) -> None:
         cmd = [sys.executable, "-m", "spcl_search", "worker", "--study", self.study, "--storage", self.url, *WORKER_OPTIONS]
         with (self.logs / f"worker-{len(self.procs)}.log").open("wb") as fh:
-            self.procs.append(subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+            env = {**os.environ, **simulated.env(seconds=EPOCH_SECONDS)}
+            self.procs.append(subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env))
 
     def live(self) -> list[subprocess.Popen[bytes]]:
         return [p for p in self.procs if p.poll() is None]
@@ -108,8 +109,7 @@ def soak_pg(pg_url):
 def test_soak_sixteen_workers_sigkills_and_a_restart_complete_every_trial_exactly_once(soak_pg, tmp_path, record_property):
     url, name = soak_pg
     rdb = open_storage(url, heartbeat_interval=1, grace_period=5)
-    open_study(rdb, {"name": name, "backbone": "mmgcn", "objective": "cheap", "n_trials": N_TRIALS, "epochs": EPOCHS,
-                     "pruner": "none", "sampler": "random", "cheap": {"seconds": EPOCH_SECONDS}})
+    open_study(rdb, {"name": name, "backbone": "mmgcn", "n_trials": N_TRIALS, "epochs": EPOCHS, "pruner": "none", "sampler": "random"})
     study = optuna.load_study(study_name=name, storage=rdb)
     pool = Pool(url, name, tmp_path)
     rng = random.Random(0)

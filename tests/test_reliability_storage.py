@@ -9,6 +9,7 @@ root, as in CI) and always leave it running. Commands that cannot use a database
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sqlite3
 import subprocess
@@ -21,9 +22,9 @@ from pathlib import Path
 
 import optuna
 import pytest
+import simulated
 import sqlalchemy
 from optuna.trial import TrialState
-
 from pg_cluster import ensure_up, restart_postgres, skip_unless_restartable
 
 from spcl_search.cli import main
@@ -259,10 +260,10 @@ def test_a_study_lock_lost_with_its_connection_is_reported_when_released(pg_url,
 HEARTBEAT = ["--heartbeat-interval", "1", "--grace-period", "5"]
 
 
-def _spawn_worker(url, name, log):
+def _spawn_worker(url, name, log, seconds):
     cmd = [sys.executable, "-m", "spcl_search", "worker", "--study", name, "--storage", url, *HEARTBEAT]
     with log.open("w") as fh:
-        return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+        return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **simulated.env(seconds=seconds)})
 
 
 @pytest.mark.slow
@@ -270,10 +271,9 @@ def _spawn_worker(url, name, log):
 def test_four_workers_ride_out_a_postgres_restart_and_finish_exactly_the_budget(restartable_pg, pg_study, tmp_path):
     n = 24
     rdb = open_storage(restartable_pg, heartbeat_interval=1, grace_period=5)
-    open_study(rdb, {"name": pg_study, "backbone": "mmgcn", "objective": "cheap", "n_trials": n, "epochs": 4,
-                     "pruner": "none", "cheap": {"seconds": 0.25}})
+    open_study(rdb, {"name": pg_study, "backbone": "mmgcn", "n_trials": n, "epochs": 4, "pruner": "none"})
     logs = [tmp_path / f"worker-{i}.log" for i in range(4)]
-    procs = [_spawn_worker(restartable_pg, pg_study, log) for log in logs]
+    procs = [_spawn_worker(restartable_pg, pg_study, log, seconds=0.25) for log in logs]
     try:
         study = optuna.load_study(study_name=pg_study, storage=rdb)
         deadline = time.monotonic() + 120
@@ -379,8 +379,8 @@ def test_a_server_going_down_while_the_storage_opens_is_the_one_line_cannot_conn
 
 # --------------------------------------------------------------------- two specs, one study name
 
-SPEC_A = 'name = "shared"\nbackbone = "mmgcn"\nobjective = "cheap"\nepochs = 3\n'
-SPEC_B = 'name = "shared"\nbackbone = "mmgcn"\nobjective = "cheap"\nepochs = 4\nsampler = "random"\n'
+SPEC_A = 'name = "shared"\nbackbone = "mmgcn"\nepochs = 3\n'
+SPEC_B = 'name = "shared"\nbackbone = "mmgcn"\nepochs = 4\nsampler = "random"\n'
 
 
 def test_a_second_run_with_another_spec_on_the_same_study_is_refused_in_one_line(tmp_path, capsys):

@@ -2,7 +2,7 @@
 reason in ``fail_reason`` and ``error``, uses its slot, and the worker goes on with the next trial.
 Trials of workers that vanished are failed and retried exactly once, without the failed run's attrs.
 
-Faults are injected with the test-only simulated trainer (``objective = "cheap"``, ``cheap.fault``),
+Faults are injected with the test-only simulated trainer (``tests/simulated.py``, its ``fault`` setting),
 except one real training run whose loss overflows (lr = 1e30 on the synthetic data).
 """
 
@@ -12,14 +12,15 @@ import time
 
 import optuna
 import pytest
+import simulated
 from optuna.trial import TrialState
 
 from spcl_search.errors import ConfigError
 from spcl_search.search import worker as worker_mod
-from spcl_search.search.objectives import Trainer
 from spcl_search.search.storage import open_storage
 from spcl_search.search.study import open_study
-from spcl_search.search.worker import WorkerOptions, recover_trials, run_worker
+from spcl_search.search.worker import WorkerOptions, recover_trials
+from spcl_search.search.worker import run_worker as _run_worker
 
 GOOD = {"cl_threshold": 0.7, "cl_growth": 1.3}
 BAD = {"cl_threshold": 1.4, "cl_growth": 1.3}  # above ``fault_above``: the injected fault fires
@@ -30,10 +31,26 @@ def rdb(tmp_path):
     return open_storage(f"sqlite:///{tmp_path / 'faults.db'}", heartbeat_interval=1, grace_period=2)
 
 
+FAULT = {}  # the fault the simulated trainer injects in this test (set by ``_faulty_study``)
+
+
+def run_worker(*args, **kwargs):
+    """A worker with the simulated trainer, injecting the test's fault, unless the test gives another trainer."""
+    kwargs.setdefault("trainer", simulated.factory(**FAULT))
+    return _run_worker(*args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _no_fault():
+    FAULT.clear()
+    yield
+    FAULT.clear()
+
+
 def _faulty_study(rdb, fault, *settings, n_trials=None, epochs=3):
     """A study whose trials run ``settings`` in order; those with cl_threshold > 1.2 raise ``fault``."""
-    requested = {"backbone": "mmgcn", "objective": "cheap", "epochs": epochs, "pruner": "none", "n_trials": n_trials or len(settings),
-                 "cheap": {"fault": fault, "fault_above": 1.2, "fault_epoch": 1}}
+    FAULT.update(fault=fault, fault_above=1.2, fault_epoch=1)
+    requested = {"backbone": "mmgcn", "epochs": epochs, "pruner": "none", "n_trials": n_trials or len(settings)}
     study = open_study(rdb, requested).study
     for params in settings:
         study.enqueue_trial(params)
@@ -92,23 +109,17 @@ def test_a_nan_loss_in_real_training_fails_the_trial_and_the_next_one_trains(rdb
     study = open_study(rdb, requested).study
     study.enqueue_trial({**GOOD, "lr": 1e30})
     study.enqueue_trial({**GOOD, "lr": 1e-3})
-    report = run_worker(rdb, study.study_name, WorkerOptions(threads=1, device="cpu"))
+    report = _run_worker(rdb, study.study_name, WorkerOptions(threads=1, device="cpu"))
     diverged, trained = _trials(rdb, study.study_name)
     assert report.states == {"FAIL": 1, "COMPLETE": 1}
     assert diverged.user_attrs["fail_reason"] == "non_finite_loss" and "lower --lr" in diverged.user_attrs["error"]
     assert trained.state == TrialState.COMPLETE and trained.user_attrs["device"] == "cpu"
 
 
-def test_a_config_error_stops_the_worker_after_recording_its_reason(rdb, monkeypatch):
-    def broken(spec):
-        def fit(m, seed, setting, on_epoch):
-            raise ConfigError("--backbone mmgcn: unknown option 'hiden'")
-
-        return Trainer(fit, "cpu", {})
-
-    monkeypatch.setattr(worker_mod, "cheap_trainer", broken)
+def test_a_config_error_stops_the_worker_after_recording_its_reason(rdb):
+    broken = simulated.raising(ConfigError("--backbone mmgcn: unknown option 'hiden'"))
     with pytest.raises(ConfigError):
-        run_worker(rdb, _faulty_study(rdb, "nan", GOOD, GOOD))
+        run_worker(rdb, _faulty_study(rdb, "nan", GOOD, GOOD), trainer=broken)
     first, _ = _trials(rdb, "mmgcn-synthetic-search")
     assert first.state == TrialState.FAIL and first.user_attrs["fail_reason"] == "config_error"
 

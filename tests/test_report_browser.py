@@ -6,11 +6,7 @@ import os
 import re
 
 import pytest
-from report_fixtures import balance_study
-from report_fixtures import chromium
-from report_fixtures import render
-from report_fixtures import screenshot
-from report_fixtures import search_study
+from report_fixtures import balance_study, chromium, render, screenshot, search_study
 
 from spcl_search.reports.html import write_html
 from spcl_search.reports.images import write_images

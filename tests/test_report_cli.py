@@ -5,8 +5,7 @@ from __future__ import annotations
 import csv
 
 import pytest
-from report_fixtures import balance_study
-from report_fixtures import search_study
+from report_fixtures import balance_study, search_study
 
 from spcl_search.cli import main
 

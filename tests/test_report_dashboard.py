@@ -13,12 +13,10 @@ import urllib.request
 
 import optuna
 import pytest
-from report_fixtures import balance_study
-from report_fixtures import unique_name
+from report_fixtures import balance_study, unique_name
 
 from spcl_search.errors import StorageError
-from spcl_search.reports.dashboard import push_report
-from spcl_search.reports.dashboard import start_dashboard
+from spcl_search.reports.dashboard import push_report, start_dashboard
 from spcl_search.reports.report import build_report
 from spcl_search.search.storage import open_storage
 

@@ -8,9 +8,7 @@ import warnings
 import optuna
 import pytest
 from optuna.trial import create_trial
-from report_fixtures import DISTRIBUTIONS
-from report_fixtures import balance_study
-from report_fixtures import search_study
+from report_fixtures import DISTRIBUTIONS, balance_study, search_study
 
 from spcl_search.errors import ConfigError
 from spcl_search.reports import figures

@@ -7,14 +7,11 @@ import io
 
 import optuna
 import pytest
-from report_fixtures import balance_study
-from report_fixtures import search_study
+from report_fixtures import balance_study, search_study
 
 from spcl_search.reports import records
-from spcl_search.reports.best import best_settings
-from spcl_search.reports.best import paper_table
-from spcl_search.reports.gain import gain_csv
-from spcl_search.reports.gain import gain_rows
+from spcl_search.reports.gain import gain_csv, gain_rows
+from spcl_search.schema.best import best_settings, paper_table
 
 
 def _trial(study, number):

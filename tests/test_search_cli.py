@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import simulated
 from typer.testing import CliRunner
 
 from spcl_search.cli import app
@@ -17,7 +18,6 @@ from spcl_search.search.worker import run_worker
 
 CHEAP_SPEC = """
 backbone = "mmgcn"
-objective = "cheap"   # test-only simulated trainer
 epochs = 3
 [search]
 n_trials = 6
@@ -25,10 +25,11 @@ modalities = ["atv", "at"]
 """
 
 
-def _cli(*args, cwd, env=None, timeout=600):
+def _cli(*args, cwd, env=None, timeout=600, simulate=True):
+    """``python -m spcl_search ARGS``; its workers use the simulated trainer unless ``simulate`` is False."""
     return subprocess.run(
         [sys.executable, "-m", "spcl_search", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **(simulated.env() if simulate else {}), **(env or {})},
     )
 
 
@@ -36,11 +37,11 @@ def _cli(*args, cwd, env=None, timeout=600):
 def finished_db(tmp_path):
     url = f"sqlite:///{tmp_path / 'done.db'}"
     rdb = open_storage(url, heartbeat_interval=1, grace_period=3)
-    requested = {"backbone": "mmgcn", "objective": "cheap", "epochs": 2, "n_trials": 6, "modalities": "atv,at", "baseline": True}
+    requested = {"backbone": "mmgcn", "epochs": 2, "n_trials": 6, "modalities": "atv,at", "baseline": True}
     study = open_study(rdb, requested).study  # enqueues one baseline per modality set
     for m in ("atv", "at"):
         study.enqueue_trial({"modalities": m, "cl_threshold": 0.7, "cl_growth": 1.3})
-    run_worker(rdb, "mmgcn-synthetic-search")
+    run_worker(rdb, "mmgcn-synthetic-search", trainer=simulated.factory())
     return url
 
 
@@ -82,7 +83,7 @@ def test_unknown_study_is_a_one_line_error(finished_db, tmp_path):
 
 def test_worker_with_a_conflicting_spec_is_refused_in_one_line(finished_db, tmp_path):
     spec = tmp_path / "other.toml"
-    spec.write_text('backbone = "mmgcn"\nepochs = 9\nobjective = "cheap"\n')
+    spec.write_text('backbone = "mmgcn"\nepochs = 9\n')
     result = _cli("worker", "--spec", str(spec), "--storage", finished_db, cwd=tmp_path)
     assert result.returncode == 2
     line = result.stderr.strip().splitlines()[-1]
@@ -102,7 +103,7 @@ def test_run_with_two_local_workers_finishes_the_study(tmp_path):
 
 @pytest.mark.slow
 def test_run_with_only_a_backbone_finishes_a_small_synthetic_study(tmp_path):
-    result = _cli("run", "--backbone", "dialoguegcn", cwd=tmp_path, timeout=1500)
+    result = _cli("run", "--backbone", "dialoguegcn", cwd=tmp_path, timeout=1500, simulate=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "finished its budget" in result.stdout.replace("\n", " ")
     status = _cli("status", "--json", cwd=tmp_path)

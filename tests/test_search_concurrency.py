@@ -3,7 +3,7 @@
 The PostgreSQL tests use the real server at ``$SPCL_TEST_PG_URL`` (default
 ``postgresql://postgres@127.0.0.1:5432/test``) and skip, saying why, when it is unreachable
 (``SPCL_REQUIRE_PG=1`` makes that a failure). Trials use the test-only simulated trainer
-(``objective = "cheap"``), so each test takes seconds; heartbeats are 1 s with a 3 s grace period.
+(``tests/simulated.py``, given to the worker processes through ``$SPCL_SEARCH_TRAINER``), so each test takes seconds; heartbeats are 1 s with a 3 s grace period.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections import Counter
 
 import optuna
 import pytest
+import simulated
 from optuna.trial import TrialState
 
 from spcl_search.errors import StorageError
@@ -53,13 +54,14 @@ def pg_study(pg_url):
 
 def _create(url, name, **fields):
     rdb = open_storage(url, heartbeat_interval=1, grace_period=3)
-    open_study(rdb, {"name": name, "backbone": "mmgcn", "objective": "cheap", **fields})
+    open_study(rdb, {"name": name, "backbone": "mmgcn", **fields})
     return rdb
 
 
-def _spawn(url, name, *extra):
-    cmd = [sys.executable, "-m", "spcl_search", "worker", "--study", name, "--storage", url, *HEARTBEAT, *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def _spawn(url, name, seconds=0.0):
+    cmd = [sys.executable, "-m", "spcl_search", "worker", "--study", name, "--storage", url, *HEARTBEAT]
+    env = {**os.environ, **simulated.env(seconds=seconds)}
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 
 def _finish(procs, timeout=240):
@@ -78,8 +80,8 @@ def _trials_run(output):
 @pytest.mark.postgres
 def test_four_pg_workers_finish_exactly_the_budget_without_duplicates(pg_url, pg_study):
     n = 20
-    rdb = _create(pg_url, pg_study, n_trials=n, epochs=2, pruner="none", cheap={"seconds": 0.02})
-    procs = [_spawn(pg_url, pg_study) for _ in range(4)]
+    rdb = _create(pg_url, pg_study, n_trials=n, epochs=2, pruner="none")
+    procs = [_spawn(pg_url, pg_study, seconds=0.02) for _ in range(4)]
     outputs = _finish(procs)
     assert [p.returncode for p in procs] == [0, 0, 0, 0], outputs
     trials = optuna.load_study(study_name=pg_study, storage=rdb).trials
@@ -95,8 +97,8 @@ def test_four_pg_workers_finish_exactly_the_budget_without_duplicates(pg_url, pg
 @pytest.mark.postgres
 def test_trial_of_a_sigkilled_pg_worker_is_retried_and_completed_by_another(pg_url, pg_study):
     n = 3
-    rdb = _create(pg_url, pg_study, n_trials=n, epochs=6, pruner="none", cheap={"seconds": 0.5})
-    victim, survivor = _spawn(pg_url, pg_study), _spawn(pg_url, pg_study)
+    rdb = _create(pg_url, pg_study, n_trials=n, epochs=6, pruner="none")
+    victim, survivor = _spawn(pg_url, pg_study, seconds=0.5), _spawn(pg_url, pg_study, seconds=0.5)
     study = optuna.load_study(study_name=pg_study, storage=rdb)
     killed = None
     deadline = time.monotonic() + 120
@@ -138,8 +140,8 @@ def test_slurm_array_tasks_create_the_study_once_and_share_the_budget(pg_url, pg
 
     repo = Path(__file__).resolve().parents[1]
     spec = tmp_path / "cheap.toml"
-    spec.write_text(f'name = "{pg_study}"\nbackbone = "mmgcn"\nobjective = "cheap"\nepochs = 2\nn_trials = 6\npruner = "none"\nwarm_start = "paper:iemocap"\n')
-    env = {**os.environ, "SPCL_SEARCH_STORAGE": pg_url, "SPEC": str(spec), "SLURM_CPUS_PER_TASK": "1", "VENV": str(Path(sys.executable).parent.parent)}
+    spec.write_text(f'name = "{pg_study}"\nbackbone = "mmgcn"\nepochs = 2\nn_trials = 6\npruner = "none"\nwarm_start = "paper:iemocap"\n')
+    env = {**os.environ, **simulated.env(), "SPCL_SEARCH_STORAGE": pg_url, "SPEC": str(spec), "SLURM_CPUS_PER_TASK": "1", "VENV": str(Path(sys.executable).parent.parent)}
     tasks = [
         subprocess.Popen(["bash", str(repo / "scripts" / "slurm_workers.sh")], env={**env, "SLURM_ARRAY_TASK_ID": str(i)}, cwd=repo,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from spcl_search.search.records import set_user_attrs
+from spcl_search.search.optuna_internals import set_trial_user_attrs as set_user_attrs
 from spcl_search.search.storage import open_storage
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from spcl_search.errors import ConfigError
-from spcl_search.search import spec as specs
+from spcl_search.schema import spec as specs
 from spcl_search.search.paper import PAPER_HPARAMS, paper_setting, warm_start_params
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"

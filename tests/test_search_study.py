@@ -17,7 +17,7 @@ def rdb(tmp_path):
 
 
 def test_created_study_stores_the_records_reports_read(rdb):
-    opened = open_study(rdb, {"backbone": "mmgcn", "objective": "cheap"})
+    opened = open_study(rdb, {"backbone": "mmgcn"})
     attrs = opened.study.user_attrs
     assert opened.created
     assert attrs["spec"] == opened.spec.to_dict()
@@ -26,15 +26,15 @@ def test_created_study_stores_the_records_reports_read(rdb):
 
 
 def test_balance_study_has_two_named_maximised_objectives(rdb):
-    study = open_study(rdb, {"backbone": "mmgcn", "kind": "balance", "objective": "cheap"}).study
+    study = open_study(rdb, {"backbone": "mmgcn", "kind": "balance"}).study
     assert study.metric_names == ["dev_f1_atv", "gain"]
     assert study.directions == [optuna.study.StudyDirection.MAXIMIZE] * 2
 
 
 def test_joining_adopts_the_stored_spec(rdb):
-    open_study(rdb, {"backbone": "mmgcn", "epochs": 3, "objective": "cheap"})
+    open_study(rdb, {"backbone": "mmgcn", "epochs": 3})
     joined = open_study(rdb, {"name": "mmgcn-synthetic-search"})
-    assert not joined.created and joined.spec.epochs == 3 and joined.spec.objective == "cheap"
+    assert not joined.created and joined.spec.epochs == 3
 
 
 def test_joining_with_a_conflicting_option_is_refused_naming_it(rdb):
@@ -91,13 +91,13 @@ def test_paper_setting_outside_the_range_is_refused_before_creating(rdb):
 
 
 def test_the_backbone_form_is_part_of_the_study_and_recorded(rdb):
-    opened = open_study(rdb, {"backbone": "mmgcn", "objective": "cheap"})
+    opened = open_study(rdb, {"backbone": "mmgcn"})
     assert opened.spec.variant == "spcl" and opened.study.user_attrs["variant"] == "spcl"
-    original = open_study(rdb, {"backbone": "mmgcn", "variant": "original", "objective": "cheap"})
+    original = open_study(rdb, {"backbone": "mmgcn", "variant": "original"})
     assert original.spec.name == "mmgcn-synthetic-original-search" and original.study.user_attrs["variant"] == "original"
 
 
 def test_a_worker_asking_for_another_form_is_refused_naming_the_field(rdb):
-    open_study(rdb, {"backbone": "mmgcn", "objective": "cheap"})
+    open_study(rdb, {"backbone": "mmgcn"})
     with pytest.raises(ConfigError, match=r"variant is 'spcl' there but 'original' here"):
         open_study(rdb, {"name": "mmgcn-synthetic-search", "variant": "original"})

@@ -7,13 +7,13 @@ import time
 
 import optuna
 import pytest
+import simulated
 from optuna.trial import TrialState
 
 from spcl_search.errors import ConfigError
-from spcl_search.search import worker as worker_mod
-from spcl_search.search.objectives import Fit, Trainer
 from spcl_search.search.storage import open_storage
-from spcl_search.search.worker import WorkerOptions, run_worker
+from spcl_search.search.worker import WorkerOptions
+from spcl_search.search.worker import run_worker as _run_worker
 
 CONTRACT_ATTRS = {"use_cl", "seed", "device", "versions", "worker", "trial_seconds"}
 PER_SET = ("dev_f1", "test_f1", "dev_acc", "test_acc", "best_epoch", "take_rate", "epoch_seconds")
@@ -25,7 +25,13 @@ def rdb(tmp_path):
 
 
 def _cheap(**fields):
-    return {"backbone": "mmgcn", "objective": "cheap", "epochs": 3, **fields}
+    return {"backbone": "mmgcn", "epochs": 3, **fields}
+
+
+def run_worker(*args, **kwargs):
+    """A worker with the simulated trainer (``tests/simulated.py``) unless the test gives another."""
+    kwargs.setdefault("trainer", simulated.factory())
+    return _run_worker(*args, **kwargs)
 
 
 def _study(rdb, name):
@@ -106,41 +112,27 @@ def test_timeout_stops_the_worker_before_new_trials(rdb):
     assert report.reason == "timeout" and report.trials == []
 
 
-def _raising_trainer(exc):
-    def factory(spec):
-        def fit(m, seed, setting, on_epoch):
-            raise exc
-
-        return Trainer(fit, "cpu", {"optuna": optuna.__version__})
-
-    return factory
-
-
-def test_interrupted_trial_is_failed_and_re_enqueued(rdb, monkeypatch):
-    monkeypatch.setattr(worker_mod, "cheap_trainer", _raising_trainer(KeyboardInterrupt()))
+def test_interrupted_trial_is_failed_and_re_enqueued(rdb):
     with pytest.raises(KeyboardInterrupt):
-        run_worker(rdb, requested=_cheap(n_trials=2))
+        run_worker(rdb, requested=_cheap(n_trials=2), trainer=simulated.raising(KeyboardInterrupt()))
     failed, retry = _study(rdb, "mmgcn-synthetic-search").trials
     assert failed.state == TrialState.FAIL and retry.state == TrialState.WAITING
     assert retry.system_attrs["failed_trial"] == failed.number and retry.params == failed.params
-    monkeypatch.undo()
     run_worker(rdb, "mmgcn-synthetic-search")
     states = [t.state for t in _study(rdb, "mmgcn-synthetic-search").trials]
     assert states.count(TrialState.COMPLETE) == 2  # the retry plus one new trial: the budget
 
 
-def test_config_error_in_a_trial_stops_the_worker(rdb, monkeypatch):
-    monkeypatch.setattr(worker_mod, "cheap_trainer", _raising_trainer(ConfigError("bad option")))
+def test_config_error_in_a_trial_stops_the_worker(rdb):
     with pytest.raises(ConfigError, match="bad option"):
-        run_worker(rdb, requested=_cheap(n_trials=3))
+        run_worker(rdb, requested=_cheap(n_trials=3), trainer=simulated.raising(ConfigError("bad option")))
     (trial,) = _study(rdb, "mmgcn-synthetic-search").trials
     assert trial.state == TrialState.FAIL and "bad option" in trial.user_attrs["error"]
     assert {"seed", "device", "versions", "use_cl", "worker"} <= set(trial.user_attrs)
 
 
-def test_other_trial_errors_fail_the_trial_and_use_its_slot(rdb, monkeypatch):
-    monkeypatch.setattr(worker_mod, "cheap_trainer", _raising_trainer(RuntimeError("nan")))
-    report = run_worker(rdb, requested=_cheap(n_trials=2))
+def test_other_trial_errors_fail_the_trial_and_use_its_slot(rdb):
+    report = run_worker(rdb, requested=_cheap(n_trials=2), trainer=simulated.raising(RuntimeError("nan")))
     assert report.reason == "budget" and report.states == {"FAIL": 2}
 
 
@@ -161,7 +153,7 @@ def test_trial_of_a_dead_worker_is_retried_and_completed(rdb):
 
 
 def test_real_training_trial_on_synthetic_records_device_and_versions(rdb):
-    run_worker(rdb, options=WorkerOptions(threads=1, device="cpu"), requested={"backbone": "late_fusion", "epochs": 2, "n_trials": 1})
+    _run_worker(rdb, options=WorkerOptions(threads=1, device="cpu"), requested={"backbone": "late_fusion", "epochs": 2, "n_trials": 1})
     (trial,) = _study(rdb, "late_fusion-synthetic-search").trials
     assert trial.state == TrialState.COMPLETE
     assert trial.user_attrs["device"] == "cpu" and "torch" in trial.user_attrs["versions"]
@@ -169,9 +161,16 @@ def test_real_training_trial_on_synthetic_records_device_and_versions(rdb):
     assert len(trial.intermediate_values) == 2
 
 
-def test_fit_fields_match_what_real_training_returns():
-    from spcl_search.train import TrainResult
+def test_a_trainer_named_in_the_environment_trains_the_trials(rdb, monkeypatch):
+    for key, value in simulated.env(seconds=0).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.syspath_prepend(simulated.env()["PYTHONPATH"].split(":")[0])
+    report = _run_worker(rdb, requested=_cheap(n_trials=1))
+    (trial,) = _study(rdb, "mmgcn-synthetic-search").trials
+    assert report.states == {"COMPLETE": 1} and "torch" not in trial.user_attrs["versions"]
 
-    fields = set(TrainResult.__dataclass_fields__)
-    assert {"best_epoch", "dev_f1", "dev_acc", "test_f1", "test_acc", "seconds_per_epoch", "take_rate", "device"} <= fields
-    assert {"best_epoch", "dev_f1", "test_f1"} <= set(Fit.__dataclass_fields__)
+
+def test_a_trainer_the_environment_names_wrongly_is_a_one_line_config_error(rdb, monkeypatch):
+    monkeypatch.setenv("SPCL_SEARCH_TRAINER", "no_such_module:factory")
+    with pytest.raises(ConfigError, match=r"SPCL_SEARCH_TRAINER='no_such_module:factory': cannot load it"):
+        _run_worker(rdb, requested=_cheap(n_trials=1))

@@ -6,13 +6,12 @@ import math
 
 import pytest
 import torch
+from conftest import DIMS, make_dialogues
 
 from spcl_search.data.types import ERCDataset
 from spcl_search.errors import ConfigError
 from spcl_search.spcl import SPCLConfig
 from spcl_search.train import NonFiniteLossError, TrainConfig, train
-
-from conftest import DIMS, make_dialogues
 
 
 @pytest.fixture

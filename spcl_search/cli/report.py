@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
 import warnings
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from spcl_search.cli import app
@@ -15,37 +16,24 @@ from spcl_search.errors import ConfigError
 
 console = Console()
 
-STORAGE_HELP = (
-    "Study database URL (sqlite:///FILE or postgresql://USER@HOST/DB) "
-    "[default: $SPCL_SEARCH_STORAGE, else ./spcl_search.db]."
-)
+STORAGE_HELP = "Study database URL (sqlite:///FILE or postgresql://USER@HOST/DB) [default: $SPCL_SEARCH_STORAGE, else ./spcl_search.db]."
 IMAGE_FORMATS = ("png", "svg", "pdf", "jpeg", "webp")
 
 
 @app.command()
 def report(
-    study: str = typer.Option(..., "--study", "-s", help="Study name."),
-    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
-    out: Path = typer.Option(
-        Path("reports"), "--out", "-o", help="Folder for <study>.html (and <study>/ images)."
-    ),
-    fmt: str = typer.Option(
-        "html",
-        "--format",
-        "-f",
-        help="html, or png (svg, pdf) to also write each figure as an image.",
-    ),
-    png: bool = typer.Option(False, "--png", help="Same as --format png."),
-    importance: str = typer.Option(
-        "ped-anova", "--importance", help="Importance evaluator: ped-anova or fanova."
-    ),
+    study: Annotated[str, typer.Option("--study", "-s", help="Study name.")],
+    storage: Annotated[str | None, typer.Option("--storage", help=STORAGE_HELP)] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for <study>.html (and <study>/ images).")] = Path("reports"),
+    fmt: Annotated[str, typer.Option("--format", "-f", help="html, or png (svg, pdf) to also write each figure as an image.")] = "html",
+    png: Annotated[bool, typer.Option("--png", help="Same as --format png.")] = False,
+    importance: Annotated[str, typer.Option("--importance", help="Importance evaluator: ped-anova or fanova.")] = "ped-anova",
 ) -> None:
     """Write one self-contained HTML report of a study (plotly embedded, opens offline)."""
     from spcl_search.reports.html import safe_name, write_html
+    from spcl_search.reports.importance import make_evaluator
     from spcl_search.reports.report import build_report
     from spcl_search.reports.study import load_study
-
-    from spcl_search.reports.importance import make_evaluator
 
     make_evaluator(importance)  # a bad --importance fails before any work
     fmt = "png" if png else fmt.lower()
@@ -63,29 +51,21 @@ def report(
         from spcl_search.reports.images import write_images
 
         paths = write_images(built.figures, out / safe_name(built.info.name), fmt)
-        console.print(
-            f"{len(paths)} {fmt} images in {out / safe_name(built.info.name)}", highlight=False
-        )
+        console.print(f"{len(paths)} {fmt} images in {out / safe_name(built.info.name)}", highlight=False)
 
 
 @app.command()
 def dashboard(
-    study: str = typer.Option(
-        ..., "--study", "-s", help="Study name (its figures are pushed to the dashboard)."
-    ),
-    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
-    port: int = typer.Option(8080, "--port", "-p", help="Port to listen on (0: any free port)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    push: bool = typer.Option(
-        True,
-        "--push/--no-push",
-        help="Save the report's figures and tables into the study for the dashboard.",
-    ),
-    importance: str = typer.Option(
-        "ped-anova",
-        "--importance",
-        help="Importance evaluator for pushed figures: ped-anova or fanova.",
-    ),
+    study: Annotated[str, typer.Option("--study", "-s", help="Study name (its figures are pushed to the dashboard).")],
+    storage: Annotated[str | None, typer.Option("--storage", help=STORAGE_HELP)] = None,
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on (0: any free port).")] = 8080,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    push: Annotated[
+        bool, typer.Option("--push/--no-push", help="Save the report's figures and tables into the study for the dashboard.")
+    ] = True,
+    importance: Annotated[
+        str, typer.Option("--importance", help="Importance evaluator for pushed figures: ped-anova or fanova.")
+    ] = "ped-anova",
 ) -> None:
     """Serve optuna-dashboard on the study's storage until Ctrl-C."""
     from spcl_search.reports.dashboard import push_report, start_dashboard
@@ -100,27 +80,21 @@ def dashboard(
     # the dashboard's own importance plot warns on every request of a small study
     warnings.simplefilter("ignore", UserWarning)
     server = start_dashboard(opened, host, port)
-    console.print(
-        f"optuna-dashboard: {server.study_url(loaded)}  (Ctrl-C to stop)", highlight=False
-    )
+    console.print(f"optuna-dashboard: {server.study_url(loaded)}  (Ctrl-C to stop)", highlight=False)
     server.wait()
 
 
 @app.command()
 def compare(
-    studies: list[str] = typer.Argument(
-        ..., help="Study names (e.g. one per backbone or dataset)."
-    ),
-    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
-    csv_out: Optional[Path] = typer.Option(
-        None, "--csv", help="Also write the gain table as CSV here."
-    ),
+    studies: Annotated[list[str], typer.Argument(help="Study names (e.g. one per backbone or dataset).")],
+    storage: Annotated[str | None, typer.Option("--storage", help=STORAGE_HELP)] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write the gain table as CSV here.")] = None,
 ) -> None:
     """Gain table (tri-modal minus bi-modal, without/with SPCL) and best settings across studies."""
-    from spcl_search.reports.best import best_settings, paper_table
     from spcl_search.reports.gain import gain_csv, gain_rows
     from spcl_search.reports.html import write_atomic
     from spcl_search.reports.study import load_study, open_storage
+    from spcl_search.schema.best import best_settings, paper_table
 
     if csv_out is not None and csv_out.is_dir():
         raise ConfigError(f"--csv {csv_out}: is a directory; give a file path")
@@ -132,9 +106,7 @@ def compare(
         return "-" if v is None else f"{v:+.2f}"
 
     out = console if console.is_terminal else Console(width=max(console.width, 150))
-    table = Table(
-        title="Gain (%): tri-modal minus bi-modal, test split; 'with' = best SPCL setting on dev"
-    )
+    table = Table(title="Gain (%): tri-modal minus bi-modal, test split; 'with' = best SPCL setting on dev")
     for col in (
         "study",
         "backbone",
@@ -145,11 +117,9 @@ def compare(
         "w-F1 with",
         "acc without",
         "acc with",
-        "growth/threshold",
+        "cl_growth/cl_threshold",
     ):
-        table.add_column(
-            col, justify="left" if col in ("study", "backbone", "form", "dataset", "versus") else "right"
-        )
+        table.add_column(col, justify="left" if col in ("study", "backbone", "form", "dataset", "versus") else "right")
     for r in rows:
         table.add_row(
             r.study,
@@ -166,9 +136,7 @@ def compare(
     out.print(table)
     missing = [s.study_name for s in loaded if not any(r.study == s.study_name for r in rows)]
     if missing:
-        console.print(
-            f"no tri- and bi-modal results yet in: {', '.join(missing)}", highlight=False
-        )
+        console.print(f"no tri- and bi-modal results yet in: {', '.join(missing)}", highlight=False)
 
     header, body = paper_table([b for s in loaded for b in best_settings(s)])
     if body:
@@ -176,7 +144,7 @@ def compare(
         for col in header:
             best.add_column(col)
         for line in body:
-            best.add_row(*line)
+            best.add_row(*map(escape, line))  # "mmgcn [spcl]" is text, not rich markup
         out.print(best)
     if csv_out is not None:
         write_atomic(csv_out, gain_csv(rows))

@@ -8,25 +8,34 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from spcl_search.cli import app
 from spcl_search.errors import ConfigError, SpclSearchError
 from spcl_search.search.settings import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_RETRY
 
+if TYPE_CHECKING:
+    from spcl_search.schema.best import BestSetting
+    from spcl_search.schema.spec import Request
+    from spcl_search.search.launcher import LocalWorker
+    from spcl_search.search.status import StudyStatus
+
 console = Console()
 
 _SPEC_HELP = "Study spec (TOML, see studies/); options below override it."
-_STORAGE_HELP = "Database URL: sqlite:///FILE or postgresql://USER:PASS@HOST/DB (default: $SPCL_SEARCH_STORAGE or sqlite:///spcl_search.db)."
+_STORAGE_HELP = (
+    "Database URL: sqlite:///FILE or postgresql://USER:PASS@HOST/DB (default: $SPCL_SEARCH_STORAGE or sqlite:///spcl_search.db)."
+)
 
 
-def _requested(**kw: Any) -> dict[str, Any]:
-    from spcl_search.search.spec import requested_fields
+def _requested(**kw: Any) -> Request:
+    from spcl_search.schema.spec import requested_fields
 
     spec_file = kw.pop("spec_file")
     return requested_fields(spec_file, **kw)
@@ -46,7 +55,7 @@ def _params(params: dict[str, Any] | None) -> str:
     return ", ".join(f"{k}={_fmt(v)}" for k, v in (params or {}).items())
 
 
-def _status_table(status: Any) -> Table:
+def _status_table(status: StudyStatus) -> Table:
     """Two columns: what, value (wraps well on narrow terminals)."""
     c = status.counts
     table = Table.grid(padding=(0, 2))
@@ -70,72 +79,125 @@ def _status_table(status: Any) -> Table:
     return table
 
 
-def _workers_table(status: Any, local: list[Any] | None = None) -> Table:
+def _workers_table(status: StudyStatus, local: list[LocalWorker] | None = None) -> Table:
     table = Table(title="workers", title_justify="left")
     for col in ("worker", "gpu", "threads", "state", "trial", "trials done", "last seen"):
         table.add_column(col)
     now = time.time()
     for w in status.workers:
         table.add_row(
-            f"{w.host}:{w.pid}", w.gpu or "-", _fmt(w.threads or "-"), w.state, _fmt(w.trial if w.trial is not None else "-"),
-            str(w.trials_done), f"{now - w.last_seen:.0f} s ago",
+            f"{w.host}:{w.pid}",
+            w.gpu or "-",
+            _fmt(w.threads or "-"),
+            w.state,
+            _fmt(w.trial if w.trial is not None else "-"),
+            str(w.trials_done),
+            f"{now - w.last_seen:.0f} s ago",
         )
     for lw in local or []:
         if lw.returncode is not None:
-            table.add_row(f"local #{lw.slot.index} (pid {lw.process.pid})", lw.slot.gpu or "-", _fmt(lw.slot.threads or "-"), f"exited {lw.returncode}", "-", "-", "-")
+            table.add_row(
+                f"local #{lw.slot.index} (pid {lw.process.pid})",
+                lw.slot.gpu or "-",
+                _fmt(lw.slot.threads or "-"),
+                f"exited {lw.returncode}",
+                "-",
+                "-",
+                "-",
+            )
     return table
+
+
+Storage = Annotated[str | None, typer.Option("--storage", help=_STORAGE_HELP)]
+SpecFile = Annotated[Path | None, typer.Option("--spec", help=_SPEC_HELP)]
+Backbone = Annotated[str | None, typer.Option("--backbone", "-b", help="mmgcn, dialoguegcn, mm_dfn, biddin (or late_fusion).")]
+Variant = Annotated[
+    str | None, typer.Option("--variant", help="Backbone form: spcl (the SPCL code's, default) or original (the backbone's paper).")
+]
+Kind = Annotated[str | None, typer.Option("--kind", help="search (max dev F1) or balance (dev F1 and tri- vs bi-modal gain).")]
+NTrials = Annotated[int | None, typer.Option("--n-trials", help="Study budget: finished trials across all workers.")]
+WarmStart = Annotated[
+    str | None, typer.Option("--warm-start", help="'paper' enqueues the paper's settings first ('paper:iemocap' borrows a dataset's).")
+]
+Threads = Annotated[int | None, typer.Option("--threads", help="CPU threads per worker (default: cores / workers).")]
+Timeout = Annotated[float | None, typer.Option("--timeout", help="Workers start no trial after this many seconds.")]
+HeartbeatInterval = Annotated[int, typer.Option("--heartbeat-interval", hidden=True, help="Seconds between trial heartbeats.")]
+GracePeriod = Annotated[int, typer.Option("--grace-period", hidden=True, help="Seconds without heartbeat before a trial is retried.")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 
 @app.command()
 def run(
-    spec_file: Optional[Path] = typer.Option(None, "--spec", help=_SPEC_HELP),
-    study: Optional[str] = typer.Option(None, "--study", help="Study name (default: <backbone>-<dataset>-<kind>, or <backbone>-<dataset>-original-<kind>)."),
-    backbone: Optional[str] = typer.Option(None, "--backbone", "-b", help="mmgcn, dialoguegcn, mm_dfn, biddin (or late_fusion)."),
-    variant: Optional[str] = typer.Option(None, "--variant", help="Backbone form: spcl (the SPCL code's, default) or original (the backbone's paper)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset name: synthetic, iemocap, meld (default: synthetic)."),
-    data: Optional[str] = typer.Option(None, "--data", help="Feature pickle for the dataset ('synthetic' for the embedded one)."),
-    kind: Optional[str] = typer.Option(None, "--kind", help="search (max dev F1) or balance (dev F1 and tri- vs bi-modal gain)."),
-    modalities: Optional[str] = typer.Option(None, "--modalities", "-m", help="Comma list, e.g. atv or atv,at,av,tv (categorical when several)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per training run."),
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma list of seeds; a trial's figures are their mean."),
-    n_trials: Optional[int] = typer.Option(None, "--n-trials", help="Study budget: finished trials across all workers."),
-    sampler: Optional[str] = typer.Option(None, "--sampler", help="tpe, nsga2 or random."),
-    pruner: Optional[str] = typer.Option(None, "--pruner", help="median, hyperband or none."),
-    warm_start: Optional[str] = typer.Option(None, "--warm-start", help="'paper' enqueues the paper's settings first ('paper:iemocap' borrows a dataset's)."),
-    baseline: Optional[bool] = typer.Option(None, "--baseline/--no-baseline", help="Enqueue the no-SPCL baseline (default: on for balance)."),
-    space: Optional[list[str]] = typer.Option(None, "--space", help="Search range NAME=LOW:HIGH[:log|:step=S] or NAME=A,B,C (repeatable)."),
-    storage: Optional[str] = typer.Option(None, "--storage", help=_STORAGE_HELP),
-    workers: int = typer.Option(1, "--workers", "-k", min=0, help="Local worker processes (0: only create the study)."),
-    gpus: Optional[str] = typer.Option(None, "--gpus", help="GPU ids to spread workers over (default: all visible)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per worker (default: cores / workers)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda (workers on GPUs use their own)."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Workers start no trial after this many seconds."),
-    log_dir: Path = typer.Option(Path("spcl-search-logs"), "--log-dir", help="Worker logs go to LOG_DIR/<study>/."),
-    heartbeat_interval: int = typer.Option(DEFAULT_HEARTBEAT_INTERVAL, "--heartbeat-interval", hidden=True, help="Seconds between trial heartbeats."),
-    grace_period: int = typer.Option(DEFAULT_GRACE_PERIOD, "--grace-period", hidden=True, help="Seconds without heartbeat before a trial is retried."),
+    spec_file: SpecFile = None,
+    study: Annotated[
+        str | None,
+        typer.Option("--study", help="Study name (default: <backbone>-<dataset>-<kind>, or <backbone>-<dataset>-original-<kind>)."),
+    ] = None,
+    backbone: Backbone = None,
+    variant: Variant = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset name: synthetic, iemocap, meld (default: synthetic).")] = None,
+    data: Annotated[str | None, typer.Option("--data", help="Feature pickle for the dataset ('synthetic' for the embedded one).")] = None,
+    kind: Kind = None,
+    modalities: Annotated[
+        str | None, typer.Option("--modalities", "-m", help="Comma list, e.g. atv or atv,at,av,tv (categorical when several).")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs per training run.")] = None,
+    seeds: Annotated[str | None, typer.Option("--seeds", help="Comma list of seeds; a trial's figures are their mean.")] = None,
+    n_trials: NTrials = None,
+    sampler: Annotated[str | None, typer.Option("--sampler", help="tpe, nsga2 or random.")] = None,
+    pruner: Annotated[str | None, typer.Option("--pruner", help="median, hyperband or none.")] = None,
+    warm_start: WarmStart = None,
+    baseline: Annotated[
+        bool | None, typer.Option("--baseline/--no-baseline", help="Enqueue the no-SPCL baseline (default: on for balance).")
+    ] = None,
+    space: Annotated[
+        list[str] | None, typer.Option("--space", help="Search range NAME=LOW:HIGH[:log|:step=S] or NAME=A,B,C (repeatable).")
+    ] = None,
+    storage: Storage = None,
+    workers: Annotated[int, typer.Option("--workers", "-k", min=0, help="Local worker processes (0: only create the study).")] = 1,
+    gpus: Annotated[str | None, typer.Option("--gpus", help="GPU ids to spread workers over (default: all visible).")] = None,
+    threads: Threads = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda (workers on GPUs use their own).")] = "auto",
+    timeout: Timeout = None,
+    log_dir: Annotated[Path, typer.Option("--log-dir", help="Worker logs go to LOG_DIR/<study>/.")] = Path("spcl-search-logs"),
+    heartbeat_interval: HeartbeatInterval = DEFAULT_HEARTBEAT_INTERVAL,
+    grace_period: GracePeriod = DEFAULT_GRACE_PERIOD,
 ) -> None:
     """Create (or resume) a study and run it with local workers, showing live progress."""
     import optuna
 
+    from spcl_search.schema.best import best_settings
     from spcl_search.search import launcher
-    from spcl_search.search.status import best_settings, study_status
+    from spcl_search.search.status import study_status
     from spcl_search.search.storage import open_storage, resolve_url
     from spcl_search.search.study import open_study
     from spcl_search.search.worker import sigterm_as_interrupt
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     requested = _requested(
-        spec_file=spec_file, name=study, backbone=backbone, variant=variant, dataset=dataset, data=data, kind=kind, modalities=modalities,
-        epochs=epochs, seeds=seeds, n_trials=n_trials, sampler=sampler, pruner=pruner, warm_start=warm_start,
-        baseline=baseline, space=space,
+        spec_file=spec_file,
+        name=study,
+        backbone=backbone,
+        variant=variant,
+        dataset=dataset,
+        data=data,
+        kind=kind,
+        modalities=modalities,
+        epochs=epochs,
+        seeds=seeds,
+        n_trials=n_trials,
+        sampler=sampler,
+        pruner=pruner,
+        warm_start=warm_start,
+        baseline=baseline,
+        space=space,
     )
     _check_data(requested.get("data"), requested.get("dataset"))
     url = resolve_url(storage)
     rdb = open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
     opened = open_study(rdb, requested)
     spec = opened.spec
-    if spec.objective == "train":
-        _check_data(spec.data, spec.dataset)
+    _check_data(spec.data, spec.dataset)
     console.print(f"study [bold]{spec.name}[/] ({'created' if opened.created else 'resumed'}) in {_masked(url)}")
     for note in opened.notes:
         console.print(f"  {note}")
@@ -173,7 +235,7 @@ def run(
     if failed and not final.done:
         last = failed[0].tail(1).strip() or f"exit code {failed[0].returncode}"
         raise SpclSearchError(f"worker #{failed[0].slot.index} stopped: {last.removeprefix('error: ')} (log: {failed[0].log})")
-    rows = best_settings(reader, spec.name)
+    rows = best_settings(optuna.load_study(study_name=spec.name, storage=reader))
     if rows:
         console.print(_detail_table(rows))
     if final.done:
@@ -195,23 +257,27 @@ def _masked(url: str) -> str:
 
 @app.command()
 def worker(
-    study: Optional[str] = typer.Option(None, "--study", help="Study to join (or to create, with --spec/--backbone)."),
-    storage: Optional[str] = typer.Option(None, "--storage", help=_STORAGE_HELP),
-    gpu: Optional[str] = typer.Option(None, "--gpu", help="GPU id this worker uses (sets CUDA_VISIBLE_DEVICES)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (ignored with --gpu)."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Start no trial after this many seconds."),
-    data: Optional[str] = typer.Option(None, "--data", help="Feature pickle on this machine (default: the study's)."),
-    spec_file: Optional[Path] = typer.Option(None, "--spec", help="Create the study from this spec if it does not exist."),
-    backbone: Optional[str] = typer.Option(None, "--backbone", "-b", help="Create: backbone."),
-    variant: Optional[str] = typer.Option(None, "--variant", help="Backbone form: spcl or original (refused if it differs from the study's)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Create: dataset name."),
-    kind: Optional[str] = typer.Option(None, "--kind", help="Create: search or balance."),
-    n_trials: Optional[int] = typer.Option(None, "--n-trials", help="Study budget (changes it for every worker)."),
-    warm_start: Optional[str] = typer.Option(None, "--warm-start", help="Create: 'paper' enqueues the paper's settings first."),
-    heartbeat_interval: int = typer.Option(DEFAULT_HEARTBEAT_INTERVAL, "--heartbeat-interval", hidden=True, help="Seconds between trial heartbeats."),
-    grace_period: int = typer.Option(DEFAULT_GRACE_PERIOD, "--grace-period", hidden=True, help="Seconds without heartbeat before a trial is retried."),
-    max_retry: int = typer.Option(DEFAULT_MAX_RETRY, "--max-retry", hidden=True, min=0, help="Retries of a trial whose worker died before it counts as failed."),
+    study: Annotated[str | None, typer.Option("--study", help="Study to join (or to create, with --spec/--backbone).")] = None,
+    storage: Storage = None,
+    gpu: Annotated[str | None, typer.Option("--gpu", help="GPU id this worker uses (sets CUDA_VISIBLE_DEVICES).")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads.")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N (ignored with --gpu).")] = "auto",
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Start no trial after this many seconds.")] = None,
+    data: Annotated[str | None, typer.Option("--data", help="Feature pickle on this machine (default: the study's).")] = None,
+    spec_file: Annotated[Path | None, typer.Option("--spec", help="Create the study from this spec if it does not exist.")] = None,
+    backbone: Annotated[str | None, typer.Option("--backbone", "-b", help="Create: backbone.")] = None,
+    variant: Annotated[
+        str | None, typer.Option("--variant", help="Backbone form: spcl or original (refused if it differs from the study's).")
+    ] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="Create: dataset name.")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="Create: search or balance.")] = None,
+    n_trials: Annotated[int | None, typer.Option("--n-trials", help="Study budget (changes it for every worker).")] = None,
+    warm_start: Annotated[str | None, typer.Option("--warm-start", help="Create: 'paper' enqueues the paper's settings first.")] = None,
+    heartbeat_interval: HeartbeatInterval = DEFAULT_HEARTBEAT_INTERVAL,
+    grace_period: GracePeriod = DEFAULT_GRACE_PERIOD,
+    max_retry: Annotated[
+        int, typer.Option("--max-retry", hidden=True, min=0, help="Retries of a trial whose worker died before it counts as failed.")
+    ] = DEFAULT_MAX_RETRY,
 ) -> None:
     """Join a study and run trials until its budget is spent (run one per GPU or node)."""
     from spcl_search.search.storage import open_storage
@@ -219,7 +285,14 @@ def worker(
 
     _setup_logging()
     requested = _requested(
-        spec_file=spec_file, name=study, backbone=backbone, variant=variant, dataset=dataset, kind=kind, n_trials=n_trials, data=data,
+        spec_file=spec_file,
+        name=study,
+        backbone=backbone,
+        variant=variant,
+        dataset=dataset,
+        kind=kind,
+        n_trials=n_trials,
+        data=data,
         warm_start=warm_start,
     )
     if "name" not in requested and "backbone" not in requested:
@@ -230,9 +303,7 @@ def worker(
         report = run_worker(rdb, options=options, requested=requested)
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", signal.SIGINT)
-        logging.getLogger(__name__).info(
-            "interrupted by %s; the running trial was failed and re-enqueued", signal.Signals(signum).name
-        )
+        logging.getLogger(__name__).info("interrupted by %s; the running trial was failed and re-enqueued", signal.Signals(signum).name)
         raise typer.Exit(128 + signum) from None
     states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(report.states.items())) or "no trials"
     logging.getLogger(__name__).info("worker done (%s): %s", report.reason, states)
@@ -240,9 +311,9 @@ def worker(
 
 @app.command()
 def status(
-    study: Optional[str] = typer.Option(None, "--study", help="Study name (default: every study)."),
-    storage: Optional[str] = typer.Option(None, "--storage", help=_STORAGE_HELP),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    study: Annotated[str | None, typer.Option("--study", help="Study name (default: every study).")] = None,
+    storage: Storage = None,
+    json_out: JsonOut = False,
 ) -> None:
     """Trials by state, best so far and live workers of a study (or of every study)."""
     from spcl_search.search.status import all_statuses, study_status
@@ -268,12 +339,14 @@ def status(
 
 @app.command()
 def best(
-    study: Optional[list[str]] = typer.Option(None, "--study", help="Study name (repeatable) (default: every study)."),
-    storage: Optional[str] = typer.Option(None, "--storage", help=_STORAGE_HELP),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    study: Annotated[list[str] | None, typer.Option("--study", help="Study name (repeatable) (default: every study).")] = None,
+    storage: Storage = None,
+    json_out: JsonOut = False,
 ) -> None:
     """Best SPCL setting per modality set, laid out like the paper's table (cl_growth/cl_threshold)."""
-    from spcl_search.search.status import best_settings
+    import optuna
+
+    from spcl_search.schema.best import best_settings
     from spcl_search.search.storage import list_studies, open_storage, study_exists
 
     rdb = open_storage(storage, heartbeat_interval=None, must_exist=True)
@@ -281,7 +354,7 @@ def best(
     for name in names:
         if not study_exists(rdb, name):
             raise ConfigError(f"no study {name!r} in {_masked(rdb.url)}; run `spcl-search status` to list them")
-    rows = [row for name in names for row in best_settings(rdb, name)]
+    rows = [row for name in names for row in best_settings(optuna.load_study(study_name=name, storage=rdb))]
     if json_out:
         print(json.dumps([r.to_dict() for r in rows], indent=2, default=str))
         return
@@ -292,38 +365,31 @@ def best(
     console.print(_detail_table(rows))
 
 
-def _paper_table(rows: list[Any]) -> Table:
+def _paper_table(rows: list[BestSetting]) -> Table:
     """Rows: backbone (and kind); columns: dataset x modality set; cells: cl_growth/cl_threshold."""
-    columns: list[tuple[str, str]] = []
-    for r in rows:
-        if (r.dataset, r.modalities) not in columns:
-            columns.append((r.dataset, r.modalities))
+    from spcl_search.schema.best import paper_table
+
+    header, body = paper_table(rows)
     table = Table(title="best cl_growth/cl_threshold per modality set (selected on dev F1)", title_justify="left")
-    table.add_column("backbone")
-    for ds, m in columns:
-        table.add_column(f"{ds} {m}", justify="center")
-    keys: list[tuple[str, str, str]] = []
-    for r in rows:
-        if (r.backbone, r.variant, r.kind) not in keys:
-            keys.append((r.backbone, r.variant, r.kind))
-    for backbone, variant, kind in keys:
-        cells = []
-        for ds, m in columns:
-            hit = [r for r in rows if (r.backbone, r.variant, r.kind, r.dataset, r.modalities) == (backbone, variant, kind, ds, m)]
-            cells.append(f"{_fmt(hit[0].params.get('cl_growth'))}/{_fmt(hit[0].params.get('cl_threshold'))}" if hit else "-")
-        label = f"{backbone} [{variant}]" + ("" if len({k for *_, k in keys}) == 1 else f" ({kind})")
-        table.add_row(label, *cells)
+    for i, col in enumerate(header):
+        table.add_column(col, justify="left" if i == 0 else "center")
+    for line in body:
+        table.add_row(*map(escape, line))  # "mmgcn [spcl]" is text, not rich markup
     return table
 
 
-def _detail_table(rows: list[Any]) -> Table:
+def _detail_table(rows: list[BestSetting]) -> Table:
     table = Table(title="details (F1 = weighted-F1 %, test at the best dev epoch)", title_justify="left")
     for col in ("study", "modalities", "trial", "params", "dev F1", "test F1", "no-SPCL dev F1", "SPCL gain (dev)"):
         table.add_column(col)
     for r in rows:
         gain = r.spcl_gain_dev
         table.add_row(
-            r.study, r.modalities, str(r.trial), _params(r.params), f"{r.dev_f1:.2f}",
+            r.study,
+            r.modalities,
+            str(r.trial),
+            _params(r.params),
+            f"{r.dev_f1:.2f}",
             "-" if r.test_f1 is None else f"{r.test_f1:.2f}",
             "-" if r.baseline_dev_f1 is None else f"{r.baseline_dev_f1:.2f}",
             "-" if gain is None else f"{gain:+.2f}",

@@ -6,13 +6,14 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from backbones.defaults import RUN, SPCL
 from spcl_search.cli import app
 from spcl_search.errors import ConfigError
 
@@ -21,41 +22,63 @@ console = Console()
 
 @app.command()
 def train(
-    backbone: str = typer.Option("mmgcn", "--backbone", "-b", help="Backbone: late_fusion, mmgcn, dialoguegcn, mm_dfn, biddin."),
-    variant: str = typer.Option("spcl", "--variant", help="Backbone form: 'spcl' (the SPCL code's, whose settings the paper reports) or 'original' (the backbone's own paper)."),
-    reference_arithmetic: bool = typer.Option(
-        False, "--reference-arithmetic", help="spcl form: reproduce the SPCL code's arithmetic, defects included (attention over padding)."
-    ),
-    standardise: bool = typer.Option(False, "--standardise", help="Standardise each feature dimension with train-split mean and std."),
-    dataset: str = typer.Option("synthetic", "--dataset", "-d", help="Feature pickle (SPCL or DialogueGCN format) or 'synthetic'."),
-    modalities: str = typer.Option("atv", "--modalities", "-m", help="Modality subset: a, t, v, at, av, tv, atv."),
-    cl_threshold: float = typer.Option(0.4, help="SPCL starting threshold (the paper's epsilon)."),
-    cl_growth: float = typer.Option(1.1, help="SPCL per-epoch threshold factor (the paper's alpha)."),
-    cl_normalise: str = typer.Option("all", help="Loss normaliser: 'all' utterances (reference code) or 'selected' (paper formula)."),
-    cl_score: str = typer.Option("sum", help="Dialogue score: 'sum' (reference) or 'mean' (length-fair)."),
-    cl_cap: float = typer.Option(60.0, help="Upper bound of the SPCL threshold."),
-    no_cl: bool = typer.Option(False, "--no-cl", help="Train without SPCL (plain NLL on the joint prediction); the same as --method none."),
-    method: str = typer.Option("spcl", "--method", help="Balance method: spcl, none, ogm_ge, opm, mmpareto."),
-    method_option: Optional[list[str]] = typer.Option(
-        None, "--method-option", help="A method option KEY=VALUE (repeatable): ogm_ge alpha; opm alpha, q_base, p_exe; mmpareto gamma."
-    ),
-    epochs: Optional[int] = typer.Option(None, help="Training epochs [default: the form's protocol]."),
-    lr: Optional[float] = typer.Option(None, help="Learning rate [default: the backbone's]."),
-    weight_decay: Optional[float] = typer.Option(None, help="Adam weight decay [default: the backbone's]."),
-    batch_size: Optional[int] = typer.Option(None, help="Dialogues per batch [default: the backbone's]."),
-    clip: float = typer.Option(2.0, help="Gradient-norm clipping (L2); 0 disables."),
-    patience: Optional[int] = typer.Option(None, help="Stop after this many epochs without a better dev F1 [default: the form's; 0: never]."),
-    seed: int = typer.Option(0, help="Random seed (model init, batch order)."),
-    dev_fraction: float = typer.Option(0.1, help="Dev fraction of train dialogues when the file has no validVid."),
-    device: str = typer.Option("auto", help="auto (CUDA if available), cpu, cuda or cuda:N."),
-    threads: Optional[int] = typer.Option(None, help="torch CPU threads [default: torch's]."),
-    checkpoint: Optional[Path] = typer.Option(None, help="Write the best-dev model here (atomically)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full result (config, history, figures) as JSON."),
+    backbone: Annotated[str, typer.Option("--backbone", "-b", help="Backbone: late_fusion, mmgcn, dialoguegcn, mm_dfn, biddin.")] = "mmgcn",
+    variant: Annotated[
+        str,
+        typer.Option(
+            "--variant",
+            help="Backbone form: 'spcl' (the SPCL code's, whose settings the paper reports) or 'original' (the backbone's own paper).",
+        ),
+    ] = "spcl",
+    reference_arithmetic: Annotated[
+        bool,
+        typer.Option(
+            "--reference-arithmetic", help="spcl form: reproduce the SPCL code's arithmetic, defects included (attention over padding)."
+        ),
+    ] = False,
+    standardise: Annotated[
+        bool, typer.Option("--standardise", help="Standardise each feature dimension with train-split mean and std.")
+    ] = False,
+    dataset: Annotated[
+        str, typer.Option("--dataset", "-d", help="Feature pickle (SPCL or DialogueGCN format) or 'synthetic'.")
+    ] = "synthetic",
+    modalities: Annotated[str, typer.Option("--modalities", "-m", help="Modality subset: a, t, v, at, av, tv, atv.")] = "atv",
+    cl_threshold: Annotated[float, typer.Option(help="SPCL starting threshold (the paper's epsilon).")] = SPCL["cl_threshold"],
+    cl_growth: Annotated[float, typer.Option(help="SPCL per-epoch threshold factor (the paper's alpha).")] = SPCL["cl_growth"],
+    cl_normalise: Annotated[
+        str, typer.Option(help="Loss normaliser: 'all' utterances (reference code) or 'selected' (paper formula).")
+    ] = SPCL["normalise"],
+    cl_score: Annotated[str, typer.Option(help="Dialogue score: 'sum' (reference) or 'mean' (length-fair).")] = SPCL["score"],
+    cl_cap: Annotated[float, typer.Option(help="Upper bound of the SPCL threshold.")] = SPCL["cap"],
+    no_cl: Annotated[
+        bool, typer.Option("--no-cl", help="Train without SPCL (plain NLL on the joint prediction); the same as --method none.")
+    ] = False,
+    method: Annotated[str, typer.Option("--method", help="Balance method: spcl, none, ogm_ge, opm, mmpareto.")] = "spcl",
+    method_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--method-option", help="A method option KEY=VALUE (repeatable): ogm_ge alpha; opm alpha, q_base, p_exe; mmpareto gamma."
+        ),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs [default: the form's protocol].")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate [default: the backbone's].")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="Adam weight decay [default: the backbone's].")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Dialogues per batch [default: the backbone's].")] = None,
+    clip: Annotated[float, typer.Option(help="Gradient-norm clipping (L2); 0 disables.")] = RUN["clip_grad_norm"],
+    patience: Annotated[
+        int | None, typer.Option(help="Stop after this many epochs without a better dev F1 [default: the form's; 0: never].")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (model init, batch order).")] = RUN["seed"],
+    dev_fraction: Annotated[float, typer.Option(help="Dev fraction of train dialogues when the file has no validVid.")] = 0.1,
+    device: Annotated[str, typer.Option(help="auto (CUDA if available), cpu, cuda or cuda:N.")] = "auto",
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads [default: torch's].")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Write the best-dev model here (atomically).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the full result (config, history, figures) as JSON.")] = None,
 ) -> None:
     """Train one SPCL-wrapped backbone; select on dev, report test at the best dev epoch."""
-    from spcl_search.data.load import load_dataset
-    from spcl_search.spcl import SPCLConfig
     from backbones.defaults import VARIANTS
+    from spcl_search.data.load import load_dataset
+    from spcl_search.spcl import Normalise, Score, SPCLConfig
     from spcl_search.train import TrainConfig, effective_protocol
     from spcl_search.train import train as run_training
 
@@ -77,7 +100,14 @@ def train(
         method=method,
         method_options=_method_options(method_option or []),
         model={"reference_arithmetic": True} if reference_arithmetic else {},
-        spcl=SPCLConfig(enabled=not no_cl, threshold=cl_threshold, growth=cl_growth, cap=cl_cap, normalise=cl_normalise, score=cl_score),
+        spcl=SPCLConfig(
+            enabled=not no_cl,
+            threshold=cl_threshold,
+            growth=cl_growth,
+            cap=cl_cap,
+            normalise=cast(Normalise, cl_normalise),
+            score=cast(Score, cl_score),
+        ),  # SPCLConfig checks both (a one-line ConfigError)
         checkpoint=str(checkpoint) if checkpoint else None,
     )
     if json_out is not None and json_out.is_dir():
@@ -125,7 +155,7 @@ def train(
     table.add_row("test (at best dev epoch)", f"{result.test_f1:.2f}", f"{result.test_acc:.2f}")
     console.print(table)
     if method == "spcl" and not no_cl:
-        cl = f"SPCL threshold {cl_threshold} growth {cl_growth} normalise {cl_normalise} score {cl_score}"
+        cl = f"SPCL cl_threshold {cl_threshold} cl_growth {cl_growth} normalise {cl_normalise} score {cl_score}"
     else:
         opts = result.config.get("method_options") or {}
         cl = "no balance method" if method in ("spcl", "none") else f"method {method} " + " ".join(f"{k} {v}" for k, v in opts.items())

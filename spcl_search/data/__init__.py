@@ -14,7 +14,13 @@ from spcl_search.data.info import class_counts, describe
 from spcl_search.data.load import SYNTHETIC, load_dataset, split_dev
 from spcl_search.data.safe_pickle import safe_load, safe_loads
 from spcl_search.data.synthetic import make_synthetic
-from spcl_search.data.types import MODALITY_ORDER, MODALITY_SUBSETS, Dialogue, ERCDataset, canonical_modalities
+from spcl_search.data.types import (
+    MODALITY_ORDER,
+    MODALITY_SUBSETS,
+    Dialogue,
+    ERCDataset,
+    canonical_modalities,
+)
 
 __all__ = [
     "IEMOCAP_CLASSES",

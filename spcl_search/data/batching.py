@@ -55,7 +55,7 @@ class Batch:
     def n_utterances(self) -> int:
         return int(self.lengths.sum())
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         """Move every tensor but ``lengths`` (kept on the CPU for packing) to ``device``."""
         return Batch(
             features={m: x.to(device, non_blocking=True) for m, x in self.features.items()},

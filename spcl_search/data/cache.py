@@ -59,7 +59,7 @@ def write_cache(parsed: ParsedData, sha256: str, cache_dir: str | os.PathLike[st
     npz_path.parent.mkdir(parents=True, exist_ok=True)
     dialogues = list(parsed.dialogues.values())
     modalities = [m for m in MODALITY_ORDER if m in dialogues[0].features]
-    arrays = {
+    arrays: dict[str, Any] = {  # np.savez's stub reads a ** key as its allow_pickle flag
         "key": np.array(sha256),
         "lengths": np.array([len(d) for d in dialogues], dtype=np.int64),
         "labels": np.concatenate([d.labels for d in dialogues]),

@@ -130,7 +130,7 @@ def _frombuffer(buf: Any, dtype: Any, shape: Any, order: str, axis_order: Any = 
     if not isinstance(buf, (bytes, bytearray, pickle.PickleBuffer)) or not isinstance(dtype, np.dtype) or dtype.hasobject:
         raise pickle.UnpicklingError("malformed protocol-5 numpy array")
     _element_count(shape)
-    flat = np.frombuffer(buf, dtype=dtype)
+    flat = np.frombuffer(memoryview(buf), dtype=dtype)
     if order == "K" and axis_order is not None:
         return flat.reshape(shape, order="C").transpose(axis_order)
     return flat.reshape(shape, order="F" if order == "F" else "C")
@@ -152,7 +152,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if name == "_frombuffer":
             return _frombuffer
         if name == "scalar":
-            return np._core.multiarray.scalar
+            return np._core.multiarray.scalar  # type: ignore[attr-defined]  # numpy 2's private home of the scalar pickles name
         if name == "ndarray":
             return _NDARRAY
         if name == "dtype":

@@ -46,8 +46,10 @@ def split_ids(source: str, key: str, value: Any) -> list[Any]:
         raise DataError(f"{source}: split '{key}' holds {bad[0]!r}, which is not a dialogue id (str or int)")
     if len(set(ids)) != len(ids):
         seen: set[Any] = set()
-        dup = next(v for v in ids if v in seen or seen.add(v))
-        raise DataError(f"{source}: dialogue '{dup}' is listed twice in '{key}'")
+        for dup in ids:
+            if dup in seen:
+                raise DataError(f"{source}: dialogue '{dup}' is listed twice in '{key}'")
+            seen.add(dup)
     return ids
 
 

@@ -8,20 +8,17 @@ app from a background thread; :class:`DashboardServer` stops it.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from socketserver import ThreadingMixIn
-import threading
-from wsgiref.simple_server import make_server
-from wsgiref.simple_server import WSGIRequestHandler
-from wsgiref.simple_server import WSGIServer
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna
 from optuna.storages import BaseStorage
 
 from spcl_search.errors import ConfigError
-from spcl_search.reports.report import Report
-from spcl_search.reports.report import Table
-
+from spcl_search.reports.report import Report, Table
+from spcl_search.search.optuna_internals import study_id
 
 #: prefix of the graph-object ids this package writes (so a re-push overwrites them)
 GRAPH_PREFIX = "spcl-"
@@ -32,7 +29,7 @@ class _ThreadedServer(ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -51,7 +48,7 @@ class DashboardServer:
 
     def study_url(self, study: optuna.Study) -> str:
         """The dashboard page of ``study``."""
-        return f"{self.url}/dashboard/studies/{study._study_id}"
+        return f"{self.url}/dashboard/studies/{study_id(study)}"
 
     def wait(self) -> None:
         """Block until the server stops (Ctrl-C stops it)."""
@@ -67,21 +64,15 @@ class DashboardServer:
         self._thread.join(5)
 
 
-def start_dashboard(
-    storage: BaseStorage, host: str = "127.0.0.1", port: int = 8080
-) -> DashboardServer:
+def start_dashboard(storage: BaseStorage, host: str = "127.0.0.1", port: int = 8080) -> DashboardServer:
     """Serve optuna-dashboard on ``storage`` from a daemon thread (``port=0`` picks a free one)."""
     from optuna_dashboard import wsgi
 
     app = wsgi(storage)
     try:
-        server = make_server(
-            host, port, app, server_class=_ThreadedServer, handler_class=_QuietHandler
-        )
+        server = make_server(host, port, app, server_class=_ThreadedServer, handler_class=_QuietHandler)
     except OSError as exc:
-        raise ConfigError(
-            f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc})"
-        ) from exc
+        raise ConfigError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc})") from exc
     thread = threading.Thread(target=server.serve_forever, name="optuna-dashboard", daemon=True)
     thread.start()
     return DashboardServer(host, server.server_port, server, thread)
@@ -114,13 +105,10 @@ def report_note(report: Report) -> str:
 def push_report(study: optuna.Study, report: Report) -> list[str]:
     """Save the report's figures as dashboard graph objects and its tables as the study note;
     return the graph-object ids."""
-    from optuna_dashboard import save_note
-    from optuna_dashboard import save_plotly_graph_object
+    from optuna_dashboard import save_note, save_plotly_graph_object
 
     ids = []
     for named in report.figures:
-        ids.append(
-            save_plotly_graph_object(study, named.figure, graph_object_id=GRAPH_PREFIX + named.key)
-        )
+        ids.append(save_plotly_graph_object(study, named.figure, graph_object_id=GRAPH_PREFIX + named.key))
     save_note(study, report_note(report))
     return ids

@@ -7,17 +7,16 @@ Optuna's own plotting functions are used wherever one exists.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import warnings
+from collections.abc import Callable, Sequence
 
 import optuna
-from optuna.trial import FrozenTrial
 import plotly.graph_objects as go
+from optuna.trial import FrozenTrial
 from plotly.subplots import make_subplots
 
 from spcl_search.reports import records
 from spcl_search.reports.gain import GainRow
-
 
 WITHOUT_COLOUR = "#9e9e9e"
 WITH_COLOUR = "#1f77b4"
@@ -27,15 +26,18 @@ class NotApplicable(Exception):
     """The study cannot fill this figure; the message says why, for the page."""
 
 
+def _objective(index: int) -> Callable[[FrozenTrial], float]:
+    """The ``index``-th objective of a trial (a target for Optuna's plots)."""
+    return lambda t: t.values[index]
+
+
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
 def _hover(trial: FrozenTrial) -> str:
     lines = [f"<b>trial {trial.number}</b>" + (" (no SPCL)" if records.is_baseline(trial) else "")]
-    lines += [
-        f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in trial.params.items()
-    ]
+    lines += [f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in trial.params.items()]
     for m in records.MODALITY_ORDER:
         if (v := records.metric(trial, "dev_f1", m)) is not None:
             lines.append(f"dev F1 {records.modality_label(m)} = {v:.2f}")
@@ -69,11 +71,7 @@ def pareto_front(study: optuna.Study) -> go.Figure:
     baseline = records.baseline_trials(trials)
     fig = go.Figure()
     if dominated:
-        fig.add_trace(
-            scatter(
-                dominated, mode="markers", name="Trial", marker={"color": "#c7c7c7", "size": 8}
-            )
-        )
+        fig.add_trace(scatter(dominated, mode="markers", name="Trial", marker={"color": "#c7c7c7", "size": 8}))
     fig.add_trace(
         scatter(
             front,
@@ -85,12 +83,7 @@ def pareto_front(study: optuna.Study) -> go.Figure:
     )
     if baseline:
         fig.add_trace(
-            scatter(
-                baseline,
-                mode="markers",
-                name="No SPCL (baseline)",
-                marker={"symbol": "star", "size": 16, "color": "#d62728"},
-            )
+            scatter(baseline, mode="markers", name="No SPCL (baseline)", marker={"symbol": "star", "size": 16, "color": "#d62728"})
         )
     fig.update_layout(
         title_text=f"Pareto front: {x_name} vs {y_name} ({len(trials)} trials)",
@@ -105,25 +98,14 @@ def gain_chart(rows: Sequence[GainRow]) -> go.Figure:
     """The paper's motivation figure: per backbone and bi-modal set, tri-modal minus bi-modal
     weighted-F1 and accuracy, without and with SPCL side by side."""
     if not rows:
-        raise NotApplicable(
-            "No gain to show: the study has no tri-modal (atv) result next to a bi-modal one."
-        )
+        raise NotApplicable("No gain to show: the study has no tri-modal (atv) result next to a bi-modal one.")
     if all(r.f1_with is None and r.f1_without is None for r in rows):
         raise NotApplicable("No gain to show: no trial has both tri- and bi-modal test figures.")
     split = rows[0].split
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        subplot_titles=(f"weighted-F1 gain ({split})", f"accuracy gain ({split})"),
-        horizontal_spacing=0.08,
-    )
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(f"weighted-F1 gain ({split})", f"accuracy gain ({split})"), horizontal_spacing=0.08)
     several = len({r.backbone for r in rows}) > 1
     x: list[list[str]] | list[str]
-    x = (
-        [[r.backbone for r in rows], [r.label for r in rows]]
-        if several
-        else [r.label for r in rows]
-    )
+    x = [[r.backbone for r in rows], [r.label for r in rows]] if several else [r.label for r in rows]
     sides = (
         ("without SPCL", "f1_without", "acc_without", "baseline_trial", WITHOUT_COLOUR),
         ("with SPCL (best)", "f1_with", "acc_with", "spcl_trial", WITH_COLOUR),
@@ -146,11 +128,7 @@ def gain_chart(rows: Sequence[GainRow]) -> go.Figure:
                     customdata=[[getattr(r, trial_field), r.spcl_setting] for r in rows],
                     hovertemplate=(
                         "%{x}: %{y:.2f} points<br>trial %{customdata[0]}"
-                        + (
-                            "<br>growth/threshold %{customdata[1]}"
-                            if trial_field == "spcl_trial"
-                            else ""
-                        )
+                        + ("<br>cl_growth/cl_threshold %{customdata[1]}" if trial_field == "spcl_trial" else "")
                         + f"<extra>{name}</extra>"
                     ),
                 ),
@@ -158,10 +136,7 @@ def gain_chart(rows: Sequence[GainRow]) -> go.Figure:
                 col=col,
             )
     backbones = ", ".join(dict.fromkeys(r.backbone for r in rows))
-    fig.update_layout(
-        title_text=f"Gain (%): tri-modal minus bi-modal, without vs with SPCL ({backbones})",
-        barmode="group",
-    )
+    fig.update_layout(title_text=f"Gain (%): tri-modal minus bi-modal, without vs with SPCL ({backbones})", barmode="group")
     fig.update_yaxes(title_text="points", zeroline=True, zerolinewidth=2, row=1, col=1)
     fig.add_hline(y=0, line_width=1, line_color="black")
     return fig
@@ -177,9 +152,7 @@ def optimization_history(study: optuna.Study) -> list[go.Figure]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if info.is_multi_objective:
-                fig = optuna.visualization.plot_optimization_history(
-                    study, target=lambda t, i=index: t.values[i], target_name=name
-                )
+                fig = optuna.visualization.plot_optimization_history(study, target=_objective(index), target_name=name)
             else:
                 fig = optuna.visualization.plot_optimization_history(study, target_name=name)
         fig.update_layout(title_text=f"Optimisation history: {name}")
@@ -192,15 +165,9 @@ def threshold_growth(study: optuna.Study) -> list[go.Figure]:
     span both params, its slice plot otherwise."""
     info = records.study_info(study)
     params = [records.THRESHOLD_PARAM, records.GROWTH_PARAM]
-    trials = [
-        t
-        for t in records.spcl_trials(records.complete_trials(study))
-        if all(p in t.params for p in params)
-    ]
+    trials = [t for t in records.spcl_trials(records.complete_trials(study)) if all(p in t.params for p in params)]
     if not trials:
-        raise NotApplicable(
-            f"No complete SPCL trial has both {params[0]} and {params[1]}: nothing to map."
-        )
+        raise NotApplicable(f"No complete SPCL trial has both {params[0]} and {params[1]}: nothing to map.")
     scope = ""
     if len({t.params.get(records.MODALITIES_PARAM) for t in trials}) > 1:
         # mixing modality sets would map the set, not the SPCL params: keep the tri-modal ones
@@ -221,9 +188,7 @@ def threshold_growth(study: optuna.Study) -> list[go.Figure]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fig = plot(copy, params=params, target=target, target_name=name)
-        fig.update_layout(
-            title_text=f"{kind}: {params[0]} x {params[1]} -> {name} ({len(trials)} {scope}trials)"
-        )
+        fig.update_layout(title_text=f"{kind}: {params[0]} x {params[1]} -> {name} ({len(trials)} {scope}trials)")
         figures.append(fig)
     return figures
 

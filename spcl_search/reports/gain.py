@@ -13,8 +13,7 @@ modality set takes its own best trial.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import optuna
 from optuna.trial import FrozenTrial
@@ -55,9 +54,7 @@ def _pick(trials: Sequence[FrozenTrial], modalities: str, balance: bool) -> Froz
     return records.best_for(trials, modalities)
 
 
-def _difference(
-    tri: FrozenTrial | None, bi: FrozenTrial | None, name: str, versus: str
-) -> float | None:
+def _difference(tri: FrozenTrial | None, bi: FrozenTrial | None, name: str, versus: str) -> float | None:
     if tri is None or bi is None:
         return None
     a = records.metric(tri, name, records.TRI_MODAL)
@@ -78,10 +75,7 @@ def gain_rows(study: optuna.Study, split: str = "test") -> list[GainRow]:
     for versus in present:
         if versus == records.TRI_MODAL or len(versus) != 2:
             continue
-        picked = {
-            side: (_pick(ts, records.TRI_MODAL, balance), _pick(ts, versus, balance))
-            for side, ts in sides.items()
-        }
+        picked = {side: (_pick(ts, records.TRI_MODAL, balance), _pick(ts, versus, balance)) for side, ts in sides.items()}
         spcl_tri = picked["with"][0]
         base_tri = picked["without"][0]
         rows.append(
@@ -131,16 +125,5 @@ def gain_csv(rows: Sequence[GainRow]) -> str:
     writer.writeheader()
     for row in rows:
         values = row.to_dict()
-        writer.writerow(
-            {
-                k: (
-                    ""
-                    if values[k] is None
-                    else round(v, 4)
-                    if isinstance(v := values[k], float)
-                    else v
-                )
-                for k in CSV_COLUMNS
-            }
-        )
+        writer.writerow({k: ("" if values[k] is None else round(v, 4) if isinstance(v := values[k], float) else v) for k in CSV_COLUMNS})
     return buffer.getvalue()

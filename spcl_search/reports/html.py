@@ -7,20 +7,17 @@ at the end writes a JSON summary of the rendered figures (id, title, trace and p
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 import html
 import os
-from pathlib import Path
 import re
 import tempfile
+from collections.abc import Iterable
+from pathlib import Path
 
 import plotly.io as pio
 import plotly.offline
 
-from spcl_search.reports.report import Report
-from spcl_search.reports.report import Section
-from spcl_search.reports.report import Table
-
+from spcl_search.reports.report import Report, Section, Table
 
 FIGURE_HEIGHT_PX = 520
 SUMMARY_ID = "figure-summary"
@@ -122,9 +119,7 @@ def render_html(report: Report) -> str:
     """The report as one HTML document with plotly.js embedded."""
     info = report.info
     title = f"SPCL search report: {info.name}"
-    nav = " ".join(
-        f'<a href="#{_e(s.key)}">{_e(s.title.split(":")[0])}</a>' for s in report.sections
-    )
+    nav = " ".join(f'<a href="#{_e(s.key)}">{_e(s.title.split(":")[0])}</a>' for s in report.sections)
     body = "\n".join(line for s in report.sections for line in _section(s))
     return "\n".join(
         [

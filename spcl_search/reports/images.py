@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import os
-from pathlib import Path
 import shutil
 import tempfile
+from collections.abc import Sequence
+from pathlib import Path
 
 from spcl_search.errors import ConfigError
 from spcl_search.reports.report import NamedFigure
-
 
 #: looked for in order when ``BROWSER_PATH`` is not set
 BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
@@ -34,15 +33,12 @@ def require_browser(fmt: str = "png", browser: str | None = None) -> str:
     if browser is None or not (os.path.isfile(browser) and os.access(browser, os.X_OK)):
         where = f"at {browser}" if browser else "on PATH"
         raise ConfigError(
-            f"--format {fmt}: no Chromium/Chrome browser found {where}; "
-            "install one (apt-get install chromium) or set BROWSER_PATH"
+            f"--format {fmt}: no Chromium/Chrome browser found {where}; install one (apt-get install chromium) or set BROWSER_PATH"
         )
     return browser
 
 
-def write_images(
-    figures: Sequence[NamedFigure], out_dir: Path, fmt: str = "png", browser: str | None = None
-) -> list[Path]:
+def write_images(figures: Sequence[NamedFigure], out_dir: Path, fmt: str = "png", browser: str | None = None) -> list[Path]:
     """Write each figure as ``<out_dir>/<key>.<fmt>`` in one kaleido session; return the paths."""
     browser = require_browser(fmt, browser)
     import kaleido
@@ -59,14 +55,10 @@ def write_images(
             for named in figures
         ]
         try:
-            kaleido.write_fig_from_object_sync(
-                specs, kopts={"path": browser}, cancel_on_error=True
-            )
+            kaleido.write_fig_from_object_sync(specs, kopts={"path": browser}, cancel_on_error=True)
         except Exception as exc:  # kaleido/choreographer raise many types; one line for the user
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(
-                f"--format {fmt}: {browser} could not render the figures ({first})"
-            ) from exc
+            raise ConfigError(f"--format {fmt}: {browser} could not render the figures ({first})") from exc
         paths = []
         for spec in specs:
             final = out_dir / spec["path"].name

@@ -7,21 +7,18 @@ objectives are negated for it (fANOVA decomposes variance and is sign-free).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-import warnings
 
 import optuna
-from optuna.importance import BaseImportanceEvaluator
-from optuna.importance import FanovaImportanceEvaluator
-from optuna.importance import PedAnovaImportanceEvaluator
+import plotly.graph_objects as go
+from optuna.importance import BaseImportanceEvaluator, FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
-import plotly.graph_objects as go
 
 from spcl_search.errors import ConfigError
 from spcl_search.reports import records
-
 
 EVALUATORS: dict[str, tuple[str, Callable[[], BaseImportanceEvaluator]]] = {
     "ped-anova": ("PED-ANOVA", PedAnovaImportanceEvaluator),
@@ -65,13 +62,11 @@ def param_importances(study: optuna.Study, evaluator: str = "ped-anova") -> list
     info = records.study_info(study)
     trials = [t for t in records.spcl_trials(records.complete_trials(study)) if t.params]
     results = []
+    notice: str | None
     for index, (name, direction) in enumerate(zip(info.metric_names, study.directions)):
         title = f"Parameter importance: {name} ({label}, {len(trials)} trials)"
         if len(trials) < MIN_TRIALS:
-            notice = (
-                f"{name}: {len(trials)} complete SPCL trial(s) with params; "
-                f"importance needs at least {MIN_TRIALS}."
-            )
+            notice = f"{name}: {len(trials)} complete SPCL trial(s) with params; importance needs at least {MIN_TRIALS}."
             results.append(ImportanceResult(name, label, len(trials), {}, None, notice))
             continue
         maximise = direction == StudyDirection.MAXIMIZE
@@ -82,13 +77,9 @@ def param_importances(study: optuna.Study, evaluator: str = "ped-anova") -> list
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 _, fresh = make_evaluator(evaluator)
-                importances = optuna.importance.get_param_importances(
-                    copy, evaluator=fresh, target=target
-                )
+                importances = optuna.importance.get_param_importances(copy, evaluator=fresh, target=target)
                 _, fresh = make_evaluator(evaluator)
-                figure = optuna.visualization.plot_param_importances(
-                    copy, evaluator=fresh, target=target, target_name=name
-                )
+                figure = optuna.visualization.plot_param_importances(copy, evaluator=fresh, target=target, target_name=name)
         except (ValueError, RuntimeError) as exc:
             notice = f"{name}: {label} could not rank the params ({exc})."
             results.append(ImportanceResult(name, label, len(trials), {}, None, notice))

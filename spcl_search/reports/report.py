@@ -6,23 +6,17 @@ notice that says why (too few trials, single objective, no baseline) instead of 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from dataclasses import field
 import datetime
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import optuna
 import plotly.graph_objects as go
 
-from spcl_search.reports import figures
-from spcl_search.reports import records
-from spcl_search.reports.best import BestSetting
-from spcl_search.reports.best import best_settings
-from spcl_search.reports.best import paper_table
-from spcl_search.reports.gain import GainRow
-from spcl_search.reports.gain import gain_rows
-from spcl_search.reports.importance import make_evaluator
-from spcl_search.reports.importance import param_importances
+from spcl_search.reports import figures, records
+from spcl_search.reports.gain import GainRow, gain_rows
+from spcl_search.reports.importance import make_evaluator, param_importances
+from spcl_search.schema.best import BestSetting, best_settings, paper_table
 
 
 @dataclass(frozen=True)
@@ -93,10 +87,7 @@ def _summary_section(info: records.StudyInfo, study: optuna.Study) -> Section:
         ["dataset", info.dataset],
         ["objectives", ", ".join(info.metric_names)],
         ["trials", f"{info.n_complete} complete of {info.n_trials}"],
-        [
-            "no-SPCL baseline trials",
-            str(len(records.baseline_trials(records.complete_trials(study)))),
-        ],
+        ["no-SPCL baseline trials", str(len(records.baseline_trials(records.complete_trials(study))))],
     ]
     return Section("summary", "Study", tables=[Table("", ["", ""], rows)])
 
@@ -122,12 +113,7 @@ def _best_section(rows: list[BestSetting]) -> Section:
             _num(r.test_acc),
             _num(r.baseline_dev_f1),
             _num(r.baseline_test_f1),
-            _num(
-                None
-                if r.test_f1 is None or r.baseline_test_f1 is None
-                else r.test_f1 - r.baseline_test_f1,
-                True,
-            ),
+            _num(None if r.test_f1 is None or r.baseline_test_f1 is None else r.test_f1 - r.baseline_test_f1, True),
             str(r.n_trials),
         ]
         for r in rows
@@ -138,7 +124,7 @@ def _best_section(rows: list[BestSetting]) -> Section:
             [
                 "modalities",
                 "trial",
-                "growth/threshold",
+                "cl_growth/cl_threshold",
                 "dev F1",
                 "test F1",
                 "test acc",
@@ -151,9 +137,7 @@ def _best_section(rows: list[BestSetting]) -> Section:
         )
     )
     if not any(r.baseline_dev_f1 is not None for r in rows):
-        section.notices.append(
-            "No no-SPCL baseline trial (use_cl False): baseline columns are empty."
-        )
+        section.notices.append("No no-SPCL baseline trial (use_cl False): baseline columns are empty.")
     return section
 
 
@@ -165,10 +149,7 @@ def _gain_section(rows: list[GainRow]) -> Section:
     )
     _fill(section, "gain", lambda: figures.gain_chart(rows))
     if rows and all(r.f1_without is None for r in rows):
-        section.notices.append(
-            "No no-SPCL baseline trial (use_cl False) with these modality sets: "
-            "only the with-SPCL gain is shown."
-        )
+        section.notices.append("No no-SPCL baseline trial (use_cl False) with these modality sets: only the with-SPCL gain is shown.")
     if rows:
         section.tables.append(
             Table(
@@ -182,7 +163,7 @@ def _gain_section(rows: list[GainRow]) -> Section:
                     "acc with",
                     "baseline trial",
                     "SPCL trial",
-                    "growth/threshold",
+                    "cl_growth/cl_threshold",
                 ],
                 [
                     [
@@ -244,5 +225,5 @@ def build_report(study: optuna.Study, importance: str = "ped-anova") -> Report:
     _fill(timeline, "timeline", lambda: figures.timeline(study))
     sections.append(timeline)
 
-    generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    generated = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return Report(info, sections, generated, make_evaluator(importance)[0], gains, best)

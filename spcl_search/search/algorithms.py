@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import optuna
 
 from spcl_search.errors import ConfigError
-from spcl_search.search.spec import StudySpec
+
+if TYPE_CHECKING:  # the schema imports this module to check pruner options: no import back at run time
+    from spcl_search.schema.spec import StudySpec
 
 
 def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:

@@ -91,11 +91,7 @@ class LocalWorker:
 
 
 def start_workers(
-    study: str,
-    storage_url: str,
-    slots: list[WorkerSlot],
-    log_dir: Path,
-    extra_args: list[str] | None = None,
+    study: str, storage_url: str, slots: list[WorkerSlot], log_dir: Path, extra_args: list[str] | None = None
 ) -> list[LocalWorker]:
     """Start one ``spcl-search worker`` process per slot; logs go to ``log_dir/<study>/worker-<i>.log``."""
     folder = log_dir / study

@@ -36,9 +36,7 @@ def paper_setting(backbone: str, dataset: str, modalities: str) -> dict[str, flo
     """``{"cl_growth": .., "cl_threshold": ..}`` from the paper's table (ConfigError if it has none)."""
     key = backbone.lower().replace("-", "_")
     if key not in PAPER_HPARAMS:
-        raise ConfigError(
-            f"the paper reports SPCL settings for {', '.join(PAPER_HPARAMS)} only, not {backbone!r}; drop --warm-start paper"
-        )
+        raise ConfigError(f"the paper reports SPCL settings for {', '.join(PAPER_HPARAMS)} only, not {backbone!r}; drop --warm-start paper")
     per = PAPER_HPARAMS[key]
     if dataset not in per:
         raise ConfigError(

@@ -30,8 +30,9 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from spcl_search.errors import SpclSearchError, StorageError
+from spcl_search.search.optuna_internals import RETRIED_METHODS
 from spcl_search.search.settings import STORAGE_RETRY_DEADLINE, STORAGE_RETRY_FIRST_WAIT, STORAGE_RETRY_MAX_WAIT
-from spcl_search.search.storage import _PASSWORD_IN_URL, _short, mask_url
+from spcl_search.search.urls import PASSWORD_IN_URL, mask_url, short_error
 
 logger = logging.getLogger(__name__)
 
@@ -117,10 +118,10 @@ def describe(exc: BaseException, url: str | None = None) -> str:
     """One line naming the driver error behind ``exc``, without the password."""
     root = next((e for e in _chain(exc) if isinstance(e, sqlalchemy.exc.DBAPIError)), exc)
     if url is not None:
-        text = _short(root, url)
+        text = short_error(root, url)
     else:
         lines = str(getattr(root, "orig", None) or root).strip().splitlines()
-        text = _PASSWORD_IN_URL.sub(r"\1***\2", lines[0] if lines else "")
+        text = PASSWORD_IN_URL.sub(r"\1***\2", lines[0] if lines else "")
     return f"{type(root).__name__}: {text}" if text else type(root).__name__
 
 
@@ -146,7 +147,7 @@ def retry_call(fn: Callable[[], T], *, what: str, url: str, deadline: float | No
         try:
             with paused():
                 result = fn()
-        except Exception as exc:  # noqa: BLE001 - sorted into transient (retry) and the rest (raised)
+        except Exception as exc:  # sorted into transient (retried) and the rest (raised)
             if not is_transient(exc):
                 raise
             elapsed = time.monotonic() - start
@@ -159,45 +160,18 @@ def retry_call(fn: Callable[[], T], *, what: str, url: str, deadline: float | No
             tries += 1
             logger.warning(
                 "study database %s unreachable while trying to %s (%s); retry %d in %.1f s, giving up after %.0f s",
-                mask_url(url), what, describe(exc, url), tries, wait, limit,
+                mask_url(url),
+                what,
+                describe(exc, url),
+                tries,
+                wait,
+                limit,
             )
             time.sleep(wait)
             continue
         if tries:
             logger.info("study database %s reachable again after %.1f s (%d retries)", mask_url(url), time.monotonic() - start, tries)
         return result
-
-
-#: RDBStorage methods that retry in place: reads and idempotent writes (upserts, state changes).
-#: Creating a study or trial is not among them: a retry after a commit whose answer was lost would
-#: create it twice; those run under the study lock, which callers redo from the start.
-RETRIED_METHODS = (
-    "get_study_id_from_name",
-    "get_study_name_from_id",
-    "get_study_directions",
-    "get_study_user_attrs",
-    "get_study_system_attrs",
-    "get_all_studies",
-    "set_study_user_attr",
-    "set_study_system_attr",
-    "get_trial_id_from_study_id_trial_number",
-    "get_trial",
-    "get_trial_param",
-    "get_trial_user_attrs",
-    "get_trial_system_attrs",
-    "get_all_trials",
-    "_get_trials",
-    "get_n_trials",
-    "get_best_trial",
-    "_get_best_trial_id",
-    "set_trial_param",
-    "_set_trial_param",
-    "set_trial_intermediate_value",
-    "set_trial_user_attr",
-    "set_trial_system_attr",
-    "record_heartbeat",
-    "_get_stale_trial_ids",
-)
 
 
 class ResilientRDBStorage(optuna.storages.RDBStorage):
@@ -242,5 +216,5 @@ def _retried(name: str) -> Callable[..., Any]:
 
 
 for _name in RETRIED_METHODS:
-    if hasattr(optuna.storages.RDBStorage, _name):  # a method a later Optuna drops is simply not wrapped
+    if hasattr(optuna.storages.RDBStorage, _name):  # a name this Optuna lacks fails tests/test_search_optuna_internals.py
         setattr(ResilientRDBStorage, _name, _retried(_name))

@@ -17,3 +17,6 @@ STORAGE_RETRY_DEADLINE = 300.0
 #: first and longest wait between two tries (the wait doubles in between, with jitter)
 STORAGE_RETRY_FIRST_WAIT = 0.25
 STORAGE_RETRY_MAX_WAIT = 10.0
+#: environment variable naming a trainer factory ``module:attribute`` that workers use instead of real training
+#: (tests and benchmarks give worker processes a simulated trainer through it)
+TRAINER_ENV_VAR = "SPCL_SEARCH_TRAINER"

@@ -1,4 +1,4 @@
-"""Read a study's progress and its best settings (no heartbeats, nothing written)."""
+"""Read a study's progress: trials by state, the budget, the best so far, live workers (nothing written)."""
 
 from __future__ import annotations
 
@@ -6,40 +6,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
+from spcl_search.schema.records import study_info
 from spcl_search.search import budget as budgets
 from spcl_search.search.registry import WorkerRecord, workers
-from spcl_search.search.storage import DEFAULT_GRACE_PERIOD, list_studies
-from spcl_search.search.study import SPEC_ATTR
-
-_ORDER = {"atv": 0, "at": 1, "av": 2, "tv": 3}
-
-
-@dataclass
-class BestSetting:
-    """The best SPCL setting a study found for one modality set."""
-
-    study: str
-    backbone: str
-    variant: str
-    dataset: str
-    kind: str
-    modalities: str
-    trial: int
-    params: dict[str, Any]
-    dev_f1: float
-    test_f1: float | None
-    baseline_dev_f1: float | None = None
-    baseline_test_f1: float | None = None
-
-    @property
-    def spcl_gain_dev(self) -> float | None:
-        """Dev F1 of SPCL minus the no-SPCL baseline (None without a baseline)."""
-        return None if self.baseline_dev_f1 is None else self.dev_f1 - self.baseline_dev_f1
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "spcl_gain_dev": self.spcl_gain_dev}
+from spcl_search.search.settings import DEFAULT_GRACE_PERIOD
+from spcl_search.search.storage import list_studies
 
 
 @dataclass
@@ -72,20 +45,10 @@ class StudyStatus:
         return out
 
 
-def _spec_attr(study: optuna.Study) -> dict[str, Any]:
-    raw = study.user_attrs.get(SPEC_ATTR)
-    return raw if isinstance(raw, dict) else {}
-
-
-def study_variant(study: optuna.Study) -> str:
-    """The backbone form a study trains (studies stored before forms existed trained the original ones)."""
-    return str(study.user_attrs.get("variant", _spec_attr(study).get("variant", "original")))
-
-
 def study_status(storage: optuna.storages.BaseStorage, name: str, *, stale_after: float | None = None) -> StudyStatus:
     """Status of study ``name`` (KeyError if there is none)."""
     study = optuna.load_study(study_name=name, storage=storage)
-    spec = _spec_attr(study)
+    info = study_info(study)
     trials = study.get_trials(deepcopy=False)
     counts = budgets.count(trials)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -106,16 +69,16 @@ def study_status(storage: optuna.storages.BaseStorage, name: str, *, stale_after
     study_id = storage.get_study_id_from_name(name)
     return StudyStatus(
         name=name,
-        kind=str(study.user_attrs.get("kind", spec.get("kind", "?"))),
-        backbone=str(study.user_attrs.get("backbone", spec.get("backbone", "?"))),
-        variant=study_variant(study),
-        dataset=str(study.user_attrs.get("dataset", spec.get("dataset", "?"))),
-        n_trials=int(spec.get("n_trials", 0)),
+        kind=info.kind,
+        backbone=info.backbone,
+        variant=info.variant,
+        dataset=info.dataset,
+        n_trials=int(info.spec.get("n_trials", 0)),
         counts=counts,
         best_values=best_values,
         best_params=best_params,
         best_trial=best_trial,
-        metric_names=list(study.metric_names or spec.get("objectives", [])),
+        metric_names=list(info.metric_names),
         workers=workers(storage, study_id, stale_after=grace),
         pareto_size=pareto,
     )
@@ -124,43 +87,3 @@ def study_status(storage: optuna.storages.BaseStorage, name: str, *, stale_after
 def all_statuses(storage: optuna.storages.BaseStorage) -> list[StudyStatus]:
     """Status of every study in ``storage``."""
     return [study_status(storage, name) for name in list_studies(storage)]
-
-
-def _trained(t: FrozenTrial) -> list[str]:
-    return [k[len("dev_f1_") :] for k in t.user_attrs if k.startswith("dev_f1_") and not k.startswith("dev_f1_curve_")]
-
-
-def best_settings(storage: optuna.storages.BaseStorage, name: str) -> list[BestSetting]:
-    """The best complete SPCL trial per modality set of study ``name``, with the no-SPCL baseline."""
-    study = optuna.load_study(study_name=name, storage=storage)
-    spec = _spec_attr(study)
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    sets: set[str] = set()
-    for t in complete:
-        sets.update(_trained(t))
-    rows = []
-    for m in sorted(sets, key=lambda s: (_ORDER.get(s, 9), s)):
-        key = f"dev_f1_{m}"
-        spcl = [t for t in complete if t.user_attrs.get("use_cl", True) and key in t.user_attrs]
-        base = [t for t in complete if not t.user_attrs.get("use_cl", True) and key in t.user_attrs]
-        if not spcl:
-            continue
-        best = max(spcl, key=lambda t: t.user_attrs[key])
-        ref = max(base, key=lambda t: t.user_attrs[key]) if base else None
-        rows.append(
-            BestSetting(
-                study=name,
-                backbone=str(study.user_attrs.get("backbone", spec.get("backbone", "?"))),
-                variant=study_variant(study),
-                dataset=str(study.user_attrs.get("dataset", spec.get("dataset", "?"))),
-                kind=str(study.user_attrs.get("kind", spec.get("kind", "?"))),
-                modalities=m,
-                trial=best.number,
-                params={k: v for k, v in best.params.items() if k != "modalities"},
-                dev_f1=float(best.user_attrs[key]),
-                test_f1=best.user_attrs.get(f"test_f1_{m}"),
-                baseline_dev_f1=None if ref is None else float(ref.user_attrs[key]),
-                baseline_test_f1=None if ref is None else ref.user_attrs.get(f"test_f1_{m}"),
-            )
-        )
-    return rows

@@ -15,86 +15,38 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
-import os
 import random
-import re
 import sqlite3
 import time
 import warnings
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import optuna
 import sqlalchemy
-from sqlalchemy.engine import make_url
-from sqlalchemy.engine.url import URL
 
 from spcl_search.errors import StorageError
-from spcl_search.search.settings import (
-    DEFAULT_GRACE_PERIOD,
-    DEFAULT_HEARTBEAT_INTERVAL,
-    DEFAULT_MAX_RETRY,
-    DEFAULT_SQLITE_FILE,
-    ENV_VAR,
-    STORAGE_RETRY_DEADLINE,
-)
+from spcl_search.search.retry import ResilientRDBStorage
+from spcl_search.search.settings import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_RETRY, ENV_VAR, STORAGE_RETRY_DEADLINE
+from spcl_search.search.urls import dialect, mask_url, resolve_url, short_error, sqlite_path
+
+__all__ = [
+    "DEFAULT_GRACE_PERIOD",
+    "ENV_VAR",
+    "RetryCallback",
+    "list_studies",
+    "mask_url",
+    "open_storage",
+    "resolve_url",
+    "sqlite_path",
+    "study_exists",
+]
 
 #: seconds a SQLite connection waits for a lock before "database is locked"
 SQLITE_BUSY_TIMEOUT = 300.0
 #: PostgreSQL pool per process: pool_size + max_overflow connections at most
 PG_POOL_SIZE = 2
 PG_MAX_OVERFLOW = 2
-
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*(@)")
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (also for URLs SQLAlchemy cannot parse)."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparseable URL is still masked below
-        return _PASSWORD_IN_URL.sub(r"\1***\2", url)
-
-
-def resolve_url(url: str | None = None) -> str:
-    """The storage URL to use: ``url``, else ``$SPCL_SEARCH_STORAGE``, else ``sqlite:///<cwd>/spcl_search.db``.
-
-    ``postgres://`` is read as ``postgresql://``; a PostgreSQL URL without a driver uses psycopg2 when
-    psycopg (3) is not installed.
-    """
-    raw = url or os.environ.get(ENV_VAR) or f"sqlite:///{Path.cwd() / DEFAULT_SQLITE_FILE}"
-    parsed = _parse(raw)
-    if parsed.drivername == "postgres":
-        parsed = parsed.set(drivername="postgresql")
-    if parsed.drivername == "postgresql":
-        if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
-            parsed = parsed.set(drivername="postgresql+psycopg2")
-    return parsed.render_as_string(hide_password=False)
-
-
-def _parse(url: str) -> URL:
-    try:
-        return make_url(url)
-    except Exception:  # noqa: BLE001 - any parse failure is the same user error
-        raise StorageError(
-            f"storage URL {mask_url(url)!r} is not a database URL; use e.g. sqlite:///study.db or "
-            "postgresql://USER:PASSWORD@HOST:5432/DB"
-        ) from None
-
-
-def dialect(url: str) -> str:
-    """``"sqlite"``, ``"postgresql"``, ... for a resolved URL."""
-    return _parse(url).get_backend_name()
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The file of a SQLite URL (``None`` for in-memory or other databases)."""
-    parsed = _parse(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    return Path(parsed.database)
 
 
 def _engine_kwargs(url: str) -> dict[str, object]:
@@ -141,36 +93,6 @@ class RetryCallback(optuna.storages.RetryHeartbeatStaleTrialCallback):
         super().__call__(study, trial)
 
 
-def orphan_trial_ids(storage: optuna.storages.RDBStorage, study_id: int, older_than: float) -> list[int]:
-    """RUNNING trials that never got a heartbeat and started over ``older_than`` seconds ago.
-
-    Workers start a trial and record its first heartbeat under the study lock, so a trial without one
-    outside the lock belongs to a worker killed, or cut off from the database, in between. Optuna's
-    heartbeat check never fails such a trial. Empty if Optuna's tables are not as expected.
-    """
-    try:
-        from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import _create_scoped_session
-
-        trial, beat = models.TrialModel, models.TrialHeartbeatModel
-        started = getattr(trial, "_datetime_start_utc", None)  # Optuna 5 stores naive UTC
-        if started is not None:
-            cutoff = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=older_than)
-        else:  # older Optuna: the client's local time
-            started, cutoff = trial.datetime_start, datetime.now() - timedelta(seconds=older_than)
-        with _create_scoped_session(storage.scoped_session) as session:
-            rows = (
-                session.query(trial.trial_id)
-                .outerjoin(beat, beat.trial_id == trial.trial_id)
-                .filter(trial.study_id == study_id, trial.state == optuna.trial.TrialState.RUNNING)
-                .filter(beat.trial_heartbeat_id.is_(None), started < cutoff)
-                .all()
-            )
-        return [int(r[0]) for r in rows]
-    except (ImportError, AttributeError):
-        return []
-
-
 def _tune_sqlite(engine: sqlalchemy.engine.Engine) -> None:
     """``synchronous=NORMAL`` on every connection: in WAL mode a commit then needs no fsync (a crash of
     the process loses nothing; a power cut may lose the last commits, never consistency)."""
@@ -182,16 +104,6 @@ def _tune_sqlite(engine: sqlalchemy.engine.Engine) -> None:
 
     sqlalchemy.event.listen(engine, "connect", on_connect)
     engine.dispose()  # connections opened while Optuna set up the tables reconnect with the pragma
-
-
-def _short(exc: BaseException, url: str) -> str:
-    """First line of a driver error, without the password."""
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    password = _parse(url).password
-    if password:
-        line = line.replace(str(password), "***")
-    return _PASSWORD_IN_URL.sub(r"\1***\2", line)
 
 
 def open_storage(
@@ -210,8 +122,6 @@ def open_storage(
     an unreachable server fails at once, while a connection lost later is retried for up to
     ``retry_deadline`` seconds (:mod:`spcl_search.search.retry`).
     """
-    from spcl_search.search.retry import ResilientRDBStorage
-
     resolved = resolve_url(url)
     masked = mask_url(resolved)
     if heartbeat_interval is not None:
@@ -223,7 +133,7 @@ def open_storage(
     path = sqlite_path(resolved)
     if path is not None:
         _prepare_sqlite(path, masked, must_exist)
-    kwargs: dict[str, object] = {"engine_kwargs": _engine_kwargs(resolved), "retry_deadline": retry_deadline}
+    kwargs: dict[str, Any] = {"engine_kwargs": _engine_kwargs(resolved), "retry_deadline": retry_deadline}
     if heartbeat_interval is not None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -233,34 +143,30 @@ def open_storage(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                rdb = ResilientRDBStorage(resolved, **kwargs)  # type: ignore[arg-type]
+                rdb = ResilientRDBStorage(resolved, **kwargs)
             if path is not None:
                 _tune_sqlite(rdb.engine)
             return rdb
         except ImportError:
-            raise StorageError(
-                f"no database driver for {masked}: install one (pip install psycopg2-binary for PostgreSQL)"
-            ) from None
+            raise StorageError(f"no database driver for {masked}: install one (pip install psycopg2-binary for PostgreSQL)") from None
         except sqlalchemy.exc.NoSuchModuleError:
-            raise StorageError(
-                f"storage URL {masked} names an unknown database; use sqlite:///FILE or postgresql://USER@HOST/DB"
-            ) from None
+            raise StorageError(f"storage URL {masked} names an unknown database; use sqlite:///FILE or postgresql://USER@HOST/DB") from None
         except sqlalchemy.exc.ArgumentError as exc:
-            raise StorageError(f"storage URL {masked} is invalid: {_short(exc, resolved)}") from None
+            raise StorageError(f"storage URL {masked} is invalid: {short_error(exc, resolved)}") from None
         except (sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError) as exc:
             cause = exc if isinstance(exc, sqlalchemy.exc.OperationalError) else exc.__cause__
             if not isinstance(cause, sqlalchemy.exc.OperationalError):
                 raise
             if path is None:
                 raise StorageError(
-                    f"cannot connect to {masked}: {_short(cause, resolved)}; check that the server runs and the "
+                    f"cannot connect to {masked}: {short_error(cause, resolved)}; check that the server runs and the "
                     "host, port, user, password and database are right"
                 ) from None
-            raise StorageError(f"cannot open the SQLite database {masked}: {_short(cause, resolved)}") from None
+            raise StorageError(f"cannot open the SQLite database {masked}: {short_error(cause, resolved)}") from None
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
             # several workers creating the tables of a fresh database at once: try again shortly
             if attempt == 5:
-                raise StorageError(f"cannot set up the Optuna tables in {masked}: {_short(exc, resolved)}") from None
+                raise StorageError(f"cannot set up the Optuna tables in {masked}: {short_error(exc, resolved)}") from None
             time.sleep(0.2 + random.random())
         except RuntimeError as exc:
             if "compatible with the table schema" in str(exc):

@@ -15,17 +15,15 @@ from typing import Any
 import optuna
 
 from spcl_search.errors import ConfigError
-from spcl_search.search import spec as specs
+from spcl_search.schema import spec as schema
+from spcl_search.schema.records import SPEC_ATTR
+from spcl_search.schema.spec import Request, StudySpec
 from spcl_search.search.algorithms import make_pruner, make_sampler
 from spcl_search.search.lock import study_lock
 from spcl_search.search.paper import warm_start_params
-from spcl_search.search.spec import StudySpec
 from spcl_search.search.storage import mask_url, study_exists
 
 logger = logging.getLogger(__name__)
-
-#: study user attr holding the effective spec (see docs/architecture.md, "Study records")
-SPEC_ATTR = "spec"
 
 
 @dataclass
@@ -38,22 +36,12 @@ class OpenedStudy:
     notes: list[str]
 
 
-def requested_name(requested: Mapping[str, Any]) -> str:
-    """The study name ``requested`` refers to: its ``name``, else ``<backbone>-<dataset>-<kind>``."""
-    if requested.get("name"):
-        return str(requested["name"])
-    if not requested.get("backbone"):
-        raise ConfigError("name the study (--study NAME) or describe a new one (--backbone NAME or --spec FILE)")
-    req = specs.normalise(requested)
-    return specs.study_name(req["backbone"], req.get("dataset", "synthetic"), req.get("kind", "search"), req.get("variant", specs.DEFAULT_VARIANT))
-
-
 def stored_spec(study: optuna.Study) -> StudySpec:
     """The spec a study was created with (ConfigError if it was not made by spcl-search)."""
     raw = study.user_attrs.get(SPEC_ATTR)
     if not isinstance(raw, dict):
         raise ConfigError(f"study {study.study_name!r} was not created by spcl-search (it has no stored spec); use another --study name")
-    return specs.from_dict(raw)
+    return schema.from_dict(raw)
 
 
 def load(storage: optuna.storages.BaseStorage, name: str, spec: StudySpec | None = None) -> optuna.Study:
@@ -102,11 +90,7 @@ def _enqueue(study: optuna.Study, spec: StudySpec, queued: list[dict[str, Any]],
 
 
 def open_study(
-    storage: optuna.storages.RDBStorage,
-    requested: Mapping[str, Any],
-    *,
-    create: bool = True,
-    fingerprint: str | None = None,
+    storage: optuna.storages.RDBStorage, requested: Mapping[str, Any], *, create: bool = True, fingerprint: str | None = None
 ) -> OpenedStudy:
     """Create the study ``requested`` describes, or join it if it exists.
 
@@ -115,14 +99,15 @@ def open_study(
     ``n_trials`` (the budget may be changed) and ``data`` (paths differ between machines).
     ``fingerprint`` is the dataset's sha256, stored at creation and checked on joining.
     """
-    name = requested_name(requested)
-    requested = {**requested, "name": name}
+    request = Request.of(requested)
+    name = request.study_name
+    request = request.but(name=name)
     notes: list[str] = []
     with study_lock(storage, name):
         if study_exists(storage, name):
             study = optuna.load_study(study_name=name, storage=storage)
             spec = stored_spec(study)
-            diff = specs.conflicts(spec, requested)
+            diff = schema.conflicts(spec, request)
             if diff:
                 text = "; ".join(f"{k} is {have!r} there but {want!r} here" for k, (have, want) in diff.items())
                 raise ConfigError(
@@ -135,19 +120,19 @@ def open_study(
                     f"study {name!r} was created on another feature file (sha256 {stored_fp[:12]}..., this one {fingerprint[:12]}...); "
                     "pass the same --data file or pick a new --study name"
                 )
-            want = specs.normalise(requested).get("n_trials")
+            want = request.get("n_trials")
             if want is not None and want != spec.n_trials:
                 notes.append(f"budget of study {name!r} changed from {spec.n_trials} to {want} trials")
                 spec = replace(spec, n_trials=want)
                 study.set_user_attr(SPEC_ATTR, spec.to_dict())
-            spec = specs.with_runtime(spec, requested)
+            spec = schema.with_runtime(spec, request)
             return OpenedStudy(load(storage, name, spec), spec, False, notes)
-        if not create or "backbone" not in requested:
+        if not create or "backbone" not in request:
             raise ConfigError(
                 f"no study {name!r} in {mask_url(storage.url)}; create it with --backbone or --spec (spcl-search run), "
                 "or check --study and --storage"
             )
-        spec = specs.build(requested)
+        spec = schema.build(request)
         queued, baselines = _queued(spec)
         study = optuna.create_study(
             study_name=name,

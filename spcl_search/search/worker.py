@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import gc
+import importlib
 import logging
 import os
 import signal
@@ -38,14 +39,14 @@ import optuna
 from optuna.trial import TrialState
 
 from spcl_search.errors import ConfigError, DataError, NonFiniteLossError, SpclSearchError, StorageError
+from spcl_search.schema.spec import StudySpec
 from spcl_search.search import budget as budgets
+from spcl_search.search import optuna_internals as internals
 from spcl_search.search.lock import study_lock
-from spcl_search.search.objectives import Trainer, cheap_trainer, make_objective, real_trainer
-from spcl_search.search.records import set_user_attrs
+from spcl_search.search.objectives import Trainer, TrainerFactory, make_objective, real_trainer
 from spcl_search.search.registry import WorkerRecord
 from spcl_search.search.retry import paused, retry_call
-from spcl_search.search.spec import StudySpec
-from spcl_search.search.storage import orphan_trial_ids
+from spcl_search.search.settings import TRAINER_ENV_VAR
 from spcl_search.search.study import budget as study_budget
 from spcl_search.search.study import open_study
 
@@ -84,7 +85,7 @@ class _Heartbeat(threading.Thread):
 
     def __init__(self, storage: optuna.storages.RDBStorage, trial_id: int, beat: Callable[[], None]) -> None:
         super().__init__(daemon=True, name=f"heartbeat-{trial_id}")
-        self._storage, self._trial_id, self._beat = storage, trial_id, beat
+        self._storage, self._id, self._beat = storage, trial_id, beat
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -92,10 +93,10 @@ class _Heartbeat(threading.Thread):
         with paused():  # no in-place retries: the next beat is the retry
             while not self._halt.wait(interval):
                 try:
-                    self._storage.record_heartbeat(self._trial_id)
+                    self._storage.record_heartbeat(self._id)
                     self._beat()
                 except Exception as exc:  # noqa: BLE001 - a database blip must not kill the trial
-                    logger.warning("heartbeat of trial id %s failed (%s); retrying", self._trial_id, type(exc).__name__)
+                    logger.warning("heartbeat of trial id %s failed (%s); retrying", self._id, type(exc).__name__)
 
     def stop(self) -> None:
         self._halt.set()
@@ -159,9 +160,7 @@ def _check_dataset(study: optuna.Study, spec: StudySpec, dataset: Any) -> None:
 
 
 def load_trainer(spec: StudySpec, study: optuna.Study, options: WorkerOptions, dataset: Any = None) -> Trainer:
-    """The trainer of ``spec``: the simulated one, or real training on ``dataset`` (loaded if None)."""
-    if spec.objective == "cheap":
-        return cheap_trainer(spec)
+    """Real training on ``dataset`` (the study's feature file, loaded if None), checked against the study."""
     if dataset is None:
         from spcl_search.data.load import load_dataset
 
@@ -178,6 +177,20 @@ def load_trainer(spec: StudySpec, study: optuna.Study, options: WorkerOptions, d
     return real_trainer(spec, dataset, device=device, threads=options.threads)
 
 
+def trainer_from_env() -> TrainerFactory | None:
+    """The trainer factory ``$SPCL_SEARCH_TRAINER`` names as ``module:attribute`` (tests and benchmarks use it to
+    give worker processes a simulated trainer), or None when it is not set."""
+    target = os.environ.get(TRAINER_ENV_VAR)
+    if not target:
+        return None
+    module, _, attr = target.partition(":")
+    try:
+        factory: TrainerFactory = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"${TRAINER_ENV_VAR}={target!r}: cannot load it ({exc}); give module:factory or unset it") from None
+    return factory
+
+
 def recover_trials(study: optuna.Study, storage: optuna.storages.RDBStorage) -> None:
     """Under the study lock: fail the trials whose worker is gone and give each a retry.
 
@@ -190,11 +203,10 @@ def recover_trials(study: optuna.Study, storage: optuna.storages.RDBStorage) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
-    study_id = study._study_id  # noqa: SLF001 - the id the storage API needs
     grace = float(storage.grace_period or 2 * (storage.get_heartbeat_interval() or 30))
-    for trial_id in orphan_trial_ids(storage, study_id, grace):
+    for orphan in internals.orphan_trial_ids(storage, internals.study_id(study), grace):
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            storage.set_trial_state_values(orphan, TrialState.FAIL)
     callback = storage.get_heartbeat_stale_trial_callback()
     if callback is None:
         return
@@ -216,11 +228,11 @@ class _Pending:
 def _still_ours(storage: optuna.storages.RDBStorage, trial: optuna.Trial, counts: budgets.BudgetCounts, n_trials: int) -> bool:
     """Whether the pending ``trial`` keeps its slot. Started while the lock was (maybe) lost, it goes
     back to WAITING if that let the study over its budget; gone if another worker failed it meanwhile."""
-    if storage.get_trial(trial._trial_id).state != TrialState.RUNNING:  # noqa: SLF001
+    if storage.get_trial(internals.trial_id(trial)).state != TrialState.RUNNING:
         return False
     if counts.used <= n_trials:
         return True
-    storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)  # noqa: SLF001
+    storage.set_trial_state_values(internals.trial_id(trial), TrialState.WAITING)
     logger.warning("trial %d was started while the study lock was lost and the budget is full: put back", trial.number)
     return False
 
@@ -252,7 +264,7 @@ def _reserve(
                 trial = study.ask()
             pending.trial = trial
         # the first heartbeat before the lock goes: a trial never runs without one
-        storage.record_heartbeat(trial._trial_id)  # noqa: SLF001 - the id the storage API needs
+        storage.record_heartbeat(internals.trial_id(trial))
     pending.trial = None  # the lock was held throughout: the slot is ours
     return trial, False
 
@@ -294,7 +306,7 @@ def _run_trial(
 ) -> TrialState:
     trial.set_user_attr("worker", record.label)
     record.publish(storage, study_id, state="running", trial=trial.number)
-    heartbeat = _Heartbeat(storage, trial._trial_id, lambda: record.publish(storage, study_id))  # noqa: SLF001
+    heartbeat = _Heartbeat(storage, internals.trial_id(trial), lambda: record.publish(storage, study_id))
     heartbeat.start()
     start = time.perf_counter()
     values: Any = None
@@ -315,7 +327,7 @@ def _run_trial(
         taken = True
     except StorageError:
         raise  # the database stayed away past the deadline: the heartbeat check retries the trial
-    except Exception as exc:  # noqa: BLE001 - a failed trial is recorded, the worker goes on
+    except Exception as exc:  # a failed trial is recorded, the worker goes on
         state = TrialState.FAIL
         final["fail_reason"] = fail_reason(exc)
         final["error"] = f"{type(exc).__name__}: {exc}"[:500]
@@ -331,7 +343,7 @@ def _run_trial(
     final["trial_seconds"] = round(time.perf_counter() - start, 3)
     if not taken:
         try:
-            set_user_attrs(trial, final)
+            internals.set_trial_user_attrs(trial, final)
             frozen = study.tell(trial, values) if state == TrialState.COMPLETE else study.tell(trial, state=state)
             state = frozen.state
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -351,12 +363,14 @@ def _interrupted(study: optuna.Study, storage: optuna.storages.RDBStorage, trial
     """Fail an interrupted trial and enqueue its retry (a second signal ends the process meanwhile)."""
     attrs = {"error": "interrupted (SIGTERM or Ctrl-C); retried", "fail_reason": INTERRUPTED, "trial_seconds": round(seconds, 3)}
     try:
-        set_user_attrs(trial, attrs)
+        internals.set_trial_user_attrs(trial, attrs)
         study.tell(trial, state=TrialState.FAIL)
     except optuna.exceptions.UpdateFinishedTrialError:
         return  # already failed by the heartbeat check, which enqueued the retry
     deadline = getattr(storage, "retry_deadline", None)
-    retry_call(lambda: _recover_locked(study, storage), what="enqueue the retry of an interrupted trial", url=storage.url, deadline=deadline)
+    retry_call(
+        lambda: _recover_locked(study, storage), what="enqueue the retry of an interrupted trial", url=storage.url, deadline=deadline
+    )
 
 
 def _default_poll(storage: optuna.storages.RDBStorage) -> float:
@@ -370,13 +384,15 @@ def run_worker(
     *,
     requested: Mapping[str, Any] | None = None,
     dataset: Any = None,
+    trainer: TrainerFactory | None = None,
     on_trial: Callable[[int, TrialState], None] | None = None,
 ) -> WorkerReport:
     """Join study ``study_name`` (or create the one ``requested`` describes) and run its trials.
 
     ``storage`` must have heartbeats on (:func:`spcl_search.search.storage.open_storage`). Returns
     when the study's budget is spent, after ``options.timeout`` seconds (no new trial starts after
-    it), or raises KeyboardInterrupt after failing and re-enqueueing the running trial.
+    it), or raises KeyboardInterrupt after failing and re-enqueueing the running trial. ``trainer`` builds the
+    trainer from the study's spec (default: ``$SPCL_SEARCH_TRAINER``, else real training on ``dataset``).
     """
     options = options or WorkerOptions()
     if storage.get_heartbeat_interval() is None:
@@ -390,8 +406,8 @@ def run_worker(
         logger.info("%s", note)
     study, spec = opened.study, opened.spec
     study_id = storage.get_study_id_from_name(study.study_name)
-    trainer = load_trainer(spec, study, options, dataset)
-    objective = make_objective(spec, trainer)
+    factory = trainer or trainer_from_env()
+    objective = make_objective(spec, factory(spec) if factory else load_trainer(spec, study, options, dataset))
     poll = options.poll_interval or _default_poll(storage)
     record = WorkerRecord(gpu=options.gpu, threads=options.threads)
     report = WorkerReport(study=study.study_name)

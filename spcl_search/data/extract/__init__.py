@@ -13,7 +13,12 @@ from spcl_search.data.extract.corpus import Corpus, Problem, Utterance
 from spcl_search.data.extract.layouts import LAYOUTS, MANIFEST_COLUMNS, read_corpus
 from spcl_search.data.extract.media import MediaError
 from spcl_search.data.extract.output import ExtractSummary
-from spcl_search.data.extract.runner import ExtractOptions, ExtractProgress, extract, extract_corpus
+from spcl_search.data.extract.runner import (
+    ExtractOptions,
+    ExtractProgress,
+    extract,
+    extract_corpus,
+)
 from spcl_search.data.extract.text import DEFAULT_TEXT_MODEL
 
 __all__ = [

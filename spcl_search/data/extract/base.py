@@ -28,12 +28,17 @@ class Extractor(Protocol):
 
 
 class FeatureSpec(Protocol):
-    #: The modality letter: ``t``, ``a`` or ``v``.
-    modality: str
-    #: Whether results go to the on-disk cache (importing ready-made arrays is not worth caching).
-    cacheable: bool
-    #: Utterances per task: 1 for media (resume per utterance), a batch for text.
-    batch: int
+    @property
+    def modality(self) -> str:
+        """The modality letter: ``t``, ``a`` or ``v``."""
+
+    @property
+    def cacheable(self) -> bool:
+        """Whether results go to the on-disk cache (importing ready-made arrays is not worth caching)."""
+
+    @property
+    def batch(self) -> int:
+        """Utterances per task: 1 for media (resume per utterance), a batch for text."""
 
     def describe(self) -> dict[str, Any]:
         """Name, versions and settings (JSON-able): the ``meta`` record and part of the cache key."""

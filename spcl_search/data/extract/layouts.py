@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+
 import numpy as np
 
 from spcl_search.data.extract.corpus import SPLITS, Corpus, Problem, Utterance

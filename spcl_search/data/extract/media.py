@@ -72,6 +72,7 @@ def sample_frames(
             if not container.streams.video:
                 raise MediaError(path, "has no video track")
             stream = container.streams.video[0]
+            end: float | None
             if segment is not None:
                 start, end = segment
                 if start > 0 and stream.time_base:
@@ -133,8 +134,9 @@ def _pick(frames: Any, count: int, start: float, end: float | None, bounded: boo
         return [every[i] for i in np.linspace(0, len(every) - 1, count).round().astype(int)] if every else []
     if last is None:
         return []
-    tail = _gray(last, width) if len(picked) < count else None
-    return picked + [tail] * (count - len(picked))  # the span was shorter than its header said
+    if len(picked) == count:
+        return picked
+    return picked + [_gray(last, width)] * (count - len(picked))  # the span was shorter than its header said
 
 
 def _gray(frame: Any, width: int) -> np.ndarray:

@@ -35,7 +35,13 @@ from spcl_search.data.extract.cache import FeatureCache, default_feature_cache, 
 from spcl_search.data.extract.corpus import Corpus, Problem, Utterance
 from spcl_search.data.extract.layouts import read_corpus
 from spcl_search.data.extract.media import MediaError
-from spcl_search.data.extract.output import ExtractSummary, build_features, check_loadable, summarise, write_atomic
+from spcl_search.data.extract.output import (
+    ExtractSummary,
+    build_features,
+    check_loadable,
+    summarise,
+    write_atomic,
+)
 from spcl_search.data.extract.text import DEFAULT_TEXT_MODEL, text_spec
 from spcl_search.data.extract.visual import visual_spec
 from spcl_search.data.types import MODALITY_NAMES, canonical_modalities
@@ -134,7 +140,7 @@ def extract(
     if target.exists() and not force:
         raise ConfigError(f"{out}: already exists; pass --force to overwrite it")
     specs = make_specs(options)
-    corpus = read_corpus(layout, source, classes=classes, merge_exc=merge_exc, dev_fraction=dev_fraction, dev_seed=dev_seed)
+    corpus = read_corpus(layout, os.fspath(source), classes=classes, merge_exc=merge_exc, dev_fraction=dev_fraction, dev_seed=dev_seed)
     data, summary = extract_corpus(corpus, options, progress=progress, specs=specs)
     write_atomic(data, target)
     summary.out = str(target)
@@ -216,13 +222,13 @@ def _checked(corpus: Corpus, specs: dict[str, FeatureSpec], defect: Callable[[Pr
     """The utterances every extractor can take; ``defect`` gets the reader's problems and each one that fails a check."""
     for problem in corpus.problems:
         defect(problem)
-    usable = []
+    usable: list[Utterance] = []
     for u in corpus.utterances:
-        problem = next((p for spec in specs.values() if (p := spec.check(u)) is not None), None)
-        if problem is None:
+        found = next((p for spec in specs.values() if (p := spec.check(u)) is not None), None)
+        if found is None:
             usable.append(u)
         else:
-            defect(problem)
+            defect(found)
     return usable
 
 

@@ -36,7 +36,7 @@ _CROP = 64
 #: Faces are searched for in a copy of the frame this wide (about 4x fewer pixels than 320: 4x faster).
 _DETECT_WIDTH = 192
 _DETECT = {"scale_factor": 1.25, "step_ratio": 1, "min_size": 24}
-_HOG = {"orientations": 9, "pixels_per_cell": (16, 16), "cells_per_block": (2, 2)}
+_HOG: dict[str, Any] = {"orientations": 9, "pixels_per_cell": (16, 16), "cells_per_block": (2, 2)}
 _HOG_DIM = 324  # (64/16 - 2 + 1)^2 blocks x 2x2 cells x 9 orientations
 #: Length of a face-hog vector: face rate, HOG mean and std, face box, frame statistics.
 FACE_HOG_DIM = 1 + 2 * _HOG_DIM + 3 + 3

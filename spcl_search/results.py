@@ -1,0 +1,54 @@
+"""What a training run gives back: one record per epoch and the run's result (no torch import).
+
+:func:`spcl_search.train.train` returns them; the search's objective reads them from any trainer
+(:class:`spcl_search.search.objectives.Trainer`), so a trainer that needs no torch can return them too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass
+class EpochRecord:
+    """Figures of one epoch. F1 and accuracy are weighted-F1 / accuracy in percent.
+
+    ``seconds`` is the training pass alone (what the benchmarks compare); ``eval_seconds`` the dev
+    and test evaluation after it.
+    """
+
+    epoch: int
+    train_loss: float
+    take_rate: float
+    threshold: float | None
+    dev_f1: float
+    dev_acc: float
+    test_f1: float
+    test_acc: float
+    seconds: float
+    eval_seconds: float
+    uni_nll: dict[str, float]
+    ratio: dict[str, float]
+
+
+@dataclass
+class TrainResult:
+    """Outcome of a run: the best dev epoch and the test figures at that epoch."""
+
+    config: dict[str, Any]
+    best_epoch: int
+    dev_f1: float
+    dev_acc: float
+    test_f1: float
+    test_acc: float
+    history: list[EpochRecord]
+    seconds_per_epoch: float
+    device: str
+    take_rate: float
+    dataset: dict[str, Any]
+    versions: dict[str, str]
+    model: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,200 @@
+"""Trial records: the user attrs of one trial, typed (docs/architecture.md, "Study records").
+
+The objective fills a :class:`TrialRecord` and stores it (``optuna_internals.set_trial_user_attrs``); ``status``, ``best``, the report,
+``compare`` and the dashboard push read trials back with :meth:`TrialRecord.of`. The stored keys stay flat
+(``dev_f1_atv``, ``use_cl``, ...), as existing databases and optuna-dashboard know them: the record is a
+typed view over them. A new per-trial figure is one field of :class:`TrialRecord`; a new figure per
+modality set is one field of :class:`SetResult` (stored as ``<field>_<set>``).
+
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from spcl_search.schema.spec import MODALITY_SETS
+
+#: study user attr holding the effective spec (its other attrs: kind, backbone, variant, dataset, data_sha256)
+SPEC_ATTR = "spec"
+
+_SET_KEY = re.compile(r"^(?P<name>.+)_(?P<m>[atv]{1,3})$")
+
+
+@dataclass
+class SetResult:
+    """The figures of one modality set in one trial: means over the seeds (curves: the first seed).
+
+    F1 and accuracy are weighted-F1 / accuracy in percent. A pruned trial has its best epoch so far
+    and no accuracies; ``per_seed`` is there with several seeds only.
+    """
+
+    dev_f1: float | None = None
+    test_f1: float | None = None
+    dev_acc: float | None = None
+    test_acc: float | None = None
+    take_rate: float | None = None
+    epoch_seconds: float | None = None
+    best_epoch: int | None = None
+    epochs: int | None = None
+    dev_f1_curve: list[float] | None = None
+    take_rate_curve: list[float] | None = None
+    per_seed: list[dict[str, Any]] | None = None
+
+
+_SET_FIELDS = {f.name for f in fields(SetResult)}
+
+
+@dataclass
+class TrialRecord:
+    """What one trial records: its settings, seeds, versions, timings and per-set figures."""
+
+    variant: str | None = None
+    use_cl: bool = True
+    seed: int | None = None
+    seeds: list[int] | None = None
+    device: str | None = None
+    versions: dict[str, str] | None = None
+    data_surrogate: str | None = None
+    enqueued: str | None = None
+    #: search: the modality set trained
+    modalities: str | None = None
+    #: per modality set (stored as ``<figure>_<set>``)
+    sets: dict[str, SetResult] = field(default_factory=dict)
+    #: balance: tri-modal dev F1 minus the best bi-modal one (the second objective), the same on test,
+    #: and minus each bi-modal set (``gain_vs_<set>``)
+    gain: float | None = None
+    gain_test: float | None = None
+    gain_vs: dict[str, float] = field(default_factory=dict)
+    #: written by the worker about this run of the trial
+    worker: str | None = None
+    trial_seconds: float | None = None
+    pruned_at_step: int | None = None
+    fail_reason: str | None = None
+    error: str | None = None
+    #: attrs this version does not know (kept, never lost)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------------------------- reading
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any]) -> TrialRecord:
+        """The record stored as ``attrs`` (a trial's user attrs)."""
+        top = {f.name for f in fields(cls)} - {"sets", "gain_vs", "extra"}
+        record = cls()
+        for key, value in attrs.items():
+            match = _SET_KEY.match(key)
+            if key in top:
+                setattr(record, key, value)
+            elif match and match["name"] in _SET_FIELDS:
+                setattr(record.sets.setdefault(match["m"], SetResult()), match["name"], value)
+            elif match and match["name"] == "gain_vs":
+                record.gain_vs[match["m"]] = value
+            else:
+                record.extra[key] = value
+        record.use_cl = bool(record.use_cl)
+        return record
+
+    @classmethod
+    def of(cls, trial: FrozenTrial) -> TrialRecord:
+        """The record of ``trial``."""
+        return cls.from_attrs(trial.user_attrs)
+
+    @property
+    def is_baseline(self) -> bool:
+        """Whether this is a no-SPCL baseline trial (``use_cl`` False)."""
+        return not self.use_cl
+
+    @property
+    def trained(self) -> list[str]:
+        """The modality sets this trial has a dev F1 for, in the paper's order."""
+        return sort_modalities(m for m, r in self.sets.items() if r.dev_f1 is not None)
+
+    def metric(self, name: str, modalities: str) -> float | None:
+        """A per-set figure such as ``metric("test_f1", "atv")`` as a float, or None if not recorded."""
+        value = getattr(self.sets.get(modalities), name, None)
+        try:
+            return None if value is None else float(value)
+        except (TypeError, ValueError):
+            return None
+
+    # ------------------------------------------------------------------------------------- writing
+
+    def set(self, modalities: str) -> SetResult:
+        """The figures of ``modalities`` (created empty)."""
+        return self.sets.setdefault(modalities, SetResult())
+
+    def to_attrs(self) -> dict[str, Any]:
+        """The flat user attrs of this record (fields that are None are left out)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "sets":
+                for m, result in value.items():
+                    out.update({f"{g.name}_{m}": v for g in fields(result) if (v := getattr(result, g.name)) is not None})
+            elif f.name == "gain_vs":
+                out.update({f"gain_vs_{m}": v for m, v in value.items()})
+            elif f.name == "extra":
+                out.update(value)
+            elif value is not None:
+                out[f.name] = value
+        return out
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    """What a study says about itself: its user attrs (written by ``open_study``), metric names and trial counts.
+
+    A study stored before backbones had forms has no ``variant``: it trained the original forms.
+    """
+
+    name: str
+    kind: str
+    backbone: str
+    dataset: str
+    metric_names: tuple[str, ...]
+    n_trials: int
+    n_complete: int
+    surrogate: str = ""
+    variant: str = "original"
+    spec: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_multi_objective(self) -> bool:
+        return len(self.metric_names) > 1
+
+
+def study_info(study: optuna.Study) -> StudyInfo:
+    """The :class:`StudyInfo` of ``study`` (the study attrs, else its stored spec, else a fallback)."""
+    attrs = study.user_attrs
+    stored = attrs.get(SPEC_ATTR)
+    spec: dict[str, Any] = stored if isinstance(stored, dict) else {}
+    n_objectives = len(study.directions)
+    trials = study.get_trials(deepcopy=False)
+
+    def attr(key: str, fallback: str) -> str:
+        return str(attrs.get(key) or spec.get(key) or fallback)
+
+    return StudyInfo(
+        name=study.study_name,
+        kind=attr("kind", "balance" if n_objectives > 1 else "search"),
+        backbone=attr("backbone", "?"),
+        dataset=attr("dataset", "?"),
+        metric_names=tuple(study.metric_names or spec.get("objectives") or [f"objective {i}" for i in range(n_objectives)]),
+        n_trials=len(trials),
+        n_complete=sum(t.state == TrialState.COMPLETE for t in trials),
+        surrogate=next((str(t.user_attrs["data_surrogate"]) for t in trials if t.user_attrs.get("data_surrogate")), ""),
+        variant=attr("variant", "original"),
+        spec=spec,
+    )
+
+
+def sort_modalities(modalities: Iterable[str]) -> list[str]:
+    """Modality sets in the paper's order (atv, at, tv, av), others after them."""
+    found = set(modalities)
+    return [m for m in MODALITY_SETS if m in found] + sorted(found - set(MODALITY_SETS))

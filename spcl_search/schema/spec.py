@@ -1,0 +1,610 @@
+"""The study schema: what a study searches, how long, with which algorithms, parsed once.
+
+A spec enters at three boundaries, and each parses it once into typed values:
+
+* a TOML file (``studies/*.toml``): :func:`load_file`;
+* command-line options, over a file's fields: :func:`requested_fields`;
+* the study itself (the effective spec is stored as the study's ``spec`` user attr): :func:`from_dict`.
+
+The first two give a :class:`Request` (the fields asked for, checked and canonical); :func:`build` lays a
+request over the defaults of its backbone x dataset x kind x variant (:func:`defaults`, read from
+:mod:`backbones.defaults`) into a frozen :class:`StudySpec`. A process that joins an existing study adopts
+the stored spec and is refused if a field it asked for explicitly disagrees with it (:func:`conflicts`).
+Every field is parsed by one entry of :data:`FIELDS`; adding a field is a :class:`StudySpec` attribute
+and one entry there.
+
+The schema never imports torch or optuna: it is validated before any worker starts.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from backbones.defaults import DEFAULT_VARIANT, STUDY, VARIANTS, training_defaults
+from spcl_search.errors import ConfigError
+
+KINDS = ("search", "balance")
+SAMPLERS = ("tpe", "nsga2", "random")
+PRUNERS = ("none", "median", "hyperband")
+#: tunable parameters and whether they are integers
+PARAMS: dict[str, bool] = {"cl_threshold": False, "cl_growth": False, "lr": False, "dropout": False, "hidden": True}
+#: fixed training options a spec may set (``TrainConfig`` fields other than the searched ones)
+TRAIN_KEYS = ("lr", "weight_decay", "batch_size", "clip_grad_norm", "patience", "standardise")
+#: fixed SPCL switches a spec may set (cl_threshold and cl_growth are searched, ``enabled`` is per trial)
+SPCL_KEYS = ("normalise", "score", "cap")
+#: modality sets in the order of the paper's tables (tri-modal first): every table and figure uses it
+MODALITY_SETS = ("atv", "at", "tv", "av")
+TRI_MODAL = "atv"
+BIMODAL = frozenset({"at", "tv", "av"})
+#: the sets a balance study (and a search on a real dataset) trains by default, in the order its spec stores them
+TRAINED_SETS = ("atv", "at", "av", "tv")
+#: keys that do not identify a study: they may differ between workers without a conflict
+RUNTIME_KEYS = ("data", "n_trials")
+#: metric names per kind (``study.set_metric_names``); every objective is maximised
+METRICS = {"search": ("dev_f1",), "balance": ("dev_f1_atv", "gain")}
+#: stored fields that older versions wrote and this one ignores (``objectives`` is derived from ``kind``;
+#: ``objective`` and ``cheap`` named a simulated trainer, which tests now inject)
+IGNORED_STORED = ("objectives", "objective", "cheap")
+
+
+@dataclass(frozen=True)
+class ParamRange:
+    """One searched parameter: a ``low``..``high`` range (``log`` scale, optional ``step``) or ``choices``."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.choices is not None:
+            return {"choices": list(self.choices)}
+        out: dict[str, Any] = {"low": self.low, "high": self.high, "log": self.log}
+        if self.step is not None:
+            out["step"] = self.step
+        return out
+
+    def contains(self, value: Any) -> bool:
+        if self.choices is not None:
+            return value in self.choices
+        return self.bounds[0] <= value <= self.bounds[1]
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """``(low, high)`` of a range (ValueError for choices)."""
+        if self.low is None or self.high is None:
+            raise ValueError("a parameter given as choices has no bounds")
+        return self.low, self.high
+
+    @property
+    def upper(self) -> Any:
+        """The largest value of the range (or the last choice)."""
+        return self.choices[-1] if self.choices is not None else self.high
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """The effective specification of one study (see ``studies/*.toml`` for every field)."""
+
+    backbone: str
+    dataset: str = "synthetic"
+    kind: str = "search"
+    variant: str = DEFAULT_VARIANT
+    name: str = ""
+    data: str | None = None
+    modalities: tuple[str, ...] = (TRI_MODAL,)
+    space: dict[str, ParamRange] = field(default_factory=dict)
+    epochs: int = 30
+    seeds: tuple[int, ...] = (0,)
+    n_trials: int = 20
+    sampler: str = "tpe"
+    pruner: str = "median"
+    pruner_options: dict[str, Any] = field(default_factory=dict)
+    warm_start: str = "none"
+    baseline: bool = False
+    train: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    spcl: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Objective names, in order (all maximised)."""
+        return METRICS[self.kind]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form, stored as the study's ``spec`` user attr (``objectives`` is derived)."""
+        out = {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+        out["objectives"] = list(self.metrics)
+        return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, ParamRange):
+        return value.to_dict()
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def study_name(backbone: str, dataset: str, kind: str, variant: str = DEFAULT_VARIANT) -> str:
+    """The default study name: ``<backbone>-<dataset>-<kind>`` for the default (spcl) form,
+    ``<backbone>-<dataset>-<variant>-<kind>`` for another."""
+    return f"{backbone}-{dataset}-{kind}" if variant == DEFAULT_VARIANT else f"{backbone}-{dataset}-{variant}-{kind}"
+
+
+def default_space(dataset: str) -> dict[str, ParamRange]:
+    """The paper's ranges: every value of its table lies inside them."""
+    del dataset
+    return {"cl_threshold": ParamRange(0.1, 1.5), "cl_growth": ParamRange(1.0, 2.0)}
+
+
+def defaults(backbone: str, dataset: str = "synthetic", kind: str = "search", variant: str = DEFAULT_VARIANT) -> dict[str, Any]:
+    """Default fields for ``backbone`` x ``dataset`` x ``kind`` x ``variant`` (small and quick on ``synthetic``;
+    elsewhere the form's protocol, :func:`backbones.defaults.training_defaults`)."""
+    real = int(dataset != "synthetic")
+    epochs = STUDY["epochs"][real] or int(training_defaults(backbone, dataset, variant).get("epochs") or 50)
+    out: dict[str, Any] = {
+        "backbone": backbone,
+        "dataset": dataset,
+        "kind": kind,
+        "variant": variant,
+        "data": None if real else "synthetic",
+        "space": default_space(dataset),
+        "epochs": epochs,
+        "seeds": (0,),
+        "n_trials": STUDY[f"n_trials_{kind}"][real],
+        "train": dict(STUDY["train"][real]),
+    }
+    if kind == "search":
+        out.update(modalities=TRAINED_SETS if real else (TRI_MODAL,), sampler="tpe", pruner="median")
+    else:
+        out.update(modalities=TRAINED_SETS, sampler="nsga2", pruner="none", baseline=True)
+    return out
+
+
+# --------------------------------------------------------------------------------------- field parsers
+
+
+def _number(value: Any, what: str, *, positive: bool = False, integer: bool = False) -> float:
+    """``value`` as a finite number (> 0 with ``positive``, a whole number with ``integer``) or a ConfigError."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and integer:
+        ok = float(value).is_integer()
+    if ok and positive:
+        ok = value > 0
+    if not ok:
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{what} must be {kind}{' > 0' if positive else ''}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _modalities(value: Any, where: str) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ConfigError(f'{where}: modalities must be a non-empty list such as ["atv", "at"]')
+    out: list[str] = []
+    for item in items:
+        s = str(item).strip()
+        letters = set(s)
+        if not s or len(letters) != len(s) or not letters <= set(TRI_MODAL):
+            raise ConfigError(f"{where}: modality set {item!r} is not a subset of 'atv' (e.g. atv, at, av, tv)")
+        canon = "".join(m for m in TRI_MODAL if m in letters)
+        if canon not in out:
+            out.append(canon)
+    return tuple(out)
+
+
+def _range(name: str, value: Any, where: str) -> ParamRange:
+    if name not in PARAMS:
+        raise ConfigError(f"{where}: unknown search parameter {name!r}; choose from {', '.join(PARAMS)}")
+    if isinstance(value, ParamRange):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: space.{name} must be a table with low/high (and log, step) or choices")
+    unknown = set(value) - {"low", "high", "log", "step", "choices"}
+    if unknown:
+        raise ConfigError(f"{where}: space.{name} has unknown key(s) {', '.join(sorted(unknown))}; use low, high, log, step or choices")
+    if "choices" in value:
+        choices = value["choices"]
+        if not isinstance(choices, (list, tuple)) or not choices or set(value) != {"choices"}:
+            raise ConfigError(f"{where}: space.{name}.choices must be a non-empty list (and alone)")
+        for c in choices:
+            _number(c, f"{where}: each of space.{name}.choices", integer=PARAMS[name])
+        return ParamRange(choices=tuple(choices))
+    try:
+        low, high = float(value["low"]), float(value["high"])
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"{where}: space.{name} needs numeric low and high") from None
+    log = value.get("log", False)
+    if not isinstance(log, bool):
+        raise ConfigError(f"{where}: space.{name}.log must be true or false, got {log!r}")
+    step = value.get("step")
+    if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+        raise ConfigError(f"{where}: space.{name} needs low <= high, got {low}..{high}")
+    if log and low <= 0:
+        raise ConfigError(f"{where}: space.{name} is on a log scale, so low must be > 0 (got {low})")
+    if log and step is not None:
+        raise ConfigError(f"{where}: space.{name} cannot have both log = true and a step")
+    if step is not None:
+        step = _number(step, f"{where}: space.{name}.step", positive=True)
+    if PARAMS[name]:
+        if low != int(low) or high != int(high) or (step is not None and step != int(step)):
+            raise ConfigError(f"{where}: space.{name} is an integer parameter; low, high and step must be integers")
+        return ParamRange(int(low), int(high), log, int(step) if step is not None else None)
+    return ParamRange(low, high, log, step)
+
+
+def _space(value: Any, where: str) -> dict[str, ParamRange]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: space must be a table of parameters")
+    return {k: _range(k, v, where) for k, v in value.items()}
+
+
+def _ints(value: Any, where: str) -> tuple[int, ...]:
+    items = value.split(",") if isinstance(value, str) else ([value] if isinstance(value, int) else value)
+    try:
+        if isinstance(items, (str, bytes)) or any(isinstance(x, float) and not x.is_integer() for x in items):
+            raise ValueError("seeds")
+        out = tuple(int(x) for x in items)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{where}: seeds must be a list of integers such as [0, 1, 2]") from None
+    if not out:
+        raise ConfigError(f"{where}: seeds must not be empty")
+    return out
+
+
+def _text(key: str) -> Callable[[Any, str], str]:
+    def parse(value: Any, where: str) -> str:
+        text = str(value).strip()
+        if key == "backbone":
+            text = text.lower().replace("-", "_")
+        if not text:
+            raise ConfigError(f"{where}: {key} must not be empty")
+        return text
+
+    return parse
+
+
+def _choice(key: str, choices: tuple[str, ...]) -> Callable[[Any, str], str]:
+    def parse(value: Any, where: str) -> str:
+        if value not in choices:
+            raise ConfigError(f"{where}: {key} must be one of {', '.join(choices)}, got {value!r}")
+        return str(value)
+
+    return parse
+
+
+def _count(key: str) -> Callable[[Any, str], int]:
+    def parse(value: Any, where: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{where}: {key} must be an integer >= 1, got {value!r}")
+        return value
+
+    return parse
+
+
+def _warm_start(value: Any, where: str) -> str:
+    text = str(value)
+    if text not in ("none", "paper") and not (text.startswith("paper:") and text[6:] in ("iemocap", "meld")):
+        raise ConfigError(f"{where}: warm_start must be 'none', 'paper', 'paper:iemocap' or 'paper:meld', got {text!r}")
+    return text
+
+
+def _check_train(key: str, value: Any, what: str) -> None:
+    if key == "standardise":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{what} must be true or false, got {value!r}")
+    elif key == "patience":
+        if _number(value, what, integer=True) < 0:
+            raise ConfigError(f"{what} must be >= 0 (0: no early stopping), got {value!r}")
+    elif key == "batch_size":
+        _number(value, what, positive=True, integer=True)
+    elif key == "lr":
+        _number(value, what, positive=True)
+    elif _number(value, what) < 0:
+        raise ConfigError(f"{what} must be >= 0, got {value!r}")
+
+
+def _check_spcl(key: str, value: Any, what: str) -> None:
+    allowed = {"normalise": ("all", "selected"), "score": ("sum", "mean")}.get(key)
+    if allowed is not None and value not in allowed:
+        raise ConfigError(f"{what} must be one of {', '.join(allowed)}, got {value!r}")
+    if key == "cap":
+        _number(value, what, positive=True)
+
+
+def _table(
+    key: str, allowed: tuple[str, ...] | None = None, check: Callable[[str, Any, str], None] | None = None
+) -> Callable[[Any, str], dict[str, Any]]:
+    """A table field; ``allowed`` keys only, each value checked by ``check`` (the others are the backbone's)."""
+
+    def parse(value: Any, where: str) -> dict[str, Any]:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: {key} must be a table")
+        out = dict(value)
+        if allowed is not None and set(out) - set(allowed):
+            bad = ", ".join(sorted(map(str, set(out) - set(allowed))))
+            raise ConfigError(f"{where}: {key} has unknown key(s) {bad}; allowed: {', '.join(allowed)}")
+        for k, v in out.items():
+            if check is not None:
+                check(k, v, f"{where}: {key}.{k}")
+        return out
+
+    return parse
+
+
+def _data(value: Any, where: str) -> str | None:
+    del where
+    return None if value is None else str(value)
+
+
+#: field name -> parser(value, where) -> canonical value; one entry per StudySpec field
+FIELDS: dict[str, Callable[[Any, str], Any]] = {
+    "backbone": _text("backbone"),
+    "dataset": _text("dataset"),
+    "kind": _choice("kind", KINDS),
+    "variant": _choice("variant", VARIANTS),
+    "name": _text("name"),
+    "data": _data,
+    "modalities": _modalities,
+    "space": _space,
+    "epochs": _count("epochs"),
+    "seeds": _ints,
+    "n_trials": _count("n_trials"),
+    "sampler": _choice("sampler", SAMPLERS),
+    "pruner": _choice("pruner", PRUNERS),
+    "pruner_options": _table("pruner_options"),
+    "warm_start": _warm_start,
+    "baseline": lambda value, where: bool(value),
+    "train": _table("train", TRAIN_KEYS, _check_train),
+    "model": _table("model"),
+    "spcl": _table("spcl", SPCL_KEYS, _check_spcl),
+}
+assert set(FIELDS) == {f.name for f in fields(StudySpec)}, "every StudySpec field needs a parser"
+
+
+# --------------------------------------------------------------------------------------------- requests
+
+
+class Request(Mapping[str, Any]):
+    """The spec fields asked for explicitly (a file's and/or options), each parsed once and canonical.
+
+    A read-only mapping of field name to value; ``None`` values are dropped, except ``data``.
+    """
+
+    def __init__(self, raw: Mapping[str, Any] | None = None, where: str = "spec") -> None:
+        raw = dict(raw or {})
+        known = set(FIELDS) | {"objectives"}
+        unknown = set(raw) - known
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; known fields are {', '.join(sorted(FIELDS))}")
+        self._fields: dict[str, Any] = {k: FIELDS[k](v, where) for k, v in raw.items() if k in FIELDS and (v is not None or k == "data")}
+
+    @classmethod
+    def of(cls, requested: Mapping[str, Any], where: str = "spec") -> Request:
+        """``requested`` itself if already parsed, else parsed now."""
+        return requested if isinstance(requested, Request) else cls(requested, where)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._fields[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __repr__(self) -> str:
+        return f"Request({self._fields!r})"
+
+    def but(self, **changes: Any) -> Request:
+        """A copy with ``changes`` (already canonical values) applied."""
+        out = Request()
+        out._fields = {**self._fields, **changes}
+        return out
+
+    @property
+    def study_name(self) -> str:
+        """The study this request refers to: its ``name``, else ``<backbone>-<dataset>[-<variant>]-<kind>``."""
+        if self.get("name"):
+            return str(self["name"])
+        if not self.get("backbone"):
+            raise ConfigError("name the study (--study NAME) or describe a new one (--backbone NAME or --spec FILE)")
+        return study_name(
+            self["backbone"], self.get("dataset", "synthetic"), self.get("kind", "search"), self.get("variant", DEFAULT_VARIANT)
+        )
+
+
+def load_file(path: str | Path, kind: str | None = None) -> Request:
+    """Read a TOML spec file into a checked partial spec (the fields it sets).
+
+    A file may hold ``[search]`` and ``[balance]`` tables: the one of the study's kind (``kind``, else
+    the file's ``kind``, else search) is merged over the top-level fields, the other is ignored.
+    """
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"--spec {p}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"--spec {p}: is a directory; give the TOML file") from None
+    except OSError as exc:
+        raise ConfigError(f"--spec {p}: cannot read ({exc.strerror or exc})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--spec {p}: not valid TOML ({' '.join(str(exc).split())})") from None
+    chosen = kind or raw.get("kind") or "search"
+    per_kind = {k: raw.pop(k) for k in KINDS if isinstance(raw.get(k), dict)}
+    if isinstance(chosen, str) and chosen in per_kind:  # a bad kind is reported by the parse below
+        table = per_kind[chosen]
+        for name, space in (("space", raw.get("space", {})), (f"{chosen}.space", table.get("space", {}))):
+            if not isinstance(space, Mapping):
+                raise ConfigError(f"{p}: {name} must be a table of parameters")
+        space = {**raw.get("space", {}), **table.get("space", {})}
+        raw = {**raw, **table}
+        if space:
+            raw["space"] = space
+    return Request(raw, where=str(p))
+
+
+def parse_space_option(text: str) -> tuple[str, dict[str, Any]]:
+    """Parse ``--space`` values: ``name=low:high``, ``name=low:high:log``, ``name=low:high:step=S`` or
+    ``name=a,b,c`` (choices)."""
+    name, sep, rest = text.partition("=")
+    name = name.strip()
+    if not sep or not rest:
+        raise ConfigError(f"--space {text!r}: use NAME=LOW:HIGH[:log|:step=S] or NAME=A,B,C")
+    if ":" not in rest:
+        choices: list[Any] = []
+        for item in rest.split(","):
+            item = item.strip()
+            for convert in (int, float):
+                try:
+                    choices.append(convert(item))
+                    break
+                except ValueError:
+                    continue
+            else:
+                choices.append(item)
+        return name, {"choices": choices}
+    parts = rest.split(":")
+    try:
+        out: dict[str, Any] = {"low": float(parts[0]), "high": float(parts[1])}
+    except (ValueError, IndexError):
+        raise ConfigError(f"--space {text!r}: LOW and HIGH must be numbers") from None
+    for extra in parts[2:]:
+        if extra == "log":
+            out["log"] = True
+        elif extra.startswith("step="):
+            try:
+                out["step"] = float(extra[5:])
+            except ValueError:
+                raise ConfigError(f"--space {text!r}: step must be a number") from None
+        else:
+            raise ConfigError(f"--space {text!r}: unknown suffix {extra!r} (use log or step=S)")
+    return name, out
+
+
+def requested_fields(spec_file: str | Path | None = None, **options: Any) -> Request:
+    """Spec fields asked for: those of ``spec_file`` overridden by the options that are not None.
+
+    ``space`` options (a list of ``--space`` strings) are merged into the file's space per parameter.
+    """
+    out: dict[str, Any] = dict(load_file(spec_file, options.get("kind"))) if spec_file else {}
+    space_opts = options.pop("space", None) or []
+    out.update({key: value for key, value in options.items() if value is not None})
+    if space_opts:
+        out["space"] = {**out.get("space", {}), **dict(parse_space_option(text) for text in space_opts)}
+    return Request(out, where="options")
+
+
+# ------------------------------------------------------------------------------------------------ specs
+
+
+def build(requested: Mapping[str, Any]) -> StudySpec:
+    """The full spec for a new study: defaults for its backbone x dataset x kind x variant, then ``requested``."""
+    req = Request.of(requested)
+    if "backbone" not in req:
+        raise ConfigError("a new study needs a backbone: pass --backbone NAME or --spec FILE")
+    base = defaults(req["backbone"], req.get("dataset", "synthetic"), req.get("kind", "search"), req.get("variant", DEFAULT_VARIANT))
+    merged = {**base, **req, "space": {**base["space"], **req.get("space", {})}, "train": {**base["train"], **req.get("train", {})}}
+    merged["name"] = merged.get("name") or req.study_name
+    spec = StudySpec(**merged)
+    validate(spec)
+    return spec
+
+
+def validate(spec: StudySpec) -> None:
+    """Checks that span several fields."""
+    if spec.kind == "balance":
+        if TRI_MODAL not in spec.modalities or not set(spec.modalities) & set(BIMODAL):
+            raise ConfigError("a balance study trains atv and bi-modal sets: modalities must include atv and at least one of at, av, tv")
+        if spec.pruner != "none":
+            raise ConfigError('a balance study has two objectives and cannot prune: set pruner = "none"')
+        if "modalities" in spec.space:
+            raise ConfigError("a balance study trains fixed modality sets; remove modalities from space")
+    for name in ("cl_threshold", "cl_growth"):
+        if name not in spec.space:
+            raise ConfigError(f"space must define {name} (the SPCL setting being searched)")
+    threshold, growth = spec.space["cl_threshold"], spec.space["cl_growth"]
+    if threshold.choices is None and threshold.bounds[0] <= 0:
+        raise ConfigError("space.cl_threshold.low must be > 0")
+    if growth.choices is None and growth.bounds[0] < 1:
+        raise ConfigError("space.cl_growth.low must be >= 1 (the threshold only grows)")
+    if spec.pruner_options and spec.pruner == "none":
+        raise ConfigError('pruner_options given but pruner = "none"')
+    if spec.pruner_options:
+        from spcl_search.search.algorithms import (
+            make_pruner,  # optuna, only when there are options to check
+        )
+
+        make_pruner(spec)  # ConfigError naming the bad option
+    check_backbone(spec.backbone)
+    if not spec.data:
+        raise ConfigError(
+            f"study {spec.name!r} needs a feature file for dataset {spec.dataset!r}: pass --data PATH or set data in the spec"
+        )
+
+
+def check_backbone(name: str) -> None:
+    """ConfigError unless ``name`` is a registered backbone (the registry imports no torch)."""
+    import backbones
+
+    if name not in backbones.REGISTRY:
+        raise ConfigError(f"unknown backbone {name!r}; choose one of {', '.join(backbones.REGISTRY)}")
+
+
+def from_dict(stored: Mapping[str, Any]) -> StudySpec:
+    """Rebuild a spec from the study's ``spec`` user attr.
+
+    A spec stored before backbones had forms has no ``variant``: those studies trained the original forms.
+    """
+    fields_ = {k: v for k, v in stored.items() if k not in IGNORED_STORED}
+    fields_.setdefault("variant", "original")
+    try:
+        return StudySpec(**Request(fields_, where="stored spec"))
+    except TypeError:  # a required field is missing
+        raise ConfigError(
+            "the study's stored spec is damaged (it has no backbone); pick a new --study name or repair the study's 'spec' attr"
+        ) from None
+
+
+def _canon(value: Any) -> Any:
+    value = _jsonable(value)
+    if isinstance(value, Mapping):
+        return {k: _canon(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_canon(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def conflicts(stored: StudySpec, requested: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Fields given explicitly in ``requested`` that differ from the stored spec (runtime keys excluded)."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for key, value in Request.of(requested).items():
+        if key in RUNTIME_KEYS:
+            continue
+        if key == "space":
+            for name, rng in value.items():
+                have = stored.space.get(name)
+                if have != rng:
+                    out[f"space.{name}"] = (_canon(have), _canon(rng))
+        elif _canon(getattr(stored, key)) != _canon(value):
+            out[key] = (_canon(getattr(stored, key)), _canon(value))
+    return out
+
+
+def with_runtime(spec: StudySpec, requested: Mapping[str, Any]) -> StudySpec:
+    """``spec`` with the runtime keys (``data``) that ``requested`` sets."""
+    data = Request.of(requested).get("data")
+    return replace(spec, data=data) if data else spec

@@ -1,0 +1,135 @@
+"""Every use of Optuna's private API, in one place.
+
+The search service needs a few things Optuna's public API does not give: the ids its storage API takes
+(``Study._study_id``, ``Trial._trial_id``), the RDB storage behind a cached one (``_CachedStorage._backend``),
+one multi-row upsert of trial user attrs and a query for trials without a heartbeat (``optuna.storages._rdb``).
+They are tested against the Optuna range pinned in pyproject.toml; ``tests/test_search_optuna_internals.py``
+fails loudly when one of them, or a storage method :mod:`~spcl_search.search.retry` wraps, goes away.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import optuna
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.trial import TrialState
+from sqlalchemy.dialects import postgresql, sqlite
+
+#: RDBStorage methods that retry in place: reads and idempotent writes (upserts, state changes).
+#: Creating a study or trial is not among them: a retry after a commit whose answer was lost would
+#: create it twice; those run under the study lock, which callers redo from the start.
+#: Four are private (``_get_trials``, ``_get_best_trial_id``, ``_set_trial_param``, ``_get_stale_trial_ids``):
+#: Optuna's public methods call them, so wrapping them retries the inner step rather than the whole call.
+RETRIED_METHODS = (
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_all_studies",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial",
+    "get_trial_param",
+    "get_trial_user_attrs",
+    "get_trial_system_attrs",
+    "get_all_trials",
+    "_get_trials",
+    "get_n_trials",
+    "get_best_trial",
+    "_get_best_trial_id",
+    "set_trial_param",
+    "_set_trial_param",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "record_heartbeat",
+    "_get_stale_trial_ids",
+)
+
+
+def missing_storage_methods() -> list[str]:
+    """Names of :data:`RETRIED_METHODS` this Optuna's RDBStorage lacks (empty on a supported version)."""
+    return [name for name in RETRIED_METHODS if not callable(getattr(optuna.storages.RDBStorage, name, None))]
+
+
+def study_id(study: optuna.Study) -> int:
+    """The storage id of ``study`` (what the storage API takes)."""
+    return int(study._study_id)
+
+
+def trial_id(trial: optuna.Trial) -> int:
+    """The storage id of the running ``trial``."""
+    return int(trial._trial_id)
+
+
+def rdb_of(trial: optuna.Trial) -> optuna.storages.RDBStorage | None:
+    """The RDB storage ``trial`` writes to (Optuna wraps it in a ``_CachedStorage``), or None."""
+    storage = getattr(trial, "storage", None)
+    storage = getattr(storage, "_backend", storage)
+    return storage if isinstance(storage, optuna.storages.RDBStorage) else None
+
+
+def upsert_trial_user_attrs(rdb: optuna.storages.RDBStorage, trial: int, attrs: Mapping[str, Any]) -> bool:
+    """One ``INSERT .. ON CONFLICT DO UPDATE`` for every attr of trial id ``trial`` (the upsert Optuna issues
+    per key); False on a database other than PostgreSQL and SQLite."""
+    name = rdb.engine.dialect.name
+    if name not in ("postgresql", "sqlite"):
+        return False
+    insert: Any = postgresql.insert if name == "postgresql" else sqlite.insert
+    model = models.TrialUserAttributeModel
+    rows = [{"trial_id": trial, "key": key, "value_json": json.dumps(value)} for key, value in attrs.items()]
+    with _create_scoped_session(rdb.scoped_session, True) as session:
+        row = models.TrialModel.find_or_raise_by_id(trial, session)
+        rdb.check_trial_is_updatable(trial, cast(TrialState, row.state))  # the column holds a TrialState
+        stmt = insert(model).values(rows)
+        stmt = stmt.on_conflict_do_update(index_elements=[model.trial_id, model.key], set_={"value_json": stmt.excluded.value_json})
+        session.execute(stmt)
+    return True
+
+
+def orphan_trial_ids(rdb: optuna.storages.RDBStorage, study: int, older_than: float) -> list[int]:
+    """RUNNING trials of study id ``study`` that never got a heartbeat and started over ``older_than`` s ago."""
+    trial, beat = models.TrialModel, models.TrialHeartbeatModel
+    started: Any = getattr(trial, "_datetime_start_utc", None)  # Optuna 5 stores naive UTC
+    if started is not None:
+        cutoff = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=older_than)
+    else:  # Optuna 4: the client's local time
+        started, cutoff = trial.datetime_start, datetime.now() - timedelta(seconds=older_than)
+    with _create_scoped_session(rdb.scoped_session) as session:
+        rows = (
+            session.query(trial.trial_id)
+            .outerjoin(beat, beat.trial_id == trial.trial_id)
+            .filter(trial.study_id == study, trial.state == TrialState.RUNNING)
+            .filter(beat.trial_heartbeat_id.is_(None), started < cutoff)
+            .all()
+        )
+    return [int(r[0]) for r in rows]
+
+
+def set_trial_user_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
+    """Store ``attrs`` as user attrs of the running ``trial`` in one statement where possible.
+
+    A trial records a few dozen attrs, and Optuna writes each ``set_user_attr`` as its own transaction of
+    several queries, which on PostgreSQL is most of the per-trial storage cost: on PostgreSQL and SQLite
+    this is one multi-row upsert (retried like any storage call), elsewhere one ``set_user_attr`` per key.
+    """
+    if not attrs:
+        return
+    rdb = rdb_of(trial)
+    if rdb is not None:
+
+        def upsert() -> bool:
+            return upsert_trial_user_attrs(rdb, trial_id(trial), attrs)
+
+        retrying = getattr(rdb, "retrying", None)  # ResilientRDBStorage: ride out a database restart
+        if retrying(upsert, "set the user attrs of a trial") if retrying else upsert():
+            return
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
