@@ -193,7 +193,11 @@ class _PositionalWrite(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_token):  # type: ignore[override]
-        return ctx.grad[:, :, ctx.step].clone(), None, None, None, None, None
+        # every read of this step has run (the token orders them); hand the gradient over and clear the slot,
+        # so that a second backward through the same graph (retain_graph) starts from zero
+        grad = ctx.grad[:, :, ctx.step].clone()
+        ctx.grad[:, :, ctx.step] = 0
+        return grad, None, None, None, None, None
 
 
 class _PositionalAttend(torch.autograd.Function):

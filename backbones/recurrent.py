@@ -346,7 +346,10 @@ class _HistoryWrite(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_token):  # type: ignore[override]
-        return ctx.grad[: ctx.rows, ctx.step].clone(), None, None, None, None
+        # every read of this step has run; clear the slot so that a repeated backward (retain_graph) starts at 0
+        grad = ctx.grad[: ctx.rows, ctx.step].clone()
+        ctx.grad[: ctx.rows, ctx.step] = 0
+        return grad, None, None, None, None
 
 
 class _HistoryAttend(torch.autograd.Function):

@@ -198,3 +198,16 @@ def test_feature_scale_of_one_changes_nothing_and_of_zero_silences_a_modalitys_e
     for m in "atv":
         torch.testing.assert_close(ones[m][real], plain[m][real])
     assert not torch.allclose(zeros["a"][real], plain["a"][real])
+
+
+def test_a_second_backward_through_the_same_graph_doubles_every_gradient(form):
+    """Methods such as MMPareto run several backwards through one forward (retain_graph): hand-written
+    backwards must not carry state from one pass into the next."""
+    batch = collate(make_dialogues(3), "atv", 2)
+    model = _build(form, "atv").eval()
+    loss = SPCL(SPCLConfig(enabled=False), "atv").loss(model(batch), batch.labels, batch.mask).loss
+    loss.backward(retain_graph=True)
+    once = [p.grad.clone() for p in model.parameters()]
+    loss.backward()
+    for p, g in zip(model.parameters(), once, strict=True):
+        torch.testing.assert_close(p.grad, 2 * g)

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from conftest import DIMS, make_dialogues
 
 import backbones
 from spcl_search.data.batching import collate
@@ -17,8 +18,6 @@ from spcl_search.methods.mmpareto import MMPareto, min_norm_weight
 from spcl_search.methods.ogm_ge import OGMGE, ogm_coefficients
 from spcl_search.methods.opm import OPM, drop_probabilities
 from spcl_search.spcl import SPCLConfig
-
-from conftest import DIMS, make_dialogues
 
 
 def _late_fusion(modalities: str = "at", hidden: int = 64):

@@ -80,15 +80,17 @@ def make_method(name: str, options: Mapping[str, Any] | None, spcl: SPCLConfig, 
     opts = method_options(name, options)
     if name in ("spcl", "none"):
         if name == "none" or not spcl.enabled:
-            spcl = SPCLConfig(enabled=False, threshold=spcl.threshold, growth=spcl.growth, cap=spcl.cap, normalise=spcl.normalise, score=spcl.score)
+            spcl = SPCLConfig(
+                enabled=False, threshold=spcl.threshold, growth=spcl.growth, cap=spcl.cap, normalise=spcl.normalise, score=spcl.score
+            )
         return Curriculum(spcl, modalities)
     if len(modalities) < 2:
         raise ConfigError(f"--method {name}: balancing needs at least two modalities, got {modalities!r}")
     if name == "ogm_ge":
-        return OGMGE(**opts)
+        return OGMGE(alpha=opts["alpha"])
     if name == "opm":
-        return OPM(**opts)
-    return MMPareto(**opts)
+        return OPM(alpha=opts["alpha"], q_base=opts["q_base"], p_exe=opts["p_exe"])
+    return MMPareto(gamma=opts["gamma"])
 
 
 __all__ = ["DEFAULT_METHOD", "METHODS", "OPTIONS", "SPACES", "BalanceMethod", "check_method", "make_method", "method_options"]

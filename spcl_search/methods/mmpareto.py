@@ -55,7 +55,9 @@ class MMPareto:
         with torch.no_grad():
             for m, ps in parts.items():
                 pairs = [(p, _view(p, g_mm[index[id(p.param)]]), _view(p, g_uni[m][id(p.param)])) for p in ps]
-                self.last_weights[m] = w = self.weight(torch.cat([a.flatten() for _, a, _ in pairs]), torch.cat([b.flatten() for _, _, b in pairs]))
+                self.last_weights[m] = w = self.weight(
+                    torch.cat([a.flatten() for _, a, _ in pairs]), torch.cat([b.flatten() for _, _, b in pairs])
+                )
                 for part, a, b in pairs:
                     g = part.grad()
                     if g is None:
