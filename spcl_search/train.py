@@ -7,6 +7,7 @@ and prune; whatever it raises propagates.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -31,6 +32,8 @@ from spcl_search.spcl import SPCL, SPCLConfig, joint_logits, modality_ratio
 
 #: datasets whose backbone defaults differ from the generic ones
 KNOWN_DATASETS = ("iemocap", "meld")
+#: arithmetic of the forward passes: float32 throughout, or bfloat16 autocast (``--precision``)
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -41,6 +44,8 @@ class TrainConfig:
     epochs, lr, weight_decay, batch_size, patience: ``None`` takes the form's protocol
                  (:func:`backbones.defaults.training_defaults`); ``patience = 0`` turns early stopping off
     standardise: standardise every feature dimension with train-split moments before training
+    precision:   ``"fp32"`` (default) or ``"bf16"``: forward passes (training and evaluation) under
+                 ``torch.autocast`` with bfloat16; parameters, optimiser, loss and recurrent states stay float32
     """
 
     backbone: str = "mmgcn"
@@ -56,6 +61,7 @@ class TrainConfig:
     threads: int | None = None
     patience: int | None = None
     standardise: bool = False
+    precision: str = "fp32"
     spcl: SPCLConfig = field(default_factory=SPCLConfig)
     model: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
@@ -181,14 +187,37 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, fused
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse an unknown ``--precision`` or bf16 on a GPU without bfloat16 (one line naming the option)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"--precision bf16: the GPU {torch.cuda.get_device_name(device)} has no bfloat16 support; use --precision fp32")
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """The forward passes' context: bfloat16 autocast on ``device`` for ``bf16``; nothing at all for ``fp32``
+    (so float32 runs are bit for bit what they were before the option existed)."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def float_logits(logits: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Logits as float32 (a no-op for float32): the loss, the SPCL difficulty and the argmax never run in bf16."""
+    return {m: z.float() for m, z in logits.items()}
+
+
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, batches: list[Batch], device: torch.device) -> tuple[float, float]:
-    """Weighted-F1 and accuracy (percent) of the joint prediction over ``batches``."""
+def evaluate(model: torch.nn.Module, batches: list[Batch], device: torch.device, precision: str = "fp32") -> tuple[float, float]:
+    """Weighted-F1 and accuracy (percent) of the joint prediction over ``batches`` (forward under ``precision``)."""
     model.eval()
     preds, golds = [], []
     for batch in batches:
         b = batch.to(device)
-        joint = joint_logits(model(b))
+        with autocast(precision, device):
+            logits = model(b)
+        joint = joint_logits(float_logits(logits))
         keep = b.mask > 0
         preds.append(joint.argmax(-1)[keep].cpu())
         golds.append(b.labels[keep].cpu())
@@ -239,6 +268,7 @@ def train(
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
+    check_precision(config.precision, device)
     seed_everything(config.seed)
     if config.standardise:
         dataset = standardise(dataset)
@@ -277,7 +307,9 @@ def train(
         n_batches = 0
         for batch in iter_batches(dataset.train, modalities, dataset.n_speakers, eff["batch_size"], shuffle=True, seed=config.seed * 100_003 + epoch):
             b = batch.to(device)
-            out = engine.loss(model(b), b.labels, b.mask)
+            with autocast(config.precision, device):
+                logits = model(b)
+            out = engine.loss(float_logits(logits), b.labels, b.mask)
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             if config.clip_grad_norm:
@@ -297,8 +329,8 @@ def train(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_seconds = time.perf_counter() - t0
-        dev_f1, dev_acc = evaluate(model, dev_batches, device)
-        test_f1, test_acc = evaluate(model, test_batches, device)
+        dev_f1, dev_acc = evaluate(model, dev_batches, device, config.precision)
+        test_f1, test_acc = evaluate(model, test_batches, device, config.precision)
         record = EpochRecord(
             epoch=epoch,
             train_loss=mean_loss,

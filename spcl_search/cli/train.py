@@ -45,6 +45,7 @@ def train(
     dev_fraction: float = typer.Option(0.1, help="Dev fraction of train dialogues when the file has no validVid."),
     device: str = typer.Option("auto", help="auto (CUDA if available), cpu, cuda or cuda:N."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads [default: torch's]."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, or bf16: forward passes under bfloat16 autocast (CPU and CUDA; recorded with the run)."),
     checkpoint: Optional[Path] = typer.Option(None, help="Write the best-dev model here (atomically)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full result (config, history, figures) as JSON."),
 ) -> None:
@@ -69,6 +70,7 @@ def train(
         device=device,
         threads=threads,
         patience=patience,
+        precision=precision,
         standardise=standardise,
         model={"reference_arithmetic": True} if reference_arithmetic else {},
         spcl=SPCLConfig(enabled=not no_cl, threshold=cl_threshold, growth=cl_growth, cap=cl_cap, normalise=cl_normalise, score=cl_score),
@@ -120,6 +122,7 @@ def train(
     console.print(
         f"SPCL {cl}; {len(result.history)} epochs, {result.seconds_per_epoch:.2f} s/epoch on {result.device}; seed {seed}"
         + ("; standardised features" if standardise else "")
+        + (f"; {precision} autocast" if precision != "fp32" else "")
         + ("; reference arithmetic" if reference_arithmetic else "")
     )
     if json_out is not None:
