@@ -15,7 +15,8 @@
 #
 # The node advertises SLOTS CPU slots (default 8, however many cores the machine has: the test workers
 # mostly sleep) with SlurmdParameters=config_overrides, so a 2-core CI machine still runs several tasks at once.
-# Runs the daemons as root (SlurmUser=root): a CI box, not a shared cluster.
+# Runs the daemons as root (SlurmUser=root) on Slurm's usual ports 6817/6818: a CI box or a workstation, not a
+# machine that already runs Slurm daemons.
 set -euo pipefail
 
 STATE="${SPCL_SLURM_STATE:-/tmp/spcl-slurm}"
