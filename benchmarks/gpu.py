@@ -9,8 +9,9 @@ SPCL on, the form's own protocol (batch size, lr), on one GPU:
 - **peak MiB**: ``torch.cuda.max_memory_allocated`` of that fp32 run (and of the bf16 run); the CUDA context
   (some hundreds of MiB per process) comes on top;
 - **trials/h at K = 1, 2, 4, 8**: K independent worker processes share the GPU, each training one trial of
-  ``--epochs`` epochs (``spcl_search.train.train`` with dev/test evaluation, as a search worker runs it),
-  all started together after a warm-up (GPU only); trials per hour = ``3600 * sum_k 1 / seconds_k``, and the ratio
+  ``--epochs`` epochs (``spcl_search.train.train`` with dev/test evaluation, as a search worker runs it; K = 1
+  is the fp32 run above),
+  all started together after a warm-up; trials per hour = ``3600 * sum_k 1 / seconds_k``, and the ratio
   against K = 1 measured in the same run.
 
 It also checks the cuDNN path of the grouped LSTM against the loop on the GPU (largest difference of the
@@ -177,26 +178,28 @@ def measure_form(pool: Pool, backbone: str, variant: str, ks: tuple[int, ...], e
     """Every figure of one backbone form (see the module docstring); ``skipped`` lists what the budget cut."""
     row: dict[str, Any] = {"backbone": backbone, "variant": variant, "epochs": epochs, "skipped": []}
     common = {"backbone": backbone, "variant": variant, "model": model}
-    warm = pool.device == "cuda"  # a first run on a GPU pays for cuDNN plans and the allocator's growth
-    if warm:
-        pool.run(range(max(ks)), "trial", **common, epochs=1)
+    # a first run pays for imports, cuDNN plans and the allocator's growth: one untimed epoch in every process
+    pool.run(range(max(ks)), "trial", **common, epochs=1)
     solo = {}
     for label, args in [("fp32", {}), ("bf16", {"precision": "bf16"}), ("loop", {"kernels": "loop"})]:
         if time.monotonic() > deadline:
             row["skipped"].append(label)
             continue
-        if label != "fp32" and warm:
+        if label != "fp32":
             pool.run(range(1), "trial", **common, **args, epochs=1)
         (solo[label],) = pool.run(range(1), "trial", **common, **args, epochs=epochs)
     row["seconds_per_epoch"] = {k: v["seconds_per_epoch"] for k, v in solo.items()}
     row["peak_mib"] = {k: v["peak_mib"] for k, v in solo.items() if k != "loop"}
     row["trials_per_hour"] = {}
     for k in ks:
-        if time.monotonic() > deadline:
+        if k == 1 and "fp32" in solo:  # one trial alone on the GPU: the fp32 run above
+            runs = [solo["fp32"]]
+        elif time.monotonic() > deadline:
             row["skipped"].append(f"K={k}")
             continue
-        start_at = time.time() + 1.0  # every process starts its trial at the same moment
-        runs = pool.run(range(k), "trial", **common, epochs=epochs, start_at=start_at)
+        else:
+            start_at = time.time() + 1.0  # every process starts its trial at the same moment
+            runs = pool.run(range(k), "trial", **common, epochs=epochs, start_at=start_at)
         row["trials_per_hour"][k] = 3600.0 * sum(1.0 / r["seconds"] for r in runs)
         row.setdefault("peak_mib_packed", {})[k] = max((r["peak_mib"] or 0.0) for r in runs)
     base = row["trials_per_hour"].get(1)
