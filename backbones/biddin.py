@@ -70,6 +70,7 @@ from backbones.attention import DialogueSelfAttention, apply_to_real, positional
 from backbones.base import Backbone, ParameterPart, scale_rows, whole
 from backbones.dialogue_rnn import PE_DROPOUT, SPCLDialogueRNN
 from backbones.functional import dropout
+from backbones.kernels import full_precision, upcast
 from backbones.recurrent import History, SequenceLayout, SharedWeight, group_index, gru_cell, gru_step, inverse
 from spcl_search.data.batching import Batch
 
@@ -150,8 +151,14 @@ class GroupedDialogueRNN(nn.Module):
         The loop runs over packed step blocks (only the dialogues still running, see ``SequenceLayout``).
         States are group-major ``[G, n_t, .]`` for the batched GRUs; the attention history and queries are
         row-major (dialogue first): rows ``(b, d, n)`` with the ``M`` target queries of each row when
-        cross-modal, rows ``(b, g)`` with one query otherwise.
+        cross-modal, rows ``(b, g)`` with one query otherwise. Runs in float32 under autocast
+        (:func:`backbones.kernels.full_precision`), the same loop on every device (each step attends over the
+        past, which no fused RNN kernel does).
         """
+        with full_precision(u):
+            return self._forward(upcast(u), speakers, layout)
+
+    def _forward(self, u: torch.Tensor, speakers: torch.Tensor, layout: SequenceLayout) -> torch.Tensor:
         m, g, s = self.n_modalities, 2 * self.n_modalities, self.n_sources
         dg, dp, de = self.d_global, self.d_party, self.d_emotion
         dev = u.device

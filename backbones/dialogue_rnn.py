@@ -34,6 +34,7 @@ from torch import nn
 
 from backbones.attention import positional_encoding
 from backbones.functional import dropout
+from backbones.kernels import full_precision, upcast
 from backbones.multimodal_graph import reverse_index
 from backbones.recurrent import SharedWeight, gru_cell
 
@@ -100,7 +101,13 @@ class SPCLDialogueRNN(nn.Module):
     def forward(self, xs: Sequence[torch.Tensor], speakers: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """xs: one ``[S, B, dim_m]`` per modality (zeros at padding), speakers int64 ``[S, B]`` (0 at padding),
         lengths ``[B]`` -> emotion states ``[M, 2, S, B, d_emotion]`` (direction 1 back in time order, zeros at
-        padded steps; direction 0 computed at padded steps too)."""
+        padded steps; direction 0 computed at padded steps too). Runs in float32 under autocast
+        (:func:`backbones.kernels.full_precision`); the same loop on every device (each step attends over the
+        past, which no fused RNN kernel does)."""
+        with full_precision(xs[0]):
+            return self._forward([upcast(x) for x in xs], speakers, lengths)
+
+    def _forward(self, xs: Sequence[torch.Tensor], speakers: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         m, g = len(xs), 2 * len(xs)
         s, b = speakers.shape
         dg, dp, de = self.d_global, self.d_party, self.d_emotion

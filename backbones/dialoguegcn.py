@@ -209,7 +209,8 @@ class RelationalGraphConv(nn.Module):
         w_fut = weight * graph.future
         adj = torch.cat([weight - w_fut, w_fut], dim=2)  # [B, N, 2N]: past columns, then future columns
         real = graph.valid.nonzero(as_tuple=True)  # messages of real nodes only (padded nodes send none)
-        y = x.new_zeros(b, n, s, 2, self.out_dim).index_put(real, self._messages(x[real], speakers[real]))
+        messages = self._messages(x[real], speakers[real])
+        y = messages.new_zeros(b, n, s, 2, self.out_dim).index_put(real, messages)  # the messages' dtype (bf16 under autocast)
         y = y.permute(0, 3, 1, 2, 4).reshape(b, 2 * n, s * self.out_dim)
         h = torch.bmm(adj, y).view(b, n, s, self.out_dim)
         h = h.gather(2, speakers[:, :, None, None].expand(b, n, 1, self.out_dim)).squeeze(2)

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backbones.functional import dropout, place_rows, take_rows
+from backbones.kernels import full_precision, upcast
 
 #: cosines are clamped to ``[-1 + eps, 1 - eps]`` before ``arccos`` so that its gradient stays finite
 #: (the released code multiplies by 0.99999 for the same reason); self-loops get exactly 1.
@@ -282,7 +283,14 @@ def build_graph(nodes: torch.Tensor, packing: Packing, cos_scale: float | None =
 
     nodes: packed node features ``[M, R, H]``; their cosine similarities give the edge weights, and the
     gradient flows through them as in the original model. ``cos_scale``: see :func:`edge_weights`.
+    The graph is built in float32 under autocast: in bf16 a self-similarity rounds above 1 (``arccos`` gives
+    NaN) and ``0.99999`` rounds to 1.
     """
+    with full_precision(nodes):
+        return _build_graph(upcast(nodes), packing, cos_scale)
+
+
+def _build_graph(nodes: torch.Tensor, packing: Packing, cos_scale: float | None) -> MultimodalGraph:
     intra, cross = edge_weights(nodes, packing, cos_scale)
     degree = intra.sum(-1)  # [M, B, S]; > 0 thanks to the self-loop, so the inverse root is finite
     inv = degree.rsqrt()
@@ -327,8 +335,9 @@ class GCNIIConv(nn.Module):
     def forward(self, h: torch.Tensor, h0: torch.Tensor, graph: MultimodalGraph) -> torch.Tensor:
         """h, h0: packed ``[M, R, H]``; returns ``[M, R, H]`` (after the ReLU)."""
         hi = graph.propagate(h)
+        h0 = h0.to(hi.dtype)  # under autocast the propagation may come back in float32 and h0 in bf16
         support = torch.lerp(hi, h0, self.alpha)  # (1 - alpha) * hi + alpha * h0
-        mixed = (torch.cat([hi, h0], dim=-1) if self.variant else support) @ self.weight
+        mixed = ((torch.cat([hi, h0], dim=-1) if self.variant else support) @ self.weight).to(support.dtype)
         return F.relu(torch.lerp(support, mixed, self.theta))  # theta * mixed + (1 - theta) * support
 
     def extra_repr(self) -> str:

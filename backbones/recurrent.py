@@ -20,16 +20,29 @@ a=512 t=384 v=1024, 2-layer BiLSTM hidden 100): packed ``nn.LSTM`` per modality 
 ``nn.LSTM`` on unpacked sequences with per-dialogue reversal 1.07 s, :class:`GroupedBiLSTM` 0.50 s.
 
 The custom autograd functions support first-order gradients only (no double backward).
+
+On CUDA the grouped LSTM takes another road (:mod:`backbones.kernels`): a loop of small kernels is
+launch-bound there, so :class:`GroupedBiLSTM` runs cuDNN's LSTM on packed sequences, one call per modality and
+layer, with the same parameters (views of them, in torch's gate order). The GRU cells, :class:`SharedWeight`
+and :class:`History` serve recurrences whose every step attends over the past (BiDDIN's DialogueRNNs), which no
+fused kernel covers; they run unchanged on CUDA (no host synchronisation inside the loop).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from backbones.kernels import full_precision, upcast, use_fused
+
+# The cuDNN path hands cuDNN views of this module's parameters, which it packs into its own buffer at every
+# call (a device-to-device copy of a few MB): expected, not the misuse this warning is about.
+warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous chunk of memory")
 
 
 @dataclass
@@ -260,7 +273,9 @@ class GroupedBiLSTM(nn.Module):
 
     Equivalent to ``M`` separate ``nn.LSTM(d_m, hidden, num_layers, bidirectional=True, dropout=dropout)``
     run on packed sequences (one bias per gate instead of two; dropout on the outputs of every layer but
-    the last). Returns the states of the real utterances only; see :class:`SequenceLayout`.
+    the last). Returns the states of the real utterances only; see :class:`SequenceLayout`. On CUDA it runs
+    exactly that, cuDNN's LSTM on packed sequences, on views of the same parameters (the state dict does not
+    depend on the device or the path).
     """
 
     def __init__(self, input_dims: Sequence[int], hidden: int, num_layers: int = 2, dropout: float = 0.0) -> None:
@@ -292,7 +307,20 @@ class GroupedBiLSTM(nn.Module):
         return out + [ParameterPart(w, slice(2 * i, 2 * i + 2)) for w in self.weight_hh]
 
     def forward(self, xs: Sequence[torch.Tensor], layout: SequenceLayout) -> torch.Tensor:
-        """xs: one ``[T, B, d_m]`` per input -> states of the real utterances ``[M, N, 2 * hidden]``."""
+        """xs: one ``[T, B, d_m]`` per input -> states of the real utterances ``[M, N, 2 * hidden]``.
+
+        On CUDA (or under ``kernel_mode("fused")``) cuDNN's LSTM runs on packed sequences; elsewhere the
+        grouped loop. Both give the same function of the same parameters (tested to 1e-5, dropout included:
+        the masks are drawn on the same ``[M, N, 2H]`` tensor in the same order). The recurrence runs in
+        float32 under autocast (:func:`backbones.kernels.full_precision`).
+        """
+        with full_precision(xs[0]):
+            xs = [upcast(x) for x in xs]
+            if use_fused(xs[0]):
+                return self._forward_fused(xs, layout)
+            return self._forward_loop(xs, layout)
+
+    def _forward_loop(self, xs: Sequence[torch.Tensor], layout: SequenceLayout) -> torch.Tensor:
         m, hdim = len(xs), self.hidden
         index = group_index(layout, m)  # [M, N, 2]
         inv = inverse(index)
@@ -304,6 +332,45 @@ class GroupedBiLSTM(nn.Module):
             states = lstm_loop(layout.blocks(packed, 2 * m, group_major=True), self.weight_hh[layer])
             rows = states.index_select(0, index.reshape(-1)).view(m, layout.n, 2 * hdim)
         return rows
+
+    def _forward_fused(self, xs: Sequence[torch.Tensor], layout: SequenceLayout) -> torch.Tensor:
+        """cuDNN's bidirectional LSTM (``torch.lstm`` on packed sequences, as ``nn.LSTM`` calls it), one call per
+        modality and layer, on views of this module's parameters; dropout between layers on the ``[M, N, 2H]``
+        rows, as the loop draws it."""
+        hdim, dev = self.hidden, xs[0].device
+        # packed position of every real utterance: step t's block holds the running dialogues by rank
+        pos = layout.index(torch.zeros(1, 1, 2, 1, dtype=torch.long, device=dev), 1, group_major=True)[0, :, 0, 0]  # [N]
+        inv = inverse(pos)
+        batch_sizes = torch.tensor(layout.sizes, dtype=torch.long)  # on the CPU, as PackedSequence keeps it
+        order = _torch_gate_order(hdim, dev)
+        zeros = xs[0].new_zeros(2, layout.sizes[0], hdim)
+        no_bias = xs[0].new_zeros(4 * hdim)
+        rows: torch.Tensor | None = None
+        for layer in range(self.num_layers):
+            if layer == 0:
+                inputs = [layout.rows(x) for x in xs]
+                w_in, b_in = list(self.weight_in), list(self.bias_in)
+            else:
+                inputs = list(self.drop(rows).unbind(0))
+                w_in, b_in = list(self.weight_ih[layer - 1].unbind(0)), list(self.bias_ih[layer - 1][:, 0].unbind(0))
+            outs = []
+            for i, (x, w, b) in enumerate(zip(inputs, w_in, b_in)):
+                params = []
+                for d in range(2):  # torch's order per direction: w_ih [4H, in], w_hh [4H, H], b_ih, b_hh
+                    cols = slice(4 * hdim * d, 4 * hdim * (d + 1))
+                    w_hh = self.weight_hh[layer][2 * i + d]
+                    params += [w[:, cols].t().index_select(0, order), w_hh.t().index_select(0, order), b[cols].index_select(0, order), no_bias]
+                out = torch.lstm(x.index_select(0, inv), batch_sizes, (zeros, zeros), params, True, 1, 0.0, self.training, True)[0]
+                outs.append(out.index_select(0, pos))
+            rows = torch.stack(outs)  # [M, N, 2H]: [forwards | backwards], as the loop
+        assert rows is not None
+        return rows
+
+
+def _torch_gate_order(hidden: int, device: torch.device) -> torch.Tensor:
+    """Rows of our gate blocks (input, forget, output, cell) in torch's order (input, forget, cell, output)."""
+    h = hidden
+    return torch.cat([torch.arange(0, 2 * h), torch.arange(3 * h, 4 * h), torch.arange(2 * h, 3 * h)]).to(device)
 
 
 class History:

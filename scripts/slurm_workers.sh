@@ -4,6 +4,13 @@
 #   export SPCL_SEARCH_STORAGE='postgresql://USER:PASSWORD@DBHOST:5432/spcl'   # or keep it in a 0600 file
 #   sbatch --export=ALL,SPEC=studies/mmgcn_iemocap.toml,KIND=search,DATA=/data/iemocap.pkl scripts/slurm_workers.sh
 #   sbatch --array=0-15%4 --export=ALL,SPEC=... scripts/slurm_workers.sh       # 16 tasks, 4 at a time
+#   sbatch --gres=none --cpus-per-task=2 --export=ALL,SPEC=... scripts/slurm_workers.sh   # CPU-only nodes
+#
+# Resources: the #SBATCH lines below are defaults; sbatch options (or SBATCH_* variables, e.g.
+# SBATCH_GRES=none) override them. Each task asks for one GPU (--gres=gpu:1); on a cluster without GPUs Slurm
+# refuses that request ("Invalid generic resource"), so submit with --gres=none: the worker then trains on the
+# task's CPUs (--threads = --cpus-per-task). scripts/slurm_local_cluster.sh runs such a CPU-only cluster on one
+# machine (CI runs this script there: tests/test_slurm_workers.py).
 #
 # The first worker to reach the database creates the study from SPEC (under a PostgreSQL advisory lock,
 # so simultaneous starts create it once); the others join it and adopt its stored spec. Workers stop when

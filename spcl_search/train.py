@@ -7,6 +7,7 @@ and prune; whatever it raises propagates.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -22,6 +23,7 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score
 
 import backbones
+from backbones.base import ParameterPart
 from backbones.defaults import DEFAULT_VARIANT, RUN, training_defaults
 from spcl_search.data.batching import Batch, iter_batches
 from spcl_search.data.standardise import standardise
@@ -35,6 +37,8 @@ __all__ = ["EpochRecord", "TrainConfig", "TrainResult", "effective_protocol", "l
 
 #: datasets whose backbone defaults differ from the generic ones
 KNOWN_DATASETS = ("iemocap", "meld")
+#: arithmetic of the forward passes: float32 throughout, or bfloat16 autocast (``--precision``)
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -45,6 +49,8 @@ class TrainConfig:
     epochs, lr, weight_decay, batch_size, patience: ``None`` takes the form's protocol
                  (:func:`backbones.defaults.training_defaults`); ``patience = 0`` turns early stopping off
     standardise: standardise every feature dimension with train-split moments before training
+    precision:   ``"fp32"`` (default) or ``"bf16"``: forward passes (training and evaluation) under
+                 ``torch.autocast`` with bfloat16; parameters, optimiser, loss and recurrent states stay float32
     """
 
     backbone: str = "mmgcn"
@@ -62,6 +68,7 @@ class TrainConfig:
     standardise: bool = False
     method: str = DEFAULT_METHOD
     method_options: dict[str, float] = field(default_factory=dict)
+    precision: str = "fp32"
     spcl: SPCLConfig = field(default_factory=SPCLConfig)
     model: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
@@ -143,14 +150,54 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, fused
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse an unknown ``--precision`` or bf16 on a GPU without bfloat16 (one line naming the option)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"--precision bf16: the GPU {torch.cuda.get_device_name(device)} has no bfloat16 support; use --precision fp32")
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """The forward passes' context: bfloat16 autocast on ``device`` for ``bf16``; nothing at all for ``fp32``
+    (so float32 runs are bit for bit what they were before the option existed)."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def float_logits(logits: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Logits as float32 (a no-op for float32): the loss, the SPCL difficulty and the argmax never run in bf16."""
+    return {m: z.float() for m, z in logits.items()}
+
+
+class AutocastBackbone:
+    """A backbone as the balance methods call it under bf16: forward under autocast, logits in float32, so the
+    methods' losses, scores and gradient arithmetic stay in float32 (the backward runs outside autocast)."""
+
+    def __init__(self, model: torch.nn.Module, precision: str, device: torch.device) -> None:
+        self.model, self.precision, self.device = model, precision, device
+
+    def __call__(self, batch: Batch) -> dict[str, torch.Tensor]:
+        with autocast(self.precision, self.device):
+            logits = self.model(batch)
+        return float_logits(logits)
+
+    def encoder_parts(self, modality: str) -> list[ParameterPart]:
+        parts: list[ParameterPart] = self.model.encoder_parts(modality)  # type: ignore[operator]  # model is a Backbone
+        return parts
+
+
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, batches: list[Batch], device: torch.device) -> tuple[float, float]:
-    """Weighted-F1 and accuracy (percent) of the joint prediction over ``batches``."""
+def evaluate(model: torch.nn.Module, batches: list[Batch], device: torch.device, precision: str = "fp32") -> tuple[float, float]:
+    """Weighted-F1 and accuracy (percent) of the joint prediction over ``batches`` (forward under ``precision``)."""
     model.eval()
     preds, golds = [], []
     for batch in batches:
         b = batch.to(device)
-        joint = joint_logits(model(b))
+        with autocast(precision, device):
+            logits = model(b)
+        joint = joint_logits(float_logits(logits))
         keep = b.mask > 0
         preds.append(joint.argmax(-1)[keep].cpu())
         golds.append(b.labels[keep].cpu())
@@ -197,6 +244,7 @@ def train(dataset: ERCDataset, config: TrainConfig, callback: Callable[[EpochRec
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
+    check_precision(config.precision, device)
     seed_everything(config.seed)
     if config.standardise:
         dataset = standardise(dataset)
@@ -215,6 +263,8 @@ def train(dataset: ERCDataset, config: TrainConfig, callback: Callable[[EpochRec
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"--backbone {config.backbone}: {exc}") from None
     optimizer = make_optimizer(model, eff["lr"], eff["weight_decay"], fused=config.variant == "spcl")
+    # what the balance method calls: the backbone itself in fp32 (bit for bit as before), wrapped under bf16
+    stepper = model if config.precision == "fp32" else AutocastBackbone(model, config.precision, device)
 
     eval_bs = max(eff["batch_size"], 32)
     dev_batches = list(iter_batches(dataset.dev, modalities, dataset.n_speakers, eval_bs))
@@ -238,7 +288,7 @@ def train(dataset: ERCDataset, config: TrainConfig, callback: Callable[[EpochRec
         ):
             b = batch.to(device)
             optimizer.zero_grad(set_to_none=True)
-            out = method.step(model, b)  # forward, loss and backward; gradients in .grad
+            out = method.step(stepper, b)  # forward, loss and backward; gradients in .grad
             if config.clip_grad_norm:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
             optimizer.step()
@@ -256,8 +306,8 @@ def train(dataset: ERCDataset, config: TrainConfig, callback: Callable[[EpochRec
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_seconds = time.perf_counter() - t0
-        dev_f1, dev_acc = evaluate(model, dev_batches, device)
-        test_f1, test_acc = evaluate(model, test_batches, device)
+        dev_f1, dev_acc = evaluate(model, dev_batches, device, config.precision)
+        test_f1, test_acc = evaluate(model, test_batches, device, config.precision)
         record = EpochRecord(
             epoch=epoch,
             train_loss=mean_loss,

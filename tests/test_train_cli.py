@@ -57,3 +57,17 @@ def test_an_unknown_form_is_one_line_naming_the_option(_train):
 def test_reference_arithmetic_of_the_original_form_is_refused(_train):
     proc = _train("--variant", "original", "--reference-arithmetic")
     assert proc.returncode == 2 and "--reference-arithmetic applies to --variant spcl only" in proc.stderr
+
+
+def test_precision_is_an_option_of_train_and_recorded(_train, tmp_path):
+    out = tmp_path / "run.json"
+    proc = _train("--precision", "bf16", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["config"]["precision"] == "bf16"
+    assert "bf16 autocast" in proc.stdout
+
+
+def test_an_unknown_precision_is_one_line_naming_the_option(_train):
+    proc = _train("--precision", "fp16")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: --precision 'fp16': choose one of fp32, bf16"]

@@ -72,6 +72,10 @@ def train(
     dev_fraction: Annotated[float, typer.Option(help="Dev fraction of train dialogues when the file has no validVid.")] = 0.1,
     device: Annotated[str, typer.Option(help="auto (CUDA if available), cpu, cuda or cuda:N.")] = "auto",
     threads: Annotated[int | None, typer.Option(help="torch CPU threads [default: torch's].")] = None,
+    precision: Annotated[
+        str,
+        typer.Option("--precision", help="fp32, or bf16: forward passes under bfloat16 autocast (CPU and CUDA; recorded with the run)."),
+    ] = "fp32",
     checkpoint: Annotated[Path | None, typer.Option(help="Write the best-dev model here (atomically).")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the full result (config, history, figures) as JSON.")] = None,
 ) -> None:
@@ -96,6 +100,7 @@ def train(
         device=device,
         threads=threads,
         patience=patience,
+        precision=precision,
         standardise=standardise,
         method=method,
         method_options=_method_options(method_option or []),
@@ -162,6 +167,7 @@ def train(
     console.print(
         f"{cl}; {len(result.history)} epochs, {result.seconds_per_epoch:.2f} s/epoch on {result.device}; seed {seed}"
         + ("; standardised features" if standardise else "")
+        + (f"; {precision} autocast" if precision != "fp32" else "")
         + ("; reference arithmetic" if reference_arithmetic else "")
     )
     if json_out is not None:

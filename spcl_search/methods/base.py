@@ -13,9 +13,18 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-from backbones.base import Backbone, ParameterPart
+from backbones.base import ParameterPart
 from spcl_search.data.batching import Batch
 from spcl_search.spcl import SPCL, SPCLConfig, StepOutput
+
+
+class Trainable(Protocol):
+    """What a method needs of the model: its forward (per-modality logits) and each modality's encoder
+    parameters. A :class:`~backbones.base.Backbone` is one; the training loop may wrap it (bf16 autocast)."""
+
+    def __call__(self, batch: Batch) -> dict[str, torch.Tensor]: ...
+
+    def encoder_parts(self, modality: str) -> list[ParameterPart]: ...
 
 
 class BalanceMethod(Protocol):
@@ -24,7 +33,7 @@ class BalanceMethod(Protocol):
     #: registry name (``none``, ``spcl``, ``ogm_ge``, ``opm``, ``mmpareto``)
     name: str
 
-    def step(self, model: Backbone, batch: Batch) -> StepOutput:
+    def step(self, model: Trainable, batch: Batch) -> StepOutput:
         """Forward, loss and backward of one batch; gradients are left in ``.grad`` for the optimiser."""
         ...
 
@@ -65,9 +74,9 @@ def dominance(scores: dict[str, float]) -> dict[str, float]:
     return {m: (s / low if low > 0 else float("inf")) for m, s in scores.items()}
 
 
-def encoder_parts(model: Backbone, modality: str) -> list[ParameterPart]:
+def encoder_parts(model: Trainable, modality: str) -> list[ParameterPart]:
     """The modality's encoder parts that hold parameters taking part in training."""
     return [p for p in model.encoder_parts(modality) if p.param.requires_grad]
 
 
-__all__ = ["BalanceMethod", "dominance", "encoder_parts", "plain_loss", "unimodal_loss"]
+__all__ = ["BalanceMethod", "Trainable", "dominance", "encoder_parts", "plain_loss", "unimodal_loss"]

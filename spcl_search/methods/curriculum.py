@@ -6,8 +6,8 @@ has. ``none`` is the same engine switched off: plain NLL of the joint prediction
 
 from __future__ import annotations
 
-from backbones.base import Backbone
 from spcl_search.data.batching import Batch
+from spcl_search.methods.base import Trainable
 from spcl_search.spcl import SPCL, SPCLConfig, StepOutput
 
 
@@ -22,7 +22,7 @@ class Curriculum:
     def threshold(self) -> float:
         return self.engine.threshold
 
-    def step(self, model: Backbone, batch: Batch) -> StepOutput:
+    def step(self, model: Trainable, batch: Batch) -> StepOutput:
         out = self.engine.loss(model(batch), batch.labels, batch.mask)
         out.loss.backward()
         return out

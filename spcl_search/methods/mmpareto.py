@@ -14,9 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from backbones.base import Backbone
 from spcl_search.data.batching import Batch
-from spcl_search.methods.base import encoder_parts, plain_loss, unimodal_loss
+from spcl_search.methods.base import Trainable, encoder_parts, plain_loss, unimodal_loss
 from spcl_search.spcl import StepOutput
 
 
@@ -39,7 +38,7 @@ class MMPareto:
         self.gamma = float(gamma)
         self.last_weights: dict[str, float] = {}
 
-    def step(self, model: Backbone, batch: Batch) -> StepOutput:
+    def step(self, model: Trainable, batch: Batch) -> StepOutput:
         logits = model(batch)
         out = plain_loss(logits, batch)
         uni = {m: unimodal_loss(z, batch) for m, z in logits.items()}

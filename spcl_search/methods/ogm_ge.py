@@ -20,9 +20,8 @@ import math
 
 import torch
 
-from backbones.base import Backbone
 from spcl_search.data.batching import Batch
-from spcl_search.methods.base import dominance, encoder_parts, plain_loss
+from spcl_search.methods.base import Trainable, dominance, encoder_parts, plain_loss
 from spcl_search.spcl import StepOutput
 
 
@@ -47,7 +46,7 @@ class OGMGE:
         self.alpha, self.noise = float(alpha), bool(noise)
         self.last_coefficients: dict[str, float] = {}
 
-    def step(self, model: Backbone, batch: Batch) -> StepOutput:
+    def step(self, model: Trainable, batch: Batch) -> StepOutput:
         out = plain_loss(model(batch), batch)
         out.loss.backward()
         self.last_coefficients = ogm_coefficients({m: float(p) for m, p in out.weighted_p.items()}, self.alpha)
@@ -56,7 +55,7 @@ class OGMGE:
         return out
 
     @torch.no_grad()
-    def modulate(self, model: Backbone, modality: str, k: float) -> None:
+    def modulate(self, model: Trainable, modality: str, k: float) -> None:
         """``g <- k g (+ N(0, std(g)))`` on every non-vector part of ``modality``'s encoder gradient, in place."""
         for part in encoder_parts(model, modality):
             g = part.grad()

@@ -20,9 +20,8 @@ from dataclasses import replace
 
 import torch
 
-from backbones.base import Backbone
 from spcl_search.data.batching import Batch
-from spcl_search.methods.base import dominance
+from spcl_search.methods.base import Trainable, dominance
 from spcl_search.spcl import SPCL, SPCLConfig, StepOutput
 
 
@@ -45,7 +44,7 @@ class OPM:
         self.alpha, self.q_base, self.p_exe = float(alpha), float(q_base), float(p_exe)
         self.last_drop: dict[str, float] = {}
 
-    def step(self, model: Backbone, batch: Batch) -> StepOutput:
+    def step(self, model: Trainable, batch: Batch) -> StepOutput:
         engine = SPCL(SPCLConfig(enabled=False), batch.modalities)
         with torch.no_grad():
             probe = engine.loss(model(batch), batch.labels, batch.mask)
