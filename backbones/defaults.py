@@ -135,6 +135,31 @@ TRAINING: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
 #: the threshold's cap, the loss normaliser and the dialogue score of the reference code
 SPCL: dict[str, Any] = {"cl_threshold": 0.4, "cl_growth": 1.1, "cap": 60.0, "normalise": "all", "score": "sum"}
 
+#: balance methods (``spcl_search.methods``), the default first; ``none`` is SPCL switched off
+METHODS: tuple[str, ...] = ("spcl", "none", "ogm_ge", "opm", "mmpareto")
+DEFAULT_METHOD = METHODS[0]
+
+#: method -> option -> default (SPCL's own settings are the SPCL table above). OGM-GE: BalanceBenchmark's alpha;
+#: OPM: the released Modality_drop's drop frequency 0.7, base rate and strength mid-range; MMPareto: the released
+#: code's magnitude factor gamma
+METHOD_OPTIONS: dict[str, dict[str, float]] = {
+    "spcl": {},
+    "none": {},
+    "ogm_ge": {"alpha": 0.3},
+    "opm": {"alpha": 1.0, "q_base": 0.5, "p_exe": 0.7},
+    "mmpareto": {"gamma": 1.5},
+}
+
+#: method -> searched parameter -> (low, high, log scale): what a study of the method searches; every default
+#: above lies inside; SPCL's ranges hold every value of the paper's table
+METHOD_SPACES: dict[str, dict[str, tuple[float, float, bool]]] = {
+    "spcl": {"cl_threshold": (0.1, 1.5, False), "cl_growth": (1.0, 2.0, False)},
+    "none": {},
+    "ogm_ge": {"alpha": (0.05, 2.0, True)},
+    "opm": {"alpha": (0.1, 3.0, True), "q_base": (0.05, 0.8, False), "p_exe": (0.2, 1.0, False)},
+    "mmpareto": {"gamma": (1.0, 2.0, False)},
+}
+
 #: the rest of a training run (``spcl_search.train.TrainConfig``): gradient-norm clipping as the SPCL scripts
 RUN: dict[str, Any] = {"clip_grad_norm": 2.0, "seed": 0}
 

@@ -39,7 +39,7 @@ def test_every_study_file_builds_a_valid_spec_for_both_kinds():
 
 
 def test_paper_ranges_hold_every_paper_setting():
-    space = specs.default_space("iemocap")
+    space = specs.default_space("spcl")
     for per_dataset in PAPER_HPARAMS.values():
         for per_modality in per_dataset.values():
             for growth, threshold in per_modality.values():
@@ -177,3 +177,31 @@ def test_real_dataset_epochs_follow_the_forms_protocol():
     spcl = specs.build({"backbone": "mmgcn", "dataset": "iemocap", "data": "x.pkl"})
     original = specs.build({"backbone": "mmgcn", "dataset": "iemocap", "data": "x.pkl", "variant": "original"})
     assert (spcl.epochs, original.epochs) == (60, 50)
+
+
+def test_a_methods_study_searches_its_own_settings_and_is_named_after_it():
+    spec = specs.build({"backbone": "mmgcn", "method": "opm"})
+    assert spec.name == "mmgcn-synthetic-opm-search" and set(spec.space) == {"alpha", "q_base", "p_exe"}
+    assert specs.build({"backbone": "mmgcn", "method": "none"}).space == {}
+    assert specs.build({"backbone": "mmgcn", "variant": "original", "method": "ogm_ge"}).name == "mmgcn-synthetic-original-ogm_ge-search"
+
+
+def test_a_setting_of_another_method_is_refused_naming_it():
+    with pytest.raises(ConfigError, match="space.gamma is not a setting of method ogm_ge; its settings are alpha"):
+        specs.build({"backbone": "mmgcn", "method": "ogm_ge", "space": {"alpha": {"low": 0.1, "high": 1.0}, "gamma": {"low": 1, "high": 2}}})
+
+
+def test_an_spcl_study_file_run_with_another_method_keeps_only_what_applies():
+    spec = specs.build(specs.requested_fields(STUDIES / "mmgcn_iemocap.toml", method="ogm_ge", data="x.pkl"))
+    assert spec.method == "ogm_ge" and set(spec.space) == {"alpha"}
+
+
+def test_the_papers_warm_start_is_for_spcl_only():
+    with pytest.raises(ConfigError, match="--warm-start paper: the paper's settings are SPCL's; method mmpareto has none"):
+        specs.build({"backbone": "mmgcn", "method": "mmpareto", "warm_start": "paper"})
+
+
+def test_a_stored_spec_from_before_the_methods_reads_as_spcl():
+    stored = specs.build({"backbone": "mmgcn"}).to_dict()
+    del stored["method"]
+    assert specs.from_dict(stored).method == "spcl"

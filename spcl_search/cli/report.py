@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -43,8 +43,12 @@ def report(
         from spcl_search.reports.images import require_browser
 
         require_browser(fmt)
-    loaded = load_study(study, storage)
-    built = build_report(loaded, importance)
+    from spcl_search.reports.methods import sibling_studies
+    from spcl_search.reports.study import open_storage
+
+    opened = open_storage(storage)
+    loaded = load_study(study, opened)
+    built = build_report(loaded, importance, siblings=sibling_studies(opened, loaded))
     page = write_html(built, out)
     console.print(f"report: {page}  ({len(built.figures)} figures)", highlight=False)
     if fmt != "html":
@@ -95,6 +99,7 @@ def compare(
     from spcl_search.reports.html import write_atomic
     from spcl_search.reports.study import load_study, open_storage
     from spcl_search.schema.best import best_settings, paper_table
+    from spcl_search.schema.records import study_info
 
     if csv_out is not None and csv_out.is_dir():
         raise ConfigError(f"--csv {csv_out}: is a directory; give a file path")
@@ -138,6 +143,9 @@ def compare(
     if missing:
         console.print(f"no tri- and bi-modal results yet in: {', '.join(missing)}", highlight=False)
 
+    if len({study_info(s).method for s in loaded}) > 1:
+        _print_methods(out, loaded)
+
     header, body = paper_table([b for s in loaded for b in best_settings(s)])
     if body:
         best = Table(title="Best SPCL settings (cl_growth/cl_threshold), chosen on dev F1")
@@ -149,3 +157,22 @@ def compare(
     if csv_out is not None:
         write_atomic(csv_out, gain_csv(rows))
         console.print(f"csv: {csv_out}", highlight=False)
+
+
+def _print_methods(out: Console, studies: list[Any]) -> None:
+    """The method view: each balance method's best tri-modal setting, seeds' mean +- std, gain, trial count."""
+    from spcl_search.reports.methods import method_rows
+
+    def pm(mean: float | None, std: float | None) -> str:
+        return "-" if mean is None else f"{mean:.2f}" + ("" if std is None else f" ± {std:.2f}")
+
+    table = Table(title="Balance methods (best tri-modal setting on dev; mean ± std over its seeds; * fewer trials than the others)")
+    for col in ("backbone", "form", "dataset", "method", "trials", "setting", "seeds", "dev w-F1", "test w-F1", "gain dev", "gain test"):
+        table.add_column(col, justify="left" if col in ("backbone", "form", "dataset", "method", "setting") else "right")
+    for r in method_rows(studies):
+        table.add_row(
+            r.backbone, r.variant, r.dataset, r.method + (" *" if r.flagged else ""), str(r.n_trials), r.setting, str(r.n_seeds),
+            pm(r.dev_f1, r.dev_f1_std), pm(r.test_f1, r.test_f1_std),
+            "-" if r.gain is None else f"{r.gain:+.2f}", "-" if r.gain_test is None else f"{r.gain_test:+.2f}",
+        )  # fmt: skip
+    out.print(table)

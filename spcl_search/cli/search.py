@@ -61,7 +61,8 @@ def _status_table(status: StudyStatus) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("study", f"{status.name}  ({status.kind}, {status.backbone} [{status.variant} form] on {status.dataset})")
+    how = "" if status.method == "spcl" else f", method {status.method}"
+    table.add_row("study", f"{status.name}  ({status.kind}, {status.backbone} [{status.variant} form] on {status.dataset}{how})")
     table.add_row(
         "trials",
         f"{c.finished}/{status.n_trials} finished: {c.complete} complete, {c.pruned} pruned, {c.failed} failed"
@@ -114,6 +115,10 @@ Backbone = Annotated[str | None, typer.Option("--backbone", "-b", help="mmgcn, d
 Variant = Annotated[
     str | None, typer.Option("--variant", help="Backbone form: spcl (the SPCL code's, default) or original (the backbone's paper).")
 ]
+Method = Annotated[
+    str | None,
+    typer.Option("--method", help="Balance method: spcl (default), none, ogm_ge, opm or mmpareto; each searches its own settings."),
+]
 Kind = Annotated[str | None, typer.Option("--kind", help="search (max dev F1) or balance (dev F1 and tri- vs bi-modal gain).")]
 NTrials = Annotated[int | None, typer.Option("--n-trials", help="Study budget: finished trials across all workers.")]
 WarmStart = Annotated[
@@ -131,10 +136,14 @@ def run(
     spec_file: SpecFile = None,
     study: Annotated[
         str | None,
-        typer.Option("--study", help="Study name (default: <backbone>-<dataset>-<kind>, or <backbone>-<dataset>-original-<kind>)."),
+        typer.Option(
+            "--study",
+            help="Study name (default: <backbone>-<dataset>-<kind>; another form or method before the kind, e.g. mmgcn-iemocap-ogm_ge-search).",
+        ),
     ] = None,
     backbone: Backbone = None,
     variant: Variant = None,
+    method: Method = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset name: synthetic, iemocap, meld (default: synthetic).")] = None,
     data: Annotated[str | None, typer.Option("--data", help="Feature pickle for the dataset ('synthetic' for the embedded one).")] = None,
     kind: Kind = None,
@@ -179,6 +188,7 @@ def run(
         name=study,
         backbone=backbone,
         variant=variant,
+        method=method,
         dataset=dataset,
         data=data,
         kind=kind,
@@ -269,6 +279,7 @@ def worker(
     variant: Annotated[
         str | None, typer.Option("--variant", help="Backbone form: spcl or original (refused if it differs from the study's).")
     ] = None,
+    method: Annotated[str | None, typer.Option("--method", help="Balance method (refused if it differs from the study's).")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Create: dataset name.")] = None,
     kind: Annotated[str | None, typer.Option("--kind", help="Create: search or balance.")] = None,
     n_trials: Annotated[int | None, typer.Option("--n-trials", help="Study budget (changes it for every worker).")] = None,
@@ -289,6 +300,7 @@ def worker(
         name=study,
         backbone=backbone,
         variant=variant,
+        method=method,
         dataset=dataset,
         kind=kind,
         n_trials=n_trials,

@@ -12,34 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from backbones.defaults import DEFAULT_METHOD, METHOD_OPTIONS, METHOD_SPACES, METHODS
 from spcl_search.errors import ConfigError
 from spcl_search.methods.base import BalanceMethod
 from spcl_search.spcl import SPCLConfig
 
-#: every method, the default first
-METHODS: tuple[str, ...] = ("spcl", "none", "ogm_ge", "opm", "mmpareto")
-DEFAULT_METHOD = METHODS[0]
-
-#: method -> option -> default (SPCL's own options live in SPCLConfig: cl_threshold, cl_growth, ...)
-OPTIONS: dict[str, dict[str, float]] = {
-    "none": {},
-    "spcl": {},
-    # BalanceBenchmark's OGM default alpha
-    "ogm_ge": {"alpha": 0.3},
-    # drop frequency 0.7 as the released Modality_drop; base rate and strength mid-range
-    "opm": {"alpha": 1.0, "q_base": 0.5, "p_exe": 0.7},
-    # the released code's gamma
-    "mmpareto": {"gamma": 1.5},
-}
-
-#: method -> searched parameter -> (low, high, log); every default above lies inside its range
-SPACES: dict[str, dict[str, tuple[float, float, bool]]] = {
-    "none": {},
-    "spcl": {"cl_threshold": (0.1, 1.5, False), "cl_growth": (1.0, 2.0, False)},
-    "ogm_ge": {"alpha": (0.05, 2.0, True)},
-    "opm": {"alpha": (0.1, 3.0, True), "q_base": (0.05, 0.8, False), "p_exe": (0.2, 1.0, False)},
-    "mmpareto": {"gamma": (1.0, 2.0, False)},
-}
+#: the methods, their options' defaults and their search ranges live in the one defaults table
+OPTIONS, SPACES = METHOD_OPTIONS, METHOD_SPACES
 
 
 def check_method(name: str) -> str:

@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from spcl_search.reports import figures, records
 from spcl_search.reports.gain import GainRow, gain_rows
 from spcl_search.reports.importance import make_evaluator, param_importances
+from spcl_search.reports.methods import method_box, method_rows
 from spcl_search.schema.best import BestSetting, best_settings, paper_table
 
 
@@ -84,6 +85,7 @@ def _summary_section(info: records.StudyInfo, study: optuna.Study) -> Section:
         ["kind", info.kind],
         ["backbone", info.backbone],
         ["form", info.variant],
+        ["balance method", info.method],
         ["dataset", info.dataset],
         ["objectives", ", ".join(info.metric_names)],
         ["trials", f"{info.n_complete} complete of {info.n_trials}"],
@@ -200,12 +202,57 @@ def _importance_section(study: optuna.Study, evaluator: str) -> Section:
     return section
 
 
-def build_report(study: optuna.Study, importance: str = "ped-anova") -> Report:
-    """Collect every section of the report on ``study``."""
+def _methods_section(studies: list[optuna.Study]) -> Section:
+    section = Section("methods", "Balance methods side by side")
+    methods = {records.study_info(s).method for s in studies}
+    if len(methods) < 2:
+        section.notices.append(
+            "Only one balance method has a study on this backbone, form, dataset and kind in this database; run "
+            "spcl-search run --method ogm_ge (or opm, mmpareto, none) with the same budget to compare."
+        )
+        return section
+    rows = method_rows(studies)
+    section.text = (
+        "One study per method, the same budget and seeds; each method's best setting is chosen on tri-modal dev "
+        "weighted-F1 and its figures are mean +- std over the seeds of that trial. A flagged method finished "
+        "fewer trials than the others (unequal tuning)."
+    )
+
+    def pm(mean: float | None, std: float | None) -> str:
+        return "-" if mean is None else f"{mean:.2f}" + ("" if std is None else f" +- {std:.2f}")
+
+    section.tables.append(
+        Table(
+            "Best setting per method (tri-modal)",
+            ["method", "trials", "setting", "seeds", "dev F1", "test F1", "gain (dev)", "gain (test)", "study"],
+            [
+                [
+                    r.method + (" (fewer trials)" if r.flagged else ""),
+                    str(r.n_trials),
+                    r.setting,
+                    str(r.n_seeds),
+                    pm(r.dev_f1, r.dev_f1_std),
+                    pm(r.test_f1, r.test_f1_std),
+                    _num(r.gain, True),
+                    _num(r.gain_test, True),
+                    r.study,
+                ]
+                for r in rows
+            ],
+        )
+    )
+    _fill(section, "methods", lambda: method_box(studies))
+    return section
+
+
+def build_report(study: optuna.Study, importance: str = "ped-anova", siblings: list[optuna.Study] | None = None) -> Report:
+    """Collect every section of the report on ``study``; ``siblings`` (the studies of other balance methods on
+    the same backbone, form, dataset and kind, ``study`` included) fill the method view."""
     info = records.study_info(study)
     gains = gain_rows(study)
     best = best_settings(study)
     sections = [_summary_section(info, study), _best_section(best), _gain_section(gains)]
+    sections.append(_methods_section(siblings or [study]))
 
     pareto = Section("pareto", "Pareto front: tri-modal dev F1 vs gain")
     _fill(pareto, "pareto", lambda: figures.pareto_front(study))

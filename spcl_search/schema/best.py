@@ -15,6 +15,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from spcl_search.schema.records import TrialRecord, sort_modalities, study_info
+from spcl_search.schema.spec import METHOD_PARAMS
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,14 @@ class BestSetting:
     baseline_test_f1: float | None = None
     #: complete SPCL trials with a result on this modality set
     n_trials: int = 0
+    #: the study's balance method
+    method: str = "spcl"
 
     @property
     def setting(self) -> str:
-        """``"cl_growth/cl_threshold"`` as in the paper's table, e.g. ``"1.25/0.7"``."""
-        return spcl_setting(self.params)
+        """``"cl_growth/cl_threshold"`` as in the paper's table, e.g. ``"1.25/0.7"``; another method's options
+        as ``"alpha=0.3"``."""
+        return method_setting(self.method, self.params)
 
     @property
     def spcl_gain_dev(self) -> float | None:
@@ -55,6 +59,15 @@ def spcl_setting(params: dict[str, Any]) -> str:
     """``"cl_growth/cl_threshold"`` of a trial's params, ``"-"`` if either is missing."""
     growth, threshold = params.get("cl_growth"), params.get("cl_threshold")
     return "-" if growth is None or threshold is None else f"{growth:.3g}/{threshold:.3g}"
+
+
+def method_setting(method: str, params: dict[str, Any]) -> str:
+    """The searched setting of a trial of ``method``: SPCL's paper layout, else ``"name=value ..."`` (``"-"``
+    for a method without options)."""
+    if method == "spcl":
+        return spcl_setting(params)
+    own = [f"{name}={params[name]:.3g}" for name in METHOD_PARAMS.get(method, ()) if name in params]
+    return " ".join(own) or "-"
 
 
 def best_trial(trials: Sequence[FrozenTrial], modalities: str) -> FrozenTrial | None:
@@ -91,6 +104,7 @@ def best_settings(study: optuna.Study) -> list[BestSetting]:
                 baseline_dev_f1=base_record.metric("dev_f1", m) if base_record else None,
                 baseline_test_f1=base_record.metric("test_f1", m) if base_record else None,
                 n_trials=sum(TrialRecord.of(t).metric("dev_f1", m) is not None for t in spcl),
+                method=info.method,
             )
         )
     return rows
@@ -104,7 +118,7 @@ def paper_table(rows: Sequence[BestSetting]) -> tuple[list[str], list[list[str]]
     several_kinds = len({r.kind for r in rows}) > 1
     cells: dict[str, dict[tuple[str, str], str]] = {}
     for r in rows:
-        label = f"{r.backbone} [{r.variant}]" + (f" ({r.kind})" if several_kinds else "")
+        label = f"{r.backbone} [{r.variant}]" + ("" if r.method == "spcl" else f" {r.method}") + (f" ({r.kind})" if several_kinds else "")
         cells.setdefault(label, {})[(r.dataset, r.modalities)] = r.setting
     header = ["Backbone"] + [f"{d} {m}" for d, m in columns]
     return header, [[label] + [row.get(c, "") for c in columns] for label, row in cells.items()]

@@ -55,6 +55,8 @@ class TrialRecord:
     """What one trial records: its settings, seeds, versions, timings and per-set figures."""
 
     variant: str | None = None
+    #: the balance method this trial trained with (``none`` for a baseline; older trials: ``None``, SPCL's)
+    method: str | None = None
     use_cl: bool = True
     seed: int | None = None
     seeds: list[int] | None = None
@@ -150,7 +152,8 @@ class TrialRecord:
 class StudyInfo:
     """What a study says about itself: its user attrs (written by ``open_study``), metric names and trial counts.
 
-    A study stored before backbones had forms has no ``variant``: it trained the original forms.
+    A study stored before backbones had forms has no ``variant``: it trained the original forms; one stored
+    before balance methods has no ``method``: it trained SPCL.
     """
 
     name: str
@@ -162,6 +165,8 @@ class StudyInfo:
     n_complete: int
     surrogate: str = ""
     variant: str = "original"
+    #: the study's balance method (studies stored before methods existed: SPCL)
+    method: str = "spcl"
     spec: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -190,6 +195,7 @@ def study_info(study: optuna.Study) -> StudyInfo:
         n_complete=sum(t.state == TrialState.COMPLETE for t in trials),
         surrogate=next((str(t.user_attrs["data_surrogate"]) for t in trials if t.user_attrs.get("data_surrogate")), ""),
         variant=attr("variant", "original"),
+        method=attr("method", "spcl"),
         spec=spec,
     )
 

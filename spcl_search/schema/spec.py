@@ -25,14 +25,21 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from backbones.defaults import DEFAULT_VARIANT, STUDY, VARIANTS, training_defaults
+from backbones.defaults import DEFAULT_METHOD, DEFAULT_VARIANT, METHOD_SPACES, METHODS, STUDY, VARIANTS, training_defaults
 from spcl_search.errors import ConfigError
 
 KINDS = ("search", "balance")
 SAMPLERS = ("tpe", "nsga2", "random")
 PRUNERS = ("none", "median", "hyperband")
-#: tunable parameters and whether they are integers
-PARAMS: dict[str, bool] = {"cl_threshold": False, "cl_growth": False, "lr": False, "dropout": False, "hidden": True}
+#: tunable parameters and whether they are integers: the methods' own (SPCL's cl_threshold/cl_growth, OGM-GE's
+#: alpha, OPM's alpha/q_base/p_exe, MMPareto's gamma) and the training ones any study may add
+METHOD_PARAMS: dict[str, tuple[str, ...]] = {method: tuple(space) for method, space in METHOD_SPACES.items()}
+PARAMS: dict[str, bool] = {
+    **{name: False for names in METHOD_PARAMS.values() for name in names},
+    "lr": False,
+    "dropout": False,
+    "hidden": True,
+}
 #: fixed training options a spec may set (``TrainConfig`` fields other than the searched ones)
 TRAIN_KEYS = ("lr", "weight_decay", "batch_size", "clip_grad_norm", "patience", "standardise")
 #: fixed SPCL switches a spec may set (cl_threshold and cl_growth are searched, ``enabled`` is per trial)
@@ -96,6 +103,7 @@ class StudySpec:
     dataset: str = "synthetic"
     kind: str = "search"
     variant: str = DEFAULT_VARIANT
+    method: str = DEFAULT_METHOD
     name: str = ""
     data: str | None = None
     modalities: tuple[str, ...] = (TRI_MODAL,)
@@ -134,21 +142,27 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def study_name(backbone: str, dataset: str, kind: str, variant: str = DEFAULT_VARIANT) -> str:
-    """The default study name: ``<backbone>-<dataset>-<kind>`` for the default (spcl) form,
-    ``<backbone>-<dataset>-<variant>-<kind>`` for another."""
-    return f"{backbone}-{dataset}-{kind}" if variant == DEFAULT_VARIANT else f"{backbone}-{dataset}-{variant}-{kind}"
+def study_name(backbone: str, dataset: str, kind: str, variant: str = DEFAULT_VARIANT, method: str = DEFAULT_METHOD) -> str:
+    """The default study name: ``<backbone>-<dataset>-<kind>`` for the defaults (the spcl form, the SPCL method);
+    another form or method is named before the kind: ``mmgcn-iemocap-original-search``,
+    ``mmgcn-iemocap-ogm_ge-search``, ``mmgcn-iemocap-original-ogm_ge-search``."""
+    parts = [backbone, dataset]
+    parts += [variant] if variant != DEFAULT_VARIANT else []
+    parts += [method] if method != DEFAULT_METHOD else []
+    return "-".join([*parts, kind])
 
 
-def default_space(dataset: str) -> dict[str, ParamRange]:
-    """The paper's ranges: every value of its table lies inside them."""
-    del dataset
-    return {"cl_threshold": ParamRange(0.1, 1.5), "cl_growth": ParamRange(1.0, 2.0)}
+def default_space(method: str = DEFAULT_METHOD) -> dict[str, ParamRange]:
+    """The ranges a study of ``method`` searches (``backbones.defaults.METHOD_SPACES``); SPCL's hold every value
+    of the paper's table."""
+    return {name: ParamRange(low, high, log) for name, (low, high, log) in METHOD_SPACES[method].items()}
 
 
-def defaults(backbone: str, dataset: str = "synthetic", kind: str = "search", variant: str = DEFAULT_VARIANT) -> dict[str, Any]:
-    """Default fields for ``backbone`` x ``dataset`` x ``kind`` x ``variant`` (small and quick on ``synthetic``;
-    elsewhere the form's protocol, :func:`backbones.defaults.training_defaults`)."""
+def defaults(
+    backbone: str, dataset: str = "synthetic", kind: str = "search", variant: str = DEFAULT_VARIANT, method: str = DEFAULT_METHOD
+) -> dict[str, Any]:
+    """Default fields for ``backbone`` x ``dataset`` x ``kind`` x ``variant`` x ``method`` (small and quick on
+    ``synthetic``; elsewhere the form's protocol, :func:`backbones.defaults.training_defaults`)."""
     real = int(dataset != "synthetic")
     epochs = STUDY["epochs"][real] or int(training_defaults(backbone, dataset, variant).get("epochs") or 50)
     out: dict[str, Any] = {
@@ -156,8 +170,9 @@ def defaults(backbone: str, dataset: str = "synthetic", kind: str = "search", va
         "dataset": dataset,
         "kind": kind,
         "variant": variant,
+        "method": method,
         "data": None if real else "synthetic",
-        "space": default_space(dataset),
+        "space": default_space(method),
         "epochs": epochs,
         "seeds": (0,),
         "n_trials": STUDY[f"n_trials_{kind}"][real],
@@ -352,6 +367,7 @@ FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "dataset": _text("dataset"),
     "kind": _choice("kind", KINDS),
     "variant": _choice("variant", VARIANTS),
+    "method": _choice("method", METHODS),
     "name": _text("name"),
     "data": _data,
     "modalities": _modalities,
@@ -419,7 +435,11 @@ class Request(Mapping[str, Any]):
         if not self.get("backbone"):
             raise ConfigError("name the study (--study NAME) or describe a new one (--backbone NAME or --spec FILE)")
         return study_name(
-            self["backbone"], self.get("dataset", "synthetic"), self.get("kind", "search"), self.get("variant", DEFAULT_VARIANT)
+            self["backbone"],
+            self.get("dataset", "synthetic"),
+            self.get("kind", "search"),
+            self.get("variant", DEFAULT_VARIANT),
+            self.get("method", DEFAULT_METHOD),
         )
 
 
@@ -514,8 +534,13 @@ def build(requested: Mapping[str, Any]) -> StudySpec:
     req = Request.of(requested)
     if "backbone" not in req:
         raise ConfigError("a new study needs a backbone: pass --backbone NAME or --spec FILE")
-    base = defaults(req["backbone"], req.get("dataset", "synthetic"), req.get("kind", "search"), req.get("variant", DEFAULT_VARIANT))
-    merged = {**base, **req, "space": {**base["space"], **req.get("space", {})}, "train": {**base["train"], **req.get("train", {})}}
+    method = req.get("method", DEFAULT_METHOD)
+    base = defaults(
+        req["backbone"], req.get("dataset", "synthetic"), req.get("kind", "search"), req.get("variant", DEFAULT_VARIANT), method
+    )
+    # the study files define SPCL's ranges; run with another method (--method ogm_ge) they do not apply
+    asked = {k: v for k, v in req.get("space", {}).items() if method == "spcl" or k not in METHOD_PARAMS["spcl"]}
+    merged = {**base, **req, "space": {**base["space"], **asked}, "train": {**base["train"], **req.get("train", {})}}
     merged["name"] = merged.get("name") or req.study_name
     spec = StudySpec(**merged)
     validate(spec)
@@ -531,14 +556,22 @@ def validate(spec: StudySpec) -> None:
             raise ConfigError('a balance study has two objectives and cannot prune: set pruner = "none"')
         if "modalities" in spec.space:
             raise ConfigError("a balance study trains fixed modality sets; remove modalities from space")
-    for name in ("cl_threshold", "cl_growth"):
+    for name in METHOD_PARAMS[spec.method]:
         if name not in spec.space:
-            raise ConfigError(f"space must define {name} (the SPCL setting being searched)")
-    threshold, growth = spec.space["cl_threshold"], spec.space["cl_growth"]
-    if threshold.choices is None and threshold.bounds[0] <= 0:
-        raise ConfigError("space.cl_threshold.low must be > 0")
-    if growth.choices is None and growth.bounds[0] < 1:
-        raise ConfigError("space.cl_growth.low must be >= 1 (the threshold only grows)")
+            raise ConfigError(f"space must define {name} (a setting of method {spec.method} being searched)")
+    stray = sorted(set(spec.space) & set(foreign_params(spec.method)))
+    if stray:
+        raise ConfigError(
+            f"space.{stray[0]} is not a setting of method {spec.method}; its settings are {', '.join(METHOD_PARAMS[spec.method]) or 'none'}"
+        )
+    if spec.method == "spcl":
+        threshold, growth = spec.space["cl_threshold"], spec.space["cl_growth"]
+        if threshold.choices is None and threshold.bounds[0] <= 0:
+            raise ConfigError("space.cl_threshold.low must be > 0")
+        if growth.choices is None and growth.bounds[0] < 1:
+            raise ConfigError("space.cl_growth.low must be >= 1 (the threshold only grows)")
+    elif spec.warm_start != "none":
+        raise ConfigError(f"--warm-start {spec.warm_start}: the paper's settings are SPCL's; method {spec.method} has none to start from")
     if spec.pruner_options and spec.pruner == "none":
         raise ConfigError('pruner_options given but pruner = "none"')
     if spec.pruner_options:
@@ -554,6 +587,12 @@ def validate(spec: StudySpec) -> None:
         )
 
 
+def foreign_params(method: str) -> tuple[str, ...]:
+    """Parameters that belong to some method's space but not to ``method``'s."""
+    own = set(METHOD_PARAMS[method])
+    return tuple(sorted({n for names in METHOD_PARAMS.values() for n in names} - own))
+
+
 def check_backbone(name: str) -> None:
     """ConfigError unless ``name`` is a registered backbone (the registry imports no torch)."""
     import backbones
@@ -565,10 +604,12 @@ def check_backbone(name: str) -> None:
 def from_dict(stored: Mapping[str, Any]) -> StudySpec:
     """Rebuild a spec from the study's ``spec`` user attr.
 
-    A spec stored before backbones had forms has no ``variant``: those studies trained the original forms.
+    A spec stored before backbones had forms has no ``variant``: those studies trained the original forms; one
+    stored before balance methods has no ``method``: those trained SPCL.
     """
     fields_ = {k: v for k, v in stored.items() if k not in IGNORED_STORED}
     fields_.setdefault("variant", "original")
+    fields_.setdefault("method", DEFAULT_METHOD)
     try:
         return StudySpec(**Request(fields_, where="stored spec"))
     except TypeError:  # a required field is missing

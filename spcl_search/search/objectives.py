@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import optuna
 
+from backbones.defaults import SPCL as SPCL_DEFAULTS
 from spcl_search.results import EpochRecord, TrainResult
 from spcl_search.schema.records import SetResult, TrialRecord
-from spcl_search.schema.spec import BIMODAL, TRI_MODAL, StudySpec
+from spcl_search.schema.spec import BIMODAL, METHOD_PARAMS, TRI_MODAL, StudySpec
 from spcl_search.search import optuna_internals as internals
 from spcl_search.search.algorithms import first_prunable_step
 
@@ -33,14 +34,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Setting:
-    """What one trial trains: the SPCL setting (``cl_threshold``, ``cl_growth``; off for a baseline), the
-    other searched values (lr, dropout, hidden) and the modality sets."""
+    """What one trial trains: the SPCL setting (``cl_threshold``, ``cl_growth``; off for a baseline), another
+    method's options (``method_options``, e.g. OGM-GE's ``alpha``), the other searched values (lr, dropout,
+    hidden) and the modality sets. ``use_cl = False`` is the baseline: no balance method at all."""
 
     modalities: tuple[str, ...]
     cl_threshold: float
     cl_growth: float
     use_cl: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    method_options: dict[str, float] = field(default_factory=dict)
 
 
 class Trainer(Protocol):
@@ -76,8 +79,10 @@ def suggest(trial: optuna.Trial, spec: StudySpec) -> Setting:
         modalities = (trial.suggest_categorical("modalities", list(spec.modalities)),)
     else:
         modalities = (spec.modalities[0],)
-    cl_threshold, cl_growth = float(values.pop("cl_threshold")), float(values.pop("cl_growth"))
-    return Setting(modalities, cl_threshold, cl_growth, bool(trial.user_attrs.get("use_cl", True)), values)
+    options = {name: float(values.pop(name)) for name in METHOD_PARAMS[spec.method] if name not in ("cl_threshold", "cl_growth")}
+    cl_threshold = float(values.pop("cl_threshold", SPCL_DEFAULTS["cl_threshold"]))
+    cl_growth = float(values.pop("cl_growth", SPCL_DEFAULTS["cl_growth"]))
+    return Setting(modalities, cl_threshold, cl_growth, bool(trial.user_attrs.get("use_cl", True)), values, options)
 
 
 @dataclass
@@ -102,6 +107,8 @@ class RealTrainer:
         config = TrainConfig(
             backbone=self.spec.backbone,
             variant=self.spec.variant,
+            method=self.spec.method if setting.use_cl else "none",
+            method_options=setting.method_options if setting.use_cl else {},
             modalities=modalities,
             epochs=self.spec.epochs,
             seed=seed,
@@ -207,6 +214,7 @@ def make_objective(spec: StudySpec, trainer: Trainer) -> Callable[[optuna.Trial]
         setting = suggest(trial, spec)
         record = TrialRecord(
             variant=spec.variant,
+            method=spec.method if setting.use_cl else "none",
             use_cl=setting.use_cl,
             seed=int(spec.seeds[0]),
             seeds=list(spec.seeds),

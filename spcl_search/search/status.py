@@ -32,6 +32,7 @@ class StudyStatus:
     metric_names: list[str]
     workers: list[WorkerRecord] = field(default_factory=list)
     pareto_size: int = 0
+    method: str = "spcl"
 
     @property
     def done(self) -> bool:
@@ -72,6 +73,7 @@ def study_status(storage: optuna.storages.BaseStorage, name: str, *, stale_after
         kind=info.kind,
         backbone=info.backbone,
         variant=info.variant,
+        method=info.method,
         dataset=info.dataset,
         n_trials=int(info.spec.get("n_trials", 0)),
         counts=counts,

@@ -17,7 +17,7 @@ import optuna
 from spcl_search.errors import ConfigError
 from spcl_search.schema import spec as schema
 from spcl_search.schema.records import SPEC_ATTR
-from spcl_search.schema.spec import Request, StudySpec
+from spcl_search.schema.spec import METHOD_PARAMS, Request, StudySpec
 from spcl_search.search.algorithms import make_pruner, make_sampler
 from spcl_search.search.lock import study_lock
 from spcl_search.search.paper import warm_start_params
@@ -62,9 +62,9 @@ def _queued(spec: StudySpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
                     f"--warm-start {spec.warm_start}: the paper's {key} = {value} lies outside the search range "
                     f"{rng.to_dict()}; widen space.{key} or drop the warm start"
                 )
-    # SPCL off; the parameters are the space's top corner, the SPCL setting closest to no curriculum,
-    # so that samplers that learn from these trials are not misled.
-    upper = {name: spec.space[name].upper for name in ("cl_threshold", "cl_growth")}
+    # no balance method; the parameters are the space's top corner (for SPCL the setting closest to no
+    # curriculum), so that samplers that learn from these trials are not misled.
+    upper = {name: rng.upper for name, rng in spec.space.items() if name in METHOD_PARAMS[spec.method]}
     baselines: list[dict[str, Any]] = []
     if spec.baseline:
         if spec.kind == "search" and len(spec.modalities) > 1:
@@ -150,6 +150,7 @@ def open_study(
                 ("kind", spec.kind),
                 ("backbone", spec.backbone),
                 ("variant", spec.variant),
+                ("method", spec.method),
                 ("dataset", spec.dataset),
             ):
                 study.set_user_attr(key, value)
