@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import optuna
 import plotly.graph_objects as go
@@ -99,7 +99,7 @@ def method_rows(studies: Sequence[optuna.Study]) -> list[MethodRow]:
         most = max(r.n_trials for r in group)
         for r in sorted(group, key=lambda r: (METHOD_ORDER.index(r.method) if r.method in METHOD_ORDER else 99, r.study)):
             tunable = bool(METHOD_PARAMS.get(r.method))
-            out.append(MethodRow(**{**r.to_dict(), "flagged": tunable and r.n_trials < most}))
+            out.append(replace(r, flagged=tunable and r.n_trials < most))
     return out
 
 
