@@ -193,13 +193,13 @@ def _dropout_keep(shape: torch.Size, p: float, seed: int, like: torch.Tensor) ->
 
 class _PositionalWrite(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, state, token, value, grad, pe_row, step):  # type: ignore[override]
+    def forward(ctx, state, token, value, grad, pe_row, step):  # type: ignore[override]  # Function types forward/backward as (ctx, *args)
         ctx.grad, ctx.step = grad, step
         value[:, :, step] = state + pe_row
         return token.clone()
 
     @staticmethod
-    def backward(ctx, grad_token):  # type: ignore[override]
+    def backward(ctx, grad_token):  # type: ignore[override]  # Function types forward/backward as (ctx, *args)
         # every read of this step has run (the token orders them); hand the gradient over and clear the slot,
         # so that a second backward through the same graph (retain_graph) starts from zero
         grad = ctx.grad[:, :, ctx.step].clone()
@@ -209,7 +209,7 @@ class _PositionalWrite(torch.autograd.Function):
 
 class _PositionalAttend(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, weight, token, value, grad, length, p, seed):  # type: ignore[override]
+    def forward(ctx, weight, token, value, grad, length, p, seed):  # type: ignore[override]  # Function types forward/backward as (ctx, *args)
         past = value[:, :, :length]
         keep = _dropout_keep(past.shape, p, seed, past)
         mem = past if keep is None else past * keep
@@ -219,7 +219,7 @@ class _PositionalAttend(torch.autograd.Function):
         return torch.einsum("gbt,gbtd->gbd", alpha, mem)
 
     @staticmethod
-    def backward(ctx, grad_out):  # type: ignore[override]
+    def backward(ctx, grad_out):  # type: ignore[override]  # Function types forward/backward as (ctx, *args)
         weight, alpha = ctx.saved_tensors
         past = ctx.value[:, :, : ctx.length]
         keep = _dropout_keep(past.shape, ctx.p, ctx.seed, past)

@@ -28,13 +28,13 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 
 class _TakeRows(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, index, dim):  # type: ignore[override]
+    def forward(ctx, x, index, dim):  # type: ignore[override]  # Function types forward/backward as (ctx, *args)
         ctx.save_for_backward(index)
         ctx.dim, ctx.size = dim, x.shape[dim]
         return x.index_select(dim, index)
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad):  # type: ignore[override]  # Function types forward/backward as (ctx, *args)
         (index,) = ctx.saved_tensors
         shape = list(grad.shape)
         shape[ctx.dim] = ctx.size
@@ -43,7 +43,7 @@ class _TakeRows(torch.autograd.Function):
 
 class _PlaceRows(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, rows, index, dim, size):  # type: ignore[override]
+    def forward(ctx, rows, index, dim, size):  # type: ignore[override]  # Function types forward/backward as (ctx, *args)
         ctx.save_for_backward(index)
         ctx.dim = dim
         shape = list(rows.shape)
@@ -51,7 +51,7 @@ class _PlaceRows(torch.autograd.Function):
         return rows.new_zeros(shape).index_copy_(dim, index, rows)
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad):  # type: ignore[override]  # Function types forward/backward as (ctx, *args)
         (index,) = ctx.saved_tensors
         return grad.index_select(ctx.dim, index), None, None, None
 

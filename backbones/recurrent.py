@@ -153,12 +153,12 @@ class SharedWeight:
 
 class _SharedWeightCollect(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, weight, store):  # type: ignore[override]
+    def forward(ctx, weight, store):  # type: ignore[override]  # Function types forward/backward as (ctx, *args)
         ctx.store = store
         return weight.new_zeros(())
 
     @staticmethod
-    def backward(ctx, grad_token):  # type: ignore[override]
+    def backward(ctx, grad_token):  # type: ignore[override]  # Function types forward/backward as (ctx, *args)
         store = ctx.store
         if not store["inputs"]:
             return None, None
@@ -169,13 +169,13 @@ class _SharedWeightCollect(torch.autograd.Function):
 
 class _SharedWeightMatmul(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, add, x, token, weight, store):  # type: ignore[override]
+    def forward(ctx, add, x, token, weight, store):  # type: ignore[override]  # Function types forward/backward as (ctx, *args)
         ctx.store, ctx.weight, ctx.broadcast = store, weight, add.shape[1] != x.shape[1]
         ctx.save_for_backward(x)
         return torch.baddbmm(add, x, weight)
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad):  # type: ignore[override]  # Function types forward/backward as (ctx, *args)
         (x,) = ctx.saved_tensors
         if ctx.needs_input_grad[2]:  # the weight wants a gradient: record, the collecting node computes it
             ctx.store["inputs"].append(x)
@@ -192,7 +192,7 @@ class _LSTMCell(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, gates, c):  # type: ignore[override]
+    def forward(ctx, gates, c):  # type: ignore[override]  # Function types forward/backward as (ctx, *args)
         hidden = c.shape[-1]
         ifo = torch.sigmoid(gates[..., : 3 * hidden])
         g = torch.tanh(gates[..., 3 * hidden :])
@@ -203,7 +203,7 @@ class _LSTMCell(torch.autograd.Function):
         return o * tc, c_new
 
     @staticmethod
-    def backward(ctx, grad_h, grad_c):  # type: ignore[override]
+    def backward(ctx, grad_h, grad_c):  # type: ignore[override]  # Function types forward/backward as (ctx, *args)
         ifo, g, c, tc = ctx.saved_tensors
         i, f, o = ifo.chunk(3, dim=-1)
         dc = torch.addcmul(grad_c, grad_h * o, 1 - tc * tc)
@@ -219,7 +219,7 @@ class _GRUCell(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, gi, gh, h):  # type: ignore[override]
+    def forward(ctx, gi, gh, h):  # type: ignore[override]  # Function types forward/backward as (ctx, *args)
         hidden = h.shape[-1]
         rz = torch.sigmoid(gi[..., : 2 * hidden] + gh[..., : 2 * hidden])
         r, z = rz.chunk(2, dim=-1)
@@ -229,7 +229,7 @@ class _GRUCell(torch.autograd.Function):
         return torch.lerp(n, h, z)  # (1 - z) * n + z * h
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad):  # type: ignore[override]  # Function types forward/backward as (ctx, *args)
         rz, n, gh_n, h = ctx.saved_tensors
         r, z = rz.chunk(2, dim=-1)
         d_n = grad * (1 - z) * (1 - n * n)
@@ -406,13 +406,13 @@ class History:
 
 class _HistoryWrite(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, state, token, value, grad, step):  # type: ignore[override]
+    def forward(ctx, state, token, value, grad, step):  # type: ignore[override]  # Function types forward/backward as (ctx, *args)
         ctx.grad, ctx.step, ctx.rows = grad, step, state.shape[0]
         value[: ctx.rows, step] = state
         return token.clone()
 
     @staticmethod
-    def backward(ctx, grad_token):  # type: ignore[override]
+    def backward(ctx, grad_token):  # type: ignore[override]  # Function types forward/backward as (ctx, *args)
         # every read of this step has run; clear the slot so that a repeated backward (retain_graph) starts at 0
         grad = ctx.grad[: ctx.rows, ctx.step].clone()
         ctx.grad[: ctx.rows, ctx.step] = 0
@@ -421,7 +421,7 @@ class _HistoryWrite(torch.autograd.Function):
 
 class _HistoryAttend(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, query, token, value, grad, length):  # type: ignore[override]
+    def forward(ctx, query, token, value, grad, length):  # type: ignore[override]  # Function types forward/backward as (ctx, *args)
         past = value[: query.shape[0], :length]
         alpha = torch.softmax(torch.bmm(query, past.transpose(1, 2)), dim=-1)
         ctx.save_for_backward(query, alpha)
@@ -429,7 +429,7 @@ class _HistoryAttend(torch.autograd.Function):
         return torch.bmm(alpha, past)
 
     @staticmethod
-    def backward(ctx, grad_out):  # type: ignore[override]
+    def backward(ctx, grad_out):  # type: ignore[override]  # Function types forward/backward as (ctx, *args)
         query, alpha = ctx.saved_tensors
         past = ctx.value[: query.shape[0], : ctx.length]
         grad_alpha = torch.bmm(grad_out, past.transpose(1, 2))

@@ -58,6 +58,13 @@ def test_status_without_study_lists_every_study(finished_db):
     assert result.exit_code == 0 and "mmgcn-synthetic-search" in result.output
 
 
+def test_status_names_the_backbone_form_literally(finished_db):
+    # "[spcl form]" is text: rich must not swallow it as a markup tag
+    result = CliRunner().invoke(app, ["status", "--storage", finished_db, "--study", "mmgcn-synthetic-search"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "mmgcn [spcl form] on synthetic" in result.output
+
+
 def test_best_json_gives_one_row_per_modality_set_with_the_baseline(finished_db):
     result = CliRunner().invoke(app, ["best", "--storage", finished_db, "--json"])
     assert result.exit_code == 0, result.output

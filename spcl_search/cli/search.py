@@ -62,7 +62,7 @@ def _status_table(status: StudyStatus) -> Table:
     table.add_column(style="bold")
     table.add_column()
     how = "" if status.method == "spcl" else f", method {status.method}"
-    table.add_row("study", f"{status.name}  ({status.kind}, {status.backbone} [{status.variant} form] on {status.dataset}{how})")
+    table.add_row("study", escape(f"{status.name}  ({status.kind}, {status.backbone} [{status.variant} form] on {status.dataset}{how})"))
     table.add_row(
         "trials",
         f"{c.finished}/{status.n_trials} finished: {c.complete} complete, {c.pruned} pruned, {c.failed} failed"
