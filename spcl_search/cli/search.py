@@ -62,6 +62,7 @@ def _status_table(status: StudyStatus) -> Table:
     table.add_column(style="bold")
     table.add_column()
     how = "" if status.method == "spcl" else f", method {status.method}"
+    how += "" if status.precision == "fp32" else f", {status.precision}"
     table.add_row("study", escape(f"{status.name}  ({status.kind}, {status.backbone} [{status.variant} form] on {status.dataset}{how})"))
     table.add_row(
         "trials",
@@ -119,6 +120,10 @@ Method = Annotated[
     str | None,
     typer.Option("--method", help="Balance method: spcl (default), none, ogm_ge, opm or mmpareto; each searches its own settings."),
 ]
+Precision = Annotated[
+    str | None,
+    typer.Option("--precision", help="fp32 (default) or bf16: every trial's forward passes under bfloat16 autocast (part of the study)."),
+]
 Kind = Annotated[str | None, typer.Option("--kind", help="search (max dev F1) or balance (dev F1 and tri- vs bi-modal gain).")]
 NTrials = Annotated[int | None, typer.Option("--n-trials", help="Study budget: finished trials across all workers.")]
 WarmStart = Annotated[
@@ -144,6 +149,7 @@ def run(
     backbone: Backbone = None,
     variant: Variant = None,
     method: Method = None,
+    precision: Precision = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset name: synthetic, iemocap, meld (default: synthetic).")] = None,
     data: Annotated[str | None, typer.Option("--data", help="Feature pickle for the dataset ('synthetic' for the embedded one).")] = None,
     kind: Kind = None,
@@ -189,6 +195,7 @@ def run(
         backbone=backbone,
         variant=variant,
         method=method,
+        precision=precision,
         dataset=dataset,
         data=data,
         kind=kind,
@@ -280,6 +287,7 @@ def worker(
         str | None, typer.Option("--variant", help="Backbone form: spcl or original (refused if it differs from the study's).")
     ] = None,
     method: Annotated[str | None, typer.Option("--method", help="Balance method (refused if it differs from the study's).")] = None,
+    precision: Annotated[str | None, typer.Option("--precision", help="fp32 or bf16 (refused if it differs from the study's).")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Create: dataset name.")] = None,
     kind: Annotated[str | None, typer.Option("--kind", help="Create: search or balance.")] = None,
     n_trials: Annotated[int | None, typer.Option("--n-trials", help="Study budget (changes it for every worker).")] = None,
@@ -301,6 +309,7 @@ def worker(
         backbone=backbone,
         variant=variant,
         method=method,
+        precision=precision,
         dataset=dataset,
         kind=kind,
         n_trials=n_trials,

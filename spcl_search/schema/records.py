@@ -57,6 +57,8 @@ class TrialRecord:
     variant: str | None = None
     #: the balance method this trial trained with (``none`` for a baseline; older trials: ``None``, SPCL's)
     method: str | None = None
+    #: forward-pass arithmetic, ``fp32`` or ``bf16`` (older trials: ``None``, fp32)
+    precision: str | None = None
     use_cl: bool = True
     seed: int | None = None
     seeds: list[int] | None = None
