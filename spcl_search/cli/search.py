@@ -89,7 +89,7 @@ def _workers_table(status: StudyStatus, local: list[LocalWorker] | None = None) 
     for w in status.workers:
         table.add_row(
             f"{w.host}:{w.pid}",
-            w.gpu or "-",
+            _gpu(w.gpu, w.packing),
             _fmt(w.threads or "-"),
             w.state,
             _fmt(w.trial if w.trial is not None else "-"),
@@ -100,7 +100,7 @@ def _workers_table(status: StudyStatus, local: list[LocalWorker] | None = None) 
         if lw.returncode is not None:
             table.add_row(
                 f"local #{lw.slot.index} (pid {lw.process.pid})",
-                lw.slot.gpu or "-",
+                _gpu(lw.slot.gpu, lw.slot.packing),
                 _fmt(lw.slot.threads or "-"),
                 f"exited {lw.returncode}",
                 "-",
@@ -108,6 +108,13 @@ def _workers_table(status: StudyStatus, local: list[LocalWorker] | None = None) 
                 "-",
             )
     return table
+
+
+def _gpu(gpu: str | None, packing: int) -> str:
+    """``0``, or ``0 (4/GPU)`` when workers share the GPU."""
+    if gpu is None:
+        return "-"
+    return gpu if packing <= 1 else f"{gpu} ({packing}/GPU)"
 
 
 Storage = Annotated[str | None, typer.Option("--storage", help=_STORAGE_HELP)]
@@ -169,8 +176,16 @@ def run(
         list[str] | None, typer.Option("--space", help="Search range NAME=LOW:HIGH[:log|:step=S] or NAME=A,B,C (repeatable).")
     ] = None,
     storage: Storage = None,
-    workers: Annotated[int, typer.Option("--workers", "-k", min=0, help="Local worker processes (0: only create the study).")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", "-k", min=0, help="Local worker processes (0: only create the study; default: trials-per-gpu x GPUs, or 1)."
+        ),
+    ] = None,
     gpus: Annotated[str | None, typer.Option("--gpus", help="GPU ids to spread workers over (default: all visible).")] = None,
+    trials_per_gpu: Annotated[
+        int, typer.Option("--trials-per-gpu", min=1, help="Workers sharing each GPU (worker i on GPU i // K), each capped at 0.95/K of it.")
+    ] = 1,
     threads: Threads = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda (workers on GPUs use their own).")] = "auto",
     timeout: Timeout = None,
@@ -221,16 +236,17 @@ def run(
     if workers == 0:
         console.print("no local workers (--workers 0); join with: spcl-search worker --study " + spec.name)
         return
-    gpu_list = [g.strip() for g in gpus.split(",")] if gpus else None
-    slots = launcher.plan(workers, gpu_list, threads=threads)
+    gpu_list = [g.strip() for g in gpus.split(",")] if gpus else launcher.detect_gpus()
+    n_workers = launcher.default_workers(gpu_list, trials_per_gpu) if workers is None else workers
+    slots = launcher.plan(n_workers, gpu_list, threads=threads, trials_per_gpu=trials_per_gpu)
     extra = ["--heartbeat-interval", str(heartbeat_interval), "--grace-period", str(grace_period), "--device", device]
     if timeout is not None:
         extra += ["--timeout", str(timeout)]
     if data is not None:
         extra += ["--data", data]
     procs = launcher.start_workers(spec.name, url, slots, log_dir, extra)
-    where = ", ".join(f"GPU {s.gpu}" if s.gpu is not None else f"{s.threads} CPU thread(s)" for s in slots)
-    console.print(f"  {workers} worker(s): {where}; logs in {log_dir / spec.name}/")
+    where = ", ".join(f"GPU {_gpu(s.gpu, s.packing)}" if s.gpu is not None else f"{s.threads} CPU thread(s)" for s in slots)
+    console.print(f"  {n_workers} worker(s): {where}; logs in {log_dir / spec.name}/")
     reader = open_storage(url, heartbeat_interval=None)
 
     def render() -> Group:
@@ -277,6 +293,15 @@ def worker(
     study: Annotated[str | None, typer.Option("--study", help="Study to join (or to create, with --spec/--backbone).")] = None,
     storage: Storage = None,
     gpu: Annotated[str | None, typer.Option("--gpu", help="GPU id this worker uses (sets CUDA_VISIBLE_DEVICES).")] = None,
+    trials_per_gpu: Annotated[
+        int,
+        typer.Option(
+            "--trials-per-gpu", min=1, help="Workers sharing this GPU: caps memory at 0.95/K; a GPU out-of-memory is retried once."
+        ),
+    ] = 1,
+    memory_fraction: Annotated[
+        float | None, typer.Option("--memory-fraction", min=0.01, max=1.0, help="CUDA allocator cap, a share of the GPU (default: 0.95/K).")
+    ] = None,
     threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N (ignored with --gpu).")] = "auto",
     timeout: Annotated[float | None, typer.Option("--timeout", help="Start no trial after this many seconds.")] = None,
@@ -319,7 +344,9 @@ def worker(
     if "name" not in requested and "backbone" not in requested:
         raise ConfigError("worker needs --study NAME (or --spec FILE to create the study)")
     rdb = open_storage(storage, heartbeat_interval=heartbeat_interval, grace_period=grace_period, max_retry=max_retry)
-    options = WorkerOptions(device=device, threads=threads, gpu=gpu, timeout=timeout, data=data)
+    options = WorkerOptions(
+        device=device, threads=threads, gpu=gpu, timeout=timeout, data=data, trials_per_gpu=trials_per_gpu, memory_fraction=memory_fraction
+    )
     try:
         report = run_worker(rdb, options=options, requested=requested)
     except KeyboardInterrupt as exc:

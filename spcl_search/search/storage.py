@@ -81,7 +81,7 @@ def _prepare_sqlite(path: Path, masked: str, must_exist: bool) -> None:
 
 
 #: user attrs that describe one run of a trial (and why it failed): a retry starts without them
-RUN_ATTRS = ("error", "fail_reason", "worker", "trial_seconds", "pruned_at_step")
+RUN_ATTRS = ("error", "fail_reason", "worker", "gpu", "oom", "packing", "trial_seconds", "pruned_at_step")
 
 
 class RetryCallback(optuna.storages.RetryHeartbeatStaleTrialCallback):

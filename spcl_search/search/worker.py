@@ -12,7 +12,9 @@ so an interrupted trial neither counts against the budget nor is lost; the worke
 A second signal ends the process at once (the heartbeat check retries whatever it left running).
 
 A trial that raises (NaN loss, out of GPU or host memory, a bug) is FAIL with ``error`` and
-``fail_reason`` and uses its slot; the worker frees memory and goes on. A study database that goes
+``fail_reason`` and uses its slot; the worker frees memory and goes on. The exception: a trial out of GPU
+memory on a GPU packed with others (``--trials-per-gpu`` K > 1) is retried once while its worker leaves, so the
+retry runs at K-1 or on another GPU (:mod:`spcl_search.search.packing`). A study database that goes
 away is waited for (:mod:`spcl_search.search.retry`); trials whose worker died or was cut off are
 failed and retried by the next worker that reserves a slot (:func:`recover_trials`).
 """
@@ -42,6 +44,7 @@ from spcl_search.errors import ConfigError, DataError, NonFiniteLossError, SpclS
 from spcl_search.schema.spec import StudySpec
 from spcl_search.search import budget as budgets
 from spcl_search.search import optuna_internals as internals
+from spcl_search.search import packing
 from spcl_search.search.lock import study_lock
 from spcl_search.search.objectives import Trainer, TrainerFactory, make_objective, real_trainer
 from spcl_search.search.registry import WorkerRecord
@@ -68,6 +71,10 @@ class WorkerOptions:
     timeout: float | None = None
     poll_interval: float | None = None
     data: str | None = None
+    #: workers sharing this worker's GPU (``--trials-per-gpu``): sets the memory cap and the out-of-memory retry
+    trials_per_gpu: int = 1
+    #: cap of the CUDA allocator as a share of the GPU (default: ``packing.memory_fraction(trials_per_gpu)``)
+    memory_fraction: float | None = None
 
 
 @dataclass
@@ -75,7 +82,7 @@ class WorkerReport:
     """What a worker did before it left."""
 
     study: str
-    reason: str = "budget"  # budget | timeout | interrupted
+    reason: str = "budget"  # budget | timeout | interrupted | packing (left after a CUDA out-of-memory)
     trials: list[int] = field(default_factory=list)
     states: dict[str, int] = field(default_factory=dict)
 
@@ -216,6 +223,10 @@ def recover_trials(study: optuna.Study, storage: optuna.storages.RDBStorage) -> 
         if t.state == TrialState.FAIL and t.number not in retried:
             if t.user_attrs.get("fail_reason") == INTERRUPTED or "error" not in t.user_attrs:
                 callback(study, copy.deepcopy(t))  # it applies the retry limit
+            elif packing.oom_retry_due(t):
+                again = copy.deepcopy(t)
+                again.user_attrs = {**again.user_attrs, packing.RETRIED_AFTER: packing.OUT_OF_MEMORY}  # once only
+                callback(study, again)
 
 
 @dataclass
@@ -303,8 +314,10 @@ def _run_trial(
     objective: Callable[[optuna.Trial], Any],
     record: WorkerRecord,
     study_id: int,
-) -> TrialState:
-    trial.set_user_attr("worker", record.label)
+) -> tuple[TrialState, bool]:
+    """Run ``trial``; returns its state and whether this worker should leave (a CUDA out-of-memory retried
+    at lower packing)."""
+    internals.set_trial_user_attrs(trial, {"worker": record.label, **({"gpu": record.gpu} if record.gpu is not None else {})})
     record.publish(storage, study_id, state="running", trial=trial.number)
     heartbeat = _Heartbeat(storage, internals.trial_id(trial), lambda: record.publish(storage, study_id))
     heartbeat.start()
@@ -331,6 +344,8 @@ def _run_trial(
         state = TrialState.FAIL
         final["fail_reason"] = fail_reason(exc)
         final["error"] = f"{type(exc).__name__}: {exc}"[:500]
+        if packing.is_cuda_oom(exc):
+            final.update(packing.oom_attrs(record.packing))
         logger.warning("trial %d failed (%s): %s: %s", trial.number, final["fail_reason"], type(exc).__name__, exc)
         if isinstance(exc, FATAL_ERRORS):
             fatal = exc
@@ -353,10 +368,26 @@ def _run_trial(
             "trial %d was failed by the heartbeat check while this worker could not reach the database; its retry runs it again",
             trial.number,
         )
-        return TrialState.FAIL
+        return TrialState.FAIL, False
     if fatal is not None:
         raise fatal
-    return state
+    if final.get("oom") and record.packing > 1 and trial.user_attrs.get(packing.RETRIED_AFTER) != packing.OUT_OF_MEMORY:
+        deadline = getattr(storage, "retry_deadline", None)
+        retry_call(
+            lambda: _recover_locked(study, storage),
+            what="enqueue the retry of a trial out of GPU memory",
+            url=storage.url,
+            deadline=deadline,
+        )
+        logger.warning(
+            "trial %d ran out of GPU memory with %d workers on GPU %s: it is retried once, and this worker leaves so the GPU runs %d",
+            trial.number,
+            record.packing,
+            record.gpu if record.gpu is not None else "?",
+            record.packing - 1,
+        )
+        return state, True
+    return state, False
 
 
 def _interrupted(study: optuna.Study, storage: optuna.storages.RDBStorage, trial: optuna.Trial, seconds: float) -> None:
@@ -406,10 +437,15 @@ def run_worker(
         logger.info("%s", note)
     study, spec = opened.study, opened.spec
     study_id = storage.get_study_id_from_name(study.study_name)
+    if options.gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(options.gpu)  # before anything starts CUDA
     factory = trainer or trainer_from_env()
     objective = make_objective(spec, factory(spec) if factory else load_trainer(spec, study, options, dataset))
+    cap = options.memory_fraction if options.memory_fraction is not None else packing.memory_fraction(options.trials_per_gpu)
+    if packing.cap_memory(cap):
+        logger.info("CUDA allocator capped at %.0f%% of the GPU (%d workers share it)", 100 * (cap or 1), options.trials_per_gpu)
     poll = options.poll_interval or _default_poll(storage)
-    record = WorkerRecord(gpu=options.gpu, threads=options.threads)
+    record = WorkerRecord(gpu=options.gpu, threads=options.threads, packing=options.trials_per_gpu)
     report = WorkerReport(study=study.study_name)
     stop_at = None if options.timeout is None else time.monotonic() + options.timeout
     pending = _Pending()
@@ -434,13 +470,16 @@ def run_worker(
                         record.publish(storage, study_id, state="waiting", trial=None)
                     time.sleep(poll + jitter)
                     continue
-                state = _run_trial(study, storage, trial, objective, record, study_id)
+                state, leave = _run_trial(study, storage, trial, objective, record, study_id)
                 report.trials.append(trial.number)
                 report.states[state.name] = report.states.get(state.name, 0) + 1
                 record.trials_done += 1
                 logger.info("trial %d %s", trial.number, state.name)
                 if on_trial is not None:
                     on_trial(trial.number, state)
+                if leave:
+                    report.reason = "packing"
+                    break
         except KeyboardInterrupt:
             report.reason = "interrupted"
             raise
