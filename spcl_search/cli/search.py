@@ -1,4 +1,4 @@
-"""``spcl-search run | worker | status | best``: hyperparameter studies over SPCL settings."""
+"""``spcl-search run | worker | status | best | storage-proxy``: hyperparameter studies over SPCL settings."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ console = Console()
 
 _SPEC_HELP = "Study spec (TOML, see studies/); options below override it."
 _STORAGE_HELP = (
-    "Database URL: sqlite:///FILE or postgresql://USER:PASS@HOST/DB (default: $SPCL_SEARCH_STORAGE or sqlite:///spcl_search.db)."
+    "Database URL: sqlite:///FILE or postgresql://USER:PASS@HOST/DB, or grpc://HOST:PORT for a storage proxy "
+    "(default: $SPCL_SEARCH_STORAGE or sqlite:///spcl_search.db)."
 )
 
 
@@ -383,6 +384,37 @@ def status(
         console.print(_status_table(st))
         if st.workers:
             console.print(_workers_table(st))
+
+
+@app.command("storage-proxy")
+def storage_proxy(
+    storage: Annotated[
+        str | None, typer.Option("--storage", help="The study database the proxy serves (postgresql://... or sqlite:///...).")
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")] = "localhost",
+    port: Annotated[
+        int, typer.Option("--port", min=1, max=65535, help="Port to listen on; workers use --storage grpc://HOST:PORT.")
+    ] = 13000,
+    threads: Annotated[int, typer.Option("--threads", min=2, help="Threads answering calls (about 2 per worker).")] = 128,
+    connections: Annotated[int, typer.Option("--connections", min=1, help="Database connections of the proxy's pool.")] = 8,
+    heartbeat_interval: HeartbeatInterval = DEFAULT_HEARTBEAT_INTERVAL,
+    grace_period: GracePeriod = DEFAULT_GRACE_PERIOD,
+) -> None:
+    """Serve the study database to workers over gRPC (Optuna's storage proxy): only the proxy holds connections."""
+    from spcl_search.search.proxy_server import serve
+
+    _setup_logging()
+    if storage and storage.startswith("grpc://"):
+        raise ConfigError(f"--storage {storage}: the proxy serves a database; give postgresql://... or sqlite:///...")
+    serve(
+        storage,
+        host,
+        port,
+        heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period,
+        threads=threads,
+        connections=connections,
+    )
 
 
 @app.command()

@@ -47,6 +47,7 @@ from spcl_search.search import optuna_internals as internals
 from spcl_search.search import packing
 from spcl_search.search.lock import study_lock
 from spcl_search.search.objectives import Trainer, TrainerFactory, make_objective, real_trainer
+from spcl_search.search.proxy import ProxyStorage, StudyStorage
 from spcl_search.search.registry import WorkerRecord
 from spcl_search.search.retry import paused, retry_call
 from spcl_search.search.settings import TRAINER_ENV_VAR
@@ -90,7 +91,7 @@ class WorkerReport:
 class _Heartbeat(threading.Thread):
     """Records the trial's heartbeat (and refreshes the worker record) every interval."""
 
-    def __init__(self, storage: optuna.storages.RDBStorage, trial_id: int, beat: Callable[[], None]) -> None:
+    def __init__(self, storage: StudyStorage, trial_id: int, beat: Callable[[], None]) -> None:
         super().__init__(daemon=True, name=f"heartbeat-{trial_id}")
         self._storage, self._id, self._beat = storage, trial_id, beat
         self._halt = threading.Event()
@@ -198,7 +199,7 @@ def trainer_from_env() -> TrainerFactory | None:
     return factory
 
 
-def recover_trials(study: optuna.Study, storage: optuna.storages.RDBStorage) -> None:
+def recover_trials(study: optuna.Study, storage: StudyStorage) -> None:
     """Under the study lock: fail the trials whose worker is gone and give each a retry.
 
     * a stale heartbeat: Optuna's check fails the trial and its callback enqueues the retry;
@@ -211,7 +212,11 @@ def recover_trials(study: optuna.Study, storage: optuna.storages.RDBStorage) -> 
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
     grace = float(storage.grace_period or 2 * (storage.get_heartbeat_interval() or 30))
-    for orphan in internals.orphan_trial_ids(storage, internals.study_id(study), grace):
+    if isinstance(storage, ProxyStorage):
+        orphans = storage.orphan_trial_ids(internals.study_id(study), grace)  # the proxy queries the database
+    else:
+        orphans = internals.orphan_trial_ids(storage, internals.study_id(study), grace)
+    for orphan in orphans:
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
             storage.set_trial_state_values(orphan, TrialState.FAIL)
     callback = storage.get_heartbeat_stale_trial_callback()
@@ -236,7 +241,7 @@ class _Pending:
     trial: optuna.Trial | None = None
 
 
-def _still_ours(storage: optuna.storages.RDBStorage, trial: optuna.Trial, counts: budgets.BudgetCounts, n_trials: int) -> bool:
+def _still_ours(storage: StudyStorage, trial: optuna.Trial, counts: budgets.BudgetCounts, n_trials: int) -> bool:
     """Whether the pending ``trial`` keeps its slot. Started while the lock was (maybe) lost, it goes
     back to WAITING if that let the study over its budget; gone if another worker failed it meanwhile."""
     if storage.get_trial(internals.trial_id(trial)).state != TrialState.RUNNING:
@@ -249,7 +254,7 @@ def _still_ours(storage: optuna.storages.RDBStorage, trial: optuna.Trial, counts
 
 
 def _reserve(
-    study: optuna.Study, storage: optuna.storages.RDBStorage, study_id: int, pending: _Pending | None = None
+    study: optuna.Study, storage: StudyStorage, study_id: int, pending: _Pending | None = None
 ) -> tuple[optuna.Trial | None, bool]:
     """Under the study lock: recover dead workers' trials, then start a trial if a slot is free.
 
@@ -280,7 +285,7 @@ def _reserve(
     return trial, False
 
 
-def _recover_locked(study: optuna.Study, storage: optuna.storages.RDBStorage) -> None:
+def _recover_locked(study: optuna.Study, storage: StudyStorage) -> None:
     with study_lock(storage, study.study_name):
         recover_trials(study, storage)
 
@@ -309,7 +314,7 @@ def release_memory() -> None:
 
 def _run_trial(
     study: optuna.Study,
-    storage: optuna.storages.RDBStorage,
+    storage: StudyStorage,
     trial: optuna.Trial,
     objective: Callable[[optuna.Trial], Any],
     record: WorkerRecord,
@@ -390,7 +395,7 @@ def _run_trial(
     return state, False
 
 
-def _interrupted(study: optuna.Study, storage: optuna.storages.RDBStorage, trial: optuna.Trial, seconds: float) -> None:
+def _interrupted(study: optuna.Study, storage: StudyStorage, trial: optuna.Trial, seconds: float) -> None:
     """Fail an interrupted trial and enqueue its retry (a second signal ends the process meanwhile)."""
     attrs = {"error": "interrupted (SIGTERM or Ctrl-C); retried", "fail_reason": INTERRUPTED, "trial_seconds": round(seconds, 3)}
     try:
@@ -404,12 +409,12 @@ def _interrupted(study: optuna.Study, storage: optuna.storages.RDBStorage, trial
     )
 
 
-def _default_poll(storage: optuna.storages.RDBStorage) -> float:
+def _default_poll(storage: StudyStorage) -> float:
     return float(min(5.0, max(0.5, (storage.get_heartbeat_interval() or 10) / 2)))
 
 
 def run_worker(
-    storage: optuna.storages.RDBStorage,
+    storage: StudyStorage,
     study_name: str | None = None,
     options: WorkerOptions | None = None,
     *,
