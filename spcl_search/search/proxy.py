@@ -79,8 +79,15 @@ class ProxyStorage(optuna.storages.GrpcStorageProxy, internals.BaseHeartbeat):
     """Optuna's gRPC storage client with heartbeats, the study lock and batched user attrs (see the module)."""
 
     def __init__(
-        self, url: str, *, heartbeats: bool = True, max_retry: int | None = None, retry_deadline: float = STORAGE_RETRY_DEADLINE
+        self,
+        url: str,
+        *,
+        heartbeats: bool = True,
+        stale_trial_callback: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+        retry_deadline: float = STORAGE_RETRY_DEADLINE,
     ) -> None:
+        """Connect to the proxy at ``url``; with ``heartbeats``, trials beat at the proxy's interval and a stale one
+        is handed to ``stale_trial_callback`` (the storage's retry)."""
         self.url = url
         self.retry_deadline = retry_deadline
         host, port = parse_proxy_url(url)
@@ -102,13 +109,7 @@ class ProxyStorage(optuna.storages.GrpcStorageProxy, internals.BaseHeartbeat):
         self.database: str = config["database"]
         self.grace_period: int = int(config["grace_period"])
         self._interval: int | None = int(config["heartbeat_interval"]) if heartbeats else None
-        self._callback: Any = None
-        if heartbeats:
-            from spcl_search.search.storage import RetryCallback  # storage imports this module
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                self._callback = RetryCallback(max_retry=max_retry)
+        self._callback = stale_trial_callback if heartbeats else None
 
     def call(self, method: str, request: Any, timeout: float | None = 60.0) -> Any:
         """One call of the proxy's ``spcl_search.Coordinator`` service."""

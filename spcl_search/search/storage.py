@@ -131,7 +131,11 @@ def open_storage(
     """
     resolved = resolve_url(url)
     if is_proxy_url(resolved):
-        return ProxyStorage(resolved, heartbeats=heartbeat_interval is not None, max_retry=max_retry, retry_deadline=retry_deadline)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            callback = RetryCallback(max_retry=max_retry)
+        heartbeats = heartbeat_interval is not None
+        return ProxyStorage(resolved, heartbeats=heartbeats, stale_trial_callback=callback, retry_deadline=retry_deadline)
     masked = mask_url(resolved)
     if heartbeat_interval is not None:
         if heartbeat_interval < 1 or grace_period is None or grace_period <= heartbeat_interval:
