@@ -139,6 +139,10 @@ SPCL: dict[str, Any] = {"cl_threshold": 0.4, "cl_growth": 1.1, "cap": 60.0, "nor
 METHODS: tuple[str, ...] = ("spcl", "none", "ogm_ge", "opm", "mmpareto")
 DEFAULT_METHOD = METHODS[0]
 
+#: arithmetic of the forward passes (``--precision``): float32 throughout, or bfloat16 autocast; fp32 until measured
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+DEFAULT_PRECISION = PRECISIONS[0]
+
 #: method -> option -> default (SPCL's own settings are the SPCL table above). OGM-GE: BalanceBenchmark's alpha;
 #: OPM: the released Modality_drop's drop frequency 0.7, base rate and strength mid-range; MMPareto: the released
 #: code's magnitude factor gamma

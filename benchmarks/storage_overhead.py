@@ -10,10 +10,13 @@
    trials of ``--trial-seconds`` (simulated), counting trials per second between the first trial's
    start and the last one's end, the trials that finished (must equal the budget) and any storage
    error in the workers' output.
+3. With ``--proxy``: the same throughput through one storage proxy (``spcl-search storage-proxy``, workers on
+   ``grpc://``) against direct PostgreSQL connections, at ``--proxy-workers`` (default 8, 32, 64) workers.
 
     python benchmarks/storage_overhead.py                       # everything (a few minutes)
     python benchmarks/storage_overhead.py --workers 1,2 --skip-real
     python benchmarks/storage_overhead.py --paper-data shared/data/iemocap/iemocap_surrogate.pkl
+    python benchmarks/storage_overhead.py --proxy --only-proxy --proxy-workers 8   # proxy vs direct only
 
 PostgreSQL comes from ``--pg-url`` or ``$SPCL_TEST_PG_URL`` (default postgresql://postgres@127.0.0.1:5432/test);
 the benchmark's studies are deleted afterwards.
@@ -22,8 +25,11 @@ the benchmark's studies are deleted afterwards.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -142,6 +148,31 @@ def throughput(url: str, workers: int, n_trials: int, trial_seconds: float, epoc
     }
 
 
+@contextlib.contextmanager
+def storage_proxy(pg_url: str):
+    """A ``spcl-search storage-proxy`` process over ``pg_url`` on a free local port; yields its grpc:// URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "spcl_search", "storage-proxy", "--storage", pg_url, "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"grpc://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                open_storage(url, heartbeat_interval=None)
+                break
+            except Exception:  # noqa: BLE001 - not up yet
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the storage proxy did not start") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pg-url", default=os.environ.get("SPCL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"))
@@ -154,10 +185,16 @@ def main() -> None:
     parser.add_argument("--skip-real", action="store_true", help="do not measure a real trial")
     parser.add_argument("--paper-data", default=None, help="feature pickle (e.g. IEMOCAP): also compare with a 50-epoch trial on it")
     parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--proxy", action="store_true", help="3.: throughput through one storage proxy against direct connections")
+    parser.add_argument("--proxy-workers", default="8,32,64")
+    parser.add_argument("--only-proxy", action="store_true", help="run part 3 only")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     print(f"machine: {os.cpu_count()} CPU(s); PostgreSQL: {mask_url(args.pg_url)}")
+    if args.only_proxy:
+        proxy_vs_direct(args)
+        return
     real = args.real_trial_seconds
     if real is None and not args.skip_real:
         real = real_trial_seconds()
@@ -189,6 +226,22 @@ def main() -> None:
             f"{k:>8}{r['complete']:>10}/{r['budget']:<6}{r['trials_per_s']:>10.2f}{r['ideal_per_s']:>9.2f}{r['span_s']:>8.1f}"
             f"{r['wall_s']:>8.1f}{r['nonzero_exits']:>10}{r['storage_errors']:>16}"
         )
+    if args.proxy:
+        proxy_vs_direct(args)
+
+
+def proxy_vs_direct(args: argparse.Namespace) -> None:
+    """Part 3: the throughput table through one storage proxy and with direct connections, per worker count."""
+    print(f"\n3. throughput, storage proxy vs direct PostgreSQL: trials of {args.trial_seconds} s, {args.trials_per_worker} per worker")
+    print(f"{'workers':>8}{'storage':>9}{'complete/budget':>17}{'trials/s':>10}{'ideal/s':>9}{'span s':>8}{'bad exits':>10}{'storage errors':>16}")
+    with storage_proxy(args.pg_url) as proxy_url:
+        for k in [int(x) for x in args.proxy_workers.split(",")]:
+            for label, url in (("direct", args.pg_url), ("proxy", proxy_url)):
+                r = throughput(url, k, args.trials_per_worker * k, args.trial_seconds, 4)
+                print(
+                    f"{k:>8}{label:>9}{r['complete']:>10}/{r['budget']:<6}{r['trials_per_s']:>10.2f}{r['ideal_per_s']:>9.2f}"
+                    f"{r['span_s']:>8.1f}{r['nonzero_exits']:>10}{r['storage_errors']:>16}"
+                )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 #   sbatch --export=ALL,SPEC=studies/mmgcn_iemocap.toml,KIND=search,DATA=/data/iemocap.pkl scripts/slurm_workers.sh
 #   sbatch --array=0-15%4 --export=ALL,SPEC=... scripts/slurm_workers.sh       # 16 tasks, 4 at a time
 #   sbatch --gres=none --cpus-per-task=2 --export=ALL,SPEC=... scripts/slurm_workers.sh   # CPU-only nodes
+#   sbatch --export=ALL,SPEC=...,TRIALS_PER_GPU=4 scripts/slurm_workers.sh     # 4 workers share each task's GPU
 #
 # Resources: the #SBATCH lines below are defaults; sbatch options (or SBATCH_* variables, e.g.
 # SBATCH_GRES=none) override them. Each task asks for one GPU (--gres=gpu:1); on a cluster without GPUs Slurm
@@ -18,6 +19,10 @@
 # budget stays exact. A task killed at its time limit gets SIGTERM first: its running trial is failed and
 # re-enqueued; a task that dies without warning (node failure) is noticed after the grace period (120 s
 # without heartbeat) and its trial is retried by another worker.
+#
+# Packing: TRIALS_PER_GPU=K starts K workers in the task, sharing its GPU (and splitting its CPUs); each caps
+# its CUDA memory at 0.95/K of the GPU, and a trial out of GPU memory is retried once while its worker leaves
+# (the GPU then runs K-1). Their log lines are prefixed "[worker k]". SIGTERM reaches every worker.
 #
 # Progress: spcl-search status --study NAME    Best settings: spcl-search best --study NAME
 #
@@ -37,6 +42,11 @@ KIND="${KIND:-search}"
 DATA="${DATA:-}"
 VENV="${VENV:-.venv}"
 EXTRA_ARGS="${EXTRA_ARGS:-}"   # e.g. "--warm-start paper" or "--timeout 36000"
+TRIALS_PER_GPU="${TRIALS_PER_GPU:-1}"
+if ! [[ "$TRIALS_PER_GPU" =~ ^[1-9][0-9]*$ ]]; then
+  echo "error: TRIALS_PER_GPU=$TRIALS_PER_GPU: give a whole number >= 1" >&2
+  exit 2
+fi
 
 if [[ -f "${SPCL_SEARCH_ENV_FILE:-}" ]]; then
   # shellcheck disable=SC1090
@@ -46,12 +56,38 @@ if [[ -x "$VENV/bin/spcl-search" ]]; then
   export PATH="$VENV/bin:$PATH"
 fi
 
-args=(worker --spec "$SPEC" --kind "$KIND" --threads "${SLURM_CPUS_PER_TASK:-1}")
+threads=$(( ${SLURM_CPUS_PER_TASK:-1} / TRIALS_PER_GPU ))
+(( threads >= 1 )) || threads=1
+args=(worker --spec "$SPEC" --kind "$KIND" --threads "$threads" --trials-per-gpu "$TRIALS_PER_GPU")
 if [[ -n "$DATA" ]]; then
   args+=(--data "$DATA")
 fi
-# Slurm sets CUDA_VISIBLE_DEVICES to the GPU it allocated; the worker trains on it (device auto).
-echo "task ${SLURM_ARRAY_TASK_ID:-?} on $(hostname): GPU ${CUDA_VISIBLE_DEVICES:-none}, spcl-search ${args[*]} $EXTRA_ARGS"
-# exec: Slurm's SIGTERM reaches the worker itself, which re-enqueues its running trial before exiting.
-# shellcheck disable=SC2086
-exec spcl-search "${args[@]}" $EXTRA_ARGS
+# Slurm sets CUDA_VISIBLE_DEVICES to the GPU it allocated; the workers train on it (recorded as their --gpu).
+gpu="${CUDA_VISIBLE_DEVICES:-}"
+if [[ -n "$gpu" && "$gpu" != *,* ]]; then
+  args+=(--gpu "$gpu")
+fi
+echo "task ${SLURM_ARRAY_TASK_ID:-?} on $(hostname): GPU ${gpu:-none}, $TRIALS_PER_GPU worker(s): spcl-search ${args[*]} $EXTRA_ARGS"
+if (( TRIALS_PER_GPU == 1 )); then
+  # exec: Slurm's SIGTERM reaches the worker itself, which re-enqueues its running trial before exiting.
+  # shellcheck disable=SC2086
+  exec spcl-search "${args[@]}" $EXTRA_ARGS
+fi
+pids=()
+for (( k = 0; k < TRIALS_PER_GPU; k++ )); do
+  # shellcheck disable=SC2086
+  spcl-search "${args[@]}" $EXTRA_ARGS > >(sed -u "s/^/[worker $k] /") 2>&1 &
+  pids+=("$!")
+done
+# Slurm's SIGTERM (time limit, scancel) goes on to every worker; each re-enqueues its running trial.
+trap 'kill -TERM "${pids[@]}" 2>/dev/null || true' TERM INT
+status=0
+for pid in "${pids[@]}"; do
+  while true; do
+    rc=0
+    wait "$pid" || rc=$?
+    kill -0 "$pid" 2>/dev/null || break   # exited (a trap only interrupted the wait otherwise)
+  done
+  (( rc == 0 )) || status=$rc
+done
+exit "$status"

@@ -24,7 +24,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 import backbones
 from backbones.base import ParameterPart
-from backbones.defaults import DEFAULT_VARIANT, RUN, training_defaults
+from backbones.defaults import DEFAULT_PRECISION, DEFAULT_VARIANT, PRECISIONS, RUN, training_defaults
 from spcl_search.data.batching import Batch, iter_batches
 from spcl_search.data.standardise import standardise
 from spcl_search.data.types import ERCDataset, canonical_modalities
@@ -37,8 +37,6 @@ __all__ = ["EpochRecord", "TrainConfig", "TrainResult", "effective_protocol", "l
 
 #: datasets whose backbone defaults differ from the generic ones
 KNOWN_DATASETS = ("iemocap", "meld")
-#: arithmetic of the forward passes: float32 throughout, or bfloat16 autocast (``--precision``)
-PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -68,7 +66,7 @@ class TrainConfig:
     standardise: bool = False
     method: str = DEFAULT_METHOD
     method_options: dict[str, float] = field(default_factory=dict)
-    precision: str = "fp32"
+    precision: str = DEFAULT_PRECISION
     spcl: SPCLConfig = field(default_factory=SPCLConfig)
     model: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None

@@ -116,3 +116,11 @@ def test_run_with_only_a_backbone_finishes_a_small_synthetic_study(tmp_path):
     status = _cli("status", "--json", cwd=tmp_path)
     (st,) = json.loads(status.stdout)
     assert st["name"] == "dialoguegcn-synthetic-search" and st["done"]
+
+
+def test_run_takes_the_precision_into_the_study_spec(tmp_path):
+    result = _cli("run", "--backbone", "mmgcn", "--precision", "bf16", "--workers", "0", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    status = _cli("status", "--json", cwd=tmp_path)
+    (st,) = json.loads(status.stdout)
+    assert st["precision"] == "bf16"

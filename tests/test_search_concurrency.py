@@ -153,3 +153,23 @@ def test_slurm_array_tasks_create_the_study_once_and_share_the_budget(pg_url, pg
     trials = optuna.load_study(study_name=pg_study, storage=rdb).trials
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 6 and len(trials) == 6
     assert sum(t.user_attrs.get("enqueued") == "paper" for t in trials) == 1  # enqueued once, not per task
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_slurm_task_with_trials_per_gpu_runs_that_many_workers_on_its_gpu(pg_url, pg_study, tmp_path):
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = tmp_path / "cheap.toml"
+    spec.write_text(f'name = "{pg_study}"\nbackbone = "mmgcn"\nepochs = 2\nn_trials = 6\npruner = "none"\n')
+    env = {**os.environ, **simulated.env(seconds=0.2), "SPCL_SEARCH_STORAGE": pg_url, "SPEC": str(spec), "SLURM_CPUS_PER_TASK": "2",
+           "VENV": str(Path(sys.executable).parent.parent), "TRIALS_PER_GPU": "2", "CUDA_VISIBLE_DEVICES": "0", "SLURM_ARRAY_TASK_ID": "0"}
+    task = subprocess.run(["bash", str(repo / "scripts" / "slurm_workers.sh")], env=env, cwd=repo, capture_output=True, text=True, timeout=240)
+    assert task.returncode == 0, task.stdout + task.stderr
+    assert "2 worker(s)" in task.stdout
+    ran = {k: _trials_run("\n".join(line for line in task.stdout.splitlines() if line.startswith(f"[worker {k}]"))) for k in (0, 1)}
+    assert ran[0] and ran[1] and sorted(ran[0] + ran[1]) == list(range(6))  # both workers trained, each trial once
+    trials = optuna.load_study(study_name=pg_study, storage=open_storage(pg_url, heartbeat_interval=None)).trials
+    assert Counter(t.state for t in trials) == {TrialState.COMPLETE: 6}
+    assert {t.user_attrs["gpu"] for t in trials} == {"0"} and len({t.user_attrs["worker"] for t in trials}) == 2

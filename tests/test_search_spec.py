@@ -205,3 +205,25 @@ def test_a_stored_spec_from_before_the_methods_reads_as_spcl():
     stored = specs.build({"backbone": "mmgcn"}).to_dict()
     del stored["method"]
     assert specs.from_dict(stored).method == "spcl"
+
+
+def test_precision_is_fp32_unless_asked_and_part_of_the_stored_spec():
+    assert specs.build({"backbone": "mmgcn"}).precision == "fp32"
+    spec = specs.build({"backbone": "mmgcn", "precision": "bf16"})
+    assert spec.to_dict()["precision"] == "bf16" and specs.from_dict(spec.to_dict()).precision == "bf16"
+
+
+def test_an_unknown_precision_is_refused_naming_the_choices():
+    with pytest.raises(ConfigError, match="precision must be one of fp32, bf16, got 'fp16'"):
+        specs.build({"backbone": "mmgcn", "precision": "fp16"})
+
+
+def test_a_stored_spec_from_before_precision_reads_as_fp32():
+    stored = specs.build({"backbone": "mmgcn"}).to_dict()
+    del stored["precision"]
+    assert specs.from_dict(stored).precision == "fp32"
+
+
+def test_another_precision_than_the_studys_conflicts():
+    stored = specs.build({"backbone": "mmgcn"})
+    assert specs.conflicts(stored, {"precision": "bf16"}) == {"precision": ("fp32", "bf16")}

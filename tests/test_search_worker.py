@@ -174,3 +174,21 @@ def test_a_trainer_the_environment_names_wrongly_is_a_one_line_config_error(rdb,
     monkeypatch.setenv("SPCL_SEARCH_TRAINER", "no_such_module:factory")
     with pytest.raises(ConfigError, match=r"SPCL_SEARCH_TRAINER='no_such_module:factory': cannot load it"):
         _run_worker(rdb, requested=_cheap(n_trials=1))
+
+
+def test_trials_record_the_precision_of_their_study(rdb):
+    run_worker(rdb, requested=_cheap(n_trials=1, precision="bf16"))
+    (trial,) = _study(rdb, "mmgcn-synthetic-search").trials
+    assert trial.user_attrs["precision"] == "bf16"
+
+
+def test_real_training_trials_train_at_the_studys_precision(rdb, monkeypatch):
+    import spcl_search.train as training
+
+    seen = []
+    real = training.train
+    monkeypatch.setattr(training, "train", lambda data, config, **kw: seen.append(config.precision) or real(data, config, **kw))
+    _run_worker(rdb, options=WorkerOptions(threads=1, device="cpu"),
+                requested={"backbone": "late_fusion", "epochs": 1, "n_trials": 1, "precision": "bf16"})
+    (trial,) = _study(rdb, "late_fusion-synthetic-search").trials
+    assert seen == ["bf16"] and trial.state == TrialState.COMPLETE and trial.user_attrs["precision"] == "bf16"

@@ -1,4 +1,4 @@
-"""``spcl-search run | worker | status | best``: hyperparameter studies over SPCL settings."""
+"""``spcl-search run | worker | status | best | storage-proxy``: hyperparameter studies over SPCL settings."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ console = Console()
 
 _SPEC_HELP = "Study spec (TOML, see studies/); options below override it."
 _STORAGE_HELP = (
-    "Database URL: sqlite:///FILE or postgresql://USER:PASS@HOST/DB (default: $SPCL_SEARCH_STORAGE or sqlite:///spcl_search.db)."
+    "Database URL: sqlite:///FILE or postgresql://USER:PASS@HOST/DB, or grpc://HOST:PORT for a storage proxy "
+    "(default: $SPCL_SEARCH_STORAGE or sqlite:///spcl_search.db)."
 )
 
 
@@ -62,6 +63,7 @@ def _status_table(status: StudyStatus) -> Table:
     table.add_column(style="bold")
     table.add_column()
     how = "" if status.method == "spcl" else f", method {status.method}"
+    how += "" if status.precision == "fp32" else f", {status.precision}"
     table.add_row("study", escape(f"{status.name}  ({status.kind}, {status.backbone} [{status.variant} form] on {status.dataset}{how})"))
     table.add_row(
         "trials",
@@ -88,7 +90,7 @@ def _workers_table(status: StudyStatus, local: list[LocalWorker] | None = None) 
     for w in status.workers:
         table.add_row(
             f"{w.host}:{w.pid}",
-            w.gpu or "-",
+            _gpu(w.gpu, w.packing),
             _fmt(w.threads or "-"),
             w.state,
             _fmt(w.trial if w.trial is not None else "-"),
@@ -99,7 +101,7 @@ def _workers_table(status: StudyStatus, local: list[LocalWorker] | None = None) 
         if lw.returncode is not None:
             table.add_row(
                 f"local #{lw.slot.index} (pid {lw.process.pid})",
-                lw.slot.gpu or "-",
+                _gpu(lw.slot.gpu, lw.slot.packing),
                 _fmt(lw.slot.threads or "-"),
                 f"exited {lw.returncode}",
                 "-",
@@ -107,6 +109,13 @@ def _workers_table(status: StudyStatus, local: list[LocalWorker] | None = None) 
                 "-",
             )
     return table
+
+
+def _gpu(gpu: str | None, packing: int) -> str:
+    """``0``, or ``0 (4/GPU)`` when workers share the GPU."""
+    if gpu is None:
+        return "-"
+    return gpu if packing <= 1 else f"{gpu} ({packing}/GPU)"
 
 
 Storage = Annotated[str | None, typer.Option("--storage", help=_STORAGE_HELP)]
@@ -118,6 +127,10 @@ Variant = Annotated[
 Method = Annotated[
     str | None,
     typer.Option("--method", help="Balance method: spcl (default), none, ogm_ge, opm or mmpareto; each searches its own settings."),
+]
+Precision = Annotated[
+    str | None,
+    typer.Option("--precision", help="fp32 (default) or bf16: every trial's forward passes under bfloat16 autocast (part of the study)."),
 ]
 Kind = Annotated[str | None, typer.Option("--kind", help="search (max dev F1) or balance (dev F1 and tri- vs bi-modal gain).")]
 NTrials = Annotated[int | None, typer.Option("--n-trials", help="Study budget: finished trials across all workers.")]
@@ -144,6 +157,7 @@ def run(
     backbone: Backbone = None,
     variant: Variant = None,
     method: Method = None,
+    precision: Precision = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset name: synthetic, iemocap, meld (default: synthetic).")] = None,
     data: Annotated[str | None, typer.Option("--data", help="Feature pickle for the dataset ('synthetic' for the embedded one).")] = None,
     kind: Kind = None,
@@ -163,8 +177,16 @@ def run(
         list[str] | None, typer.Option("--space", help="Search range NAME=LOW:HIGH[:log|:step=S] or NAME=A,B,C (repeatable).")
     ] = None,
     storage: Storage = None,
-    workers: Annotated[int, typer.Option("--workers", "-k", min=0, help="Local worker processes (0: only create the study).")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", "-k", min=0, help="Local worker processes (0: only create the study; default: trials-per-gpu x GPUs, or 1)."
+        ),
+    ] = None,
     gpus: Annotated[str | None, typer.Option("--gpus", help="GPU ids to spread workers over (default: all visible).")] = None,
+    trials_per_gpu: Annotated[
+        int, typer.Option("--trials-per-gpu", min=1, help="Workers sharing each GPU (worker i on GPU i // K), each capped at 0.95/K of it.")
+    ] = 1,
     threads: Threads = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda (workers on GPUs use their own).")] = "auto",
     timeout: Timeout = None,
@@ -189,6 +211,7 @@ def run(
         backbone=backbone,
         variant=variant,
         method=method,
+        precision=precision,
         dataset=dataset,
         data=data,
         kind=kind,
@@ -214,16 +237,17 @@ def run(
     if workers == 0:
         console.print("no local workers (--workers 0); join with: spcl-search worker --study " + spec.name)
         return
-    gpu_list = [g.strip() for g in gpus.split(",")] if gpus else None
-    slots = launcher.plan(workers, gpu_list, threads=threads)
+    gpu_list = [g.strip() for g in gpus.split(",")] if gpus else launcher.detect_gpus()
+    n_workers = launcher.default_workers(gpu_list, trials_per_gpu) if workers is None else workers
+    slots = launcher.plan(n_workers, gpu_list, threads=threads, trials_per_gpu=trials_per_gpu)
     extra = ["--heartbeat-interval", str(heartbeat_interval), "--grace-period", str(grace_period), "--device", device]
     if timeout is not None:
         extra += ["--timeout", str(timeout)]
     if data is not None:
         extra += ["--data", data]
     procs = launcher.start_workers(spec.name, url, slots, log_dir, extra)
-    where = ", ".join(f"GPU {s.gpu}" if s.gpu is not None else f"{s.threads} CPU thread(s)" for s in slots)
-    console.print(f"  {workers} worker(s): {where}; logs in {log_dir / spec.name}/")
+    where = ", ".join(f"GPU {_gpu(s.gpu, s.packing)}" if s.gpu is not None else f"{s.threads} CPU thread(s)" for s in slots)
+    console.print(f"  {n_workers} worker(s): {where}; logs in {log_dir / spec.name}/")
     reader = open_storage(url, heartbeat_interval=None)
 
     def render() -> Group:
@@ -270,6 +294,15 @@ def worker(
     study: Annotated[str | None, typer.Option("--study", help="Study to join (or to create, with --spec/--backbone).")] = None,
     storage: Storage = None,
     gpu: Annotated[str | None, typer.Option("--gpu", help="GPU id this worker uses (sets CUDA_VISIBLE_DEVICES).")] = None,
+    trials_per_gpu: Annotated[
+        int,
+        typer.Option(
+            "--trials-per-gpu", min=1, help="Workers sharing this GPU: caps memory at 0.95/K; a GPU out-of-memory is retried once."
+        ),
+    ] = 1,
+    memory_fraction: Annotated[
+        float | None, typer.Option("--memory-fraction", min=0.01, max=1.0, help="CUDA allocator cap, a share of the GPU (default: 0.95/K).")
+    ] = None,
     threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N (ignored with --gpu).")] = "auto",
     timeout: Annotated[float | None, typer.Option("--timeout", help="Start no trial after this many seconds.")] = None,
@@ -280,6 +313,7 @@ def worker(
         str | None, typer.Option("--variant", help="Backbone form: spcl or original (refused if it differs from the study's).")
     ] = None,
     method: Annotated[str | None, typer.Option("--method", help="Balance method (refused if it differs from the study's).")] = None,
+    precision: Annotated[str | None, typer.Option("--precision", help="fp32 or bf16 (refused if it differs from the study's).")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Create: dataset name.")] = None,
     kind: Annotated[str | None, typer.Option("--kind", help="Create: search or balance.")] = None,
     n_trials: Annotated[int | None, typer.Option("--n-trials", help="Study budget (changes it for every worker).")] = None,
@@ -301,6 +335,7 @@ def worker(
         backbone=backbone,
         variant=variant,
         method=method,
+        precision=precision,
         dataset=dataset,
         kind=kind,
         n_trials=n_trials,
@@ -310,7 +345,9 @@ def worker(
     if "name" not in requested and "backbone" not in requested:
         raise ConfigError("worker needs --study NAME (or --spec FILE to create the study)")
     rdb = open_storage(storage, heartbeat_interval=heartbeat_interval, grace_period=grace_period, max_retry=max_retry)
-    options = WorkerOptions(device=device, threads=threads, gpu=gpu, timeout=timeout, data=data)
+    options = WorkerOptions(
+        device=device, threads=threads, gpu=gpu, timeout=timeout, data=data, trials_per_gpu=trials_per_gpu, memory_fraction=memory_fraction
+    )
     try:
         report = run_worker(rdb, options=options, requested=requested)
     except KeyboardInterrupt as exc:
@@ -347,6 +384,37 @@ def status(
         console.print(_status_table(st))
         if st.workers:
             console.print(_workers_table(st))
+
+
+@app.command("storage-proxy")
+def storage_proxy(
+    storage: Annotated[
+        str | None, typer.Option("--storage", help="The study database the proxy serves (postgresql://... or sqlite:///...).")
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")] = "localhost",
+    port: Annotated[
+        int, typer.Option("--port", min=1, max=65535, help="Port to listen on; workers use --storage grpc://HOST:PORT.")
+    ] = 13000,
+    threads: Annotated[int, typer.Option("--threads", min=2, help="Threads answering calls (about 2 per worker).")] = 128,
+    connections: Annotated[int, typer.Option("--connections", min=1, help="Database connections of the proxy's pool.")] = 8,
+    heartbeat_interval: HeartbeatInterval = DEFAULT_HEARTBEAT_INTERVAL,
+    grace_period: GracePeriod = DEFAULT_GRACE_PERIOD,
+) -> None:
+    """Serve the study database to workers over gRPC (Optuna's storage proxy): only the proxy holds connections."""
+    from spcl_search.search.proxy_server import serve
+
+    _setup_logging()
+    if storage and storage.startswith("grpc://"):
+        raise ConfigError(f"--storage {storage}: the proxy serves a database; give postgresql://... or sqlite:///...")
+    serve(
+        storage,
+        host,
+        port,
+        heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period,
+        threads=threads,
+        connections=connections,
+    )
 
 
 @app.command()

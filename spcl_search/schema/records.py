@@ -57,6 +57,8 @@ class TrialRecord:
     variant: str | None = None
     #: the balance method this trial trained with (``none`` for a baseline; older trials: ``None``, SPCL's)
     method: str | None = None
+    #: forward-pass arithmetic, ``fp32`` or ``bf16`` (older trials: ``None``, fp32)
+    precision: str | None = None
     use_cl: bool = True
     seed: int | None = None
     seeds: list[int] | None = None
@@ -73,8 +75,9 @@ class TrialRecord:
     gain: float | None = None
     gain_test: float | None = None
     gain_vs: dict[str, float] = field(default_factory=dict)
-    #: written by the worker about this run of the trial
+    #: written by the worker about this run of the trial (``gpu``: the GPU id it ran on, when it had one)
     worker: str | None = None
+    gpu: str | None = None
     trial_seconds: float | None = None
     pruned_at_step: int | None = None
     fail_reason: str | None = None

@@ -25,7 +25,17 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from backbones.defaults import DEFAULT_METHOD, DEFAULT_VARIANT, METHOD_SPACES, METHODS, STUDY, VARIANTS, training_defaults
+from backbones.defaults import (
+    DEFAULT_METHOD,
+    DEFAULT_PRECISION,
+    DEFAULT_VARIANT,
+    METHOD_SPACES,
+    METHODS,
+    PRECISIONS,
+    STUDY,
+    VARIANTS,
+    training_defaults,
+)
 from spcl_search.errors import ConfigError
 
 KINDS = ("search", "balance")
@@ -104,6 +114,8 @@ class StudySpec:
     kind: str = "search"
     variant: str = DEFAULT_VARIANT
     method: str = DEFAULT_METHOD
+    #: forward-pass arithmetic of every trial (``--precision``); a spec stored before it existed trained fp32
+    precision: str = DEFAULT_PRECISION
     name: str = ""
     data: str | None = None
     modalities: tuple[str, ...] = (TRI_MODAL,)
@@ -368,6 +380,7 @@ FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "kind": _choice("kind", KINDS),
     "variant": _choice("variant", VARIANTS),
     "method": _choice("method", METHODS),
+    "precision": _choice("precision", PRECISIONS),
     "name": _text("name"),
     "data": _data,
     "modalities": _modalities,
@@ -605,11 +618,12 @@ def from_dict(stored: Mapping[str, Any]) -> StudySpec:
     """Rebuild a spec from the study's ``spec`` user attr.
 
     A spec stored before backbones had forms has no ``variant``: those studies trained the original forms; one
-    stored before balance methods has no ``method``: those trained SPCL.
+    stored before balance methods has no ``method``: those trained SPCL; one stored before ``precision`` trained fp32.
     """
     fields_ = {k: v for k, v in stored.items() if k not in IGNORED_STORED}
     fields_.setdefault("variant", "original")
     fields_.setdefault("method", DEFAULT_METHOD)
+    fields_.setdefault("precision", DEFAULT_PRECISION)
     try:
         return StudySpec(**Request(fields_, where="stored spec"))
     except TypeError:  # a required field is missing

@@ -1,7 +1,8 @@
 """Start K local worker processes for one study.
 
-One GPU per worker where there are GPUs (``CUDA_VISIBLE_DEVICES`` is set per process; with more
-workers than GPUs they take turns round-robin), otherwise the CPU cores are split between workers.
+Where there are GPUs, ``trials_per_gpu`` workers share each one (worker i on GPU ``i // K``, told with
+``--gpu`` and ``CUDA_VISIBLE_DEVICES``; :mod:`spcl_search.search.packing` caps their memory and handles a
+GPU out-of-memory); otherwise the CPU cores are split between workers.
 Each worker is ``python -m spcl_search worker`` and gets the storage URL through
 ``$SPCL_SEARCH_STORAGE``, so a password never appears in a process list. Output goes to one log
 file per worker.
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spcl_search.openmp import POLICY_VARS, oversubscribed
+from spcl_search.search.packing import place
 from spcl_search.search.settings import ENV_VAR
 
 
@@ -31,6 +33,8 @@ class WorkerSlot:
     gpu: str | None
     threads: int | None
     env: dict[str, str] = field(default_factory=dict)
+    #: workers sharing this slot's GPU
+    packing: int = 1
 
 
 def detect_gpus() -> list[str]:
@@ -48,8 +52,16 @@ def detect_gpus() -> list[str]:
     return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
 
 
-def plan(workers: int, gpus: list[str] | None = None, cpus: int | None = None, threads: int | None = None) -> list[WorkerSlot]:
-    """Slots for ``workers`` processes: GPUs round-robin, else ``cpus // workers`` threads each.
+def default_workers(gpus: list[str], trials_per_gpu: int = 1) -> int:
+    """Workers ``run`` starts when ``--workers`` is not given: ``trials_per_gpu`` per GPU, else one."""
+    return len(gpus) * trials_per_gpu if gpus else 1
+
+
+def plan(
+    workers: int, gpus: list[str] | None = None, cpus: int | None = None, threads: int | None = None, trials_per_gpu: int = 1
+) -> list[WorkerSlot]:
+    """Slots for ``workers`` processes: ``trials_per_gpu`` per GPU (:func:`~spcl_search.search.packing.place`),
+    else ``cpus // workers`` threads each.
 
     CPU workers whose threads together exceed the cores get ``OMP_WAIT_POLICY=PASSIVE`` (a spinning
     pool on shared cores is 4-10x slower; spcl_search/openmp.py), unless the user set a policy.
@@ -58,10 +70,11 @@ def plan(workers: int, gpus: list[str] | None = None, cpus: int | None = None, t
     cpus = cpus or os.cpu_count() or 1
     user_policy = any(v in os.environ for v in POLICY_VARS)
     slots = []
+    placements = place(workers, gpus, trials_per_gpu)
     for i in range(workers):
-        if gpus:
-            gpu = gpus[i % len(gpus)]
-            slots.append(WorkerSlot(i, gpu, threads, {"CUDA_VISIBLE_DEVICES": gpu}))
+        if placements:
+            where = placements[i]
+            slots.append(WorkerSlot(i, where.gpu, threads, {"CUDA_VISIBLE_DEVICES": where.gpu}, where.packing))
         else:
             n = threads or max(1, cpus // workers)
             env = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(n), "MKL_NUM_THREADS": str(n)}
@@ -101,6 +114,8 @@ def start_workers(
         cmd = [sys.executable, "-m", "spcl_search", "worker", "--study", study]
         if slot.threads:
             cmd += ["--threads", str(slot.threads)]
+        if slot.gpu is not None:
+            cmd += ["--gpu", slot.gpu, "--trials-per-gpu", str(slot.packing)]
         cmd += extra_args or []
         env = {**os.environ, **slot.env, ENV_VAR: storage_url, "PYTHONUNBUFFERED": "1"}
         log = folder / f"worker-{slot.index}.log"

@@ -7,6 +7,8 @@ Workers take it for the few milliseconds in which they create a study or reserve
   is released when the holder's connection closes, so a killed worker never leaves it held.
 * SQLite: ``flock`` on ``<database>.lock`` next to the database file (SQLite is for one machine).
 * Anything else (in-memory SQLite): a lock within this process.
+* Through a storage proxy (``grpc://``): a lease the proxy grants, which takes the database's lock above
+  (:mod:`spcl_search.search.proxy_server`).
 
 Storage calls made while the lock is held do not retry in place (:func:`spcl_search.search.retry.paused`):
 if the database restarts, the PostgreSQL lock is gone with its connection and another worker may take
@@ -25,6 +27,7 @@ from pathlib import Path
 import optuna
 import sqlalchemy
 
+from spcl_search.search.proxy import ProxyStorage, StudyStorage
 from spcl_search.search.retry import TransientStorageError, paused
 from spcl_search.search.storage import sqlite_path
 
@@ -95,12 +98,16 @@ def _local_lock(key: str) -> Iterator[None]:
         yield
 
 
-def study_lock(storage: optuna.storages.RDBStorage, study_name: str) -> contextlib.AbstractContextManager[None]:
+def study_lock(storage: StudyStorage, study_name: str) -> contextlib.AbstractContextManager[None]:
     """Context manager holding the lock of ``study_name`` in ``storage`` across processes."""
-    return _without_retries(_lock(storage, study_name))
+    if isinstance(storage, ProxyStorage):
+        return _without_retries(storage.study_lock(study_name))
+    return _without_retries(database_lock(storage, study_name))
 
 
-def _lock(storage: optuna.storages.RDBStorage, study_name: str) -> contextlib.AbstractContextManager[None]:
+def database_lock(storage: optuna.storages.RDBStorage, study_name: str) -> contextlib.AbstractContextManager[None]:
+    """The database's own lock of ``study_name`` (in-place retries untouched: the proxy takes it in one thread
+    and may release it in another)."""
     backend = storage.engine.dialect.name
     if backend == "postgresql":
         return _pg_lock(storage, study_name)

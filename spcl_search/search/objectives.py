@@ -109,6 +109,7 @@ class RealTrainer:
             variant=self.spec.variant,
             method=self.spec.method if setting.use_cl else "none",
             method_options=setting.method_options if setting.use_cl else {},
+            precision=self.spec.precision,
             modalities=modalities,
             epochs=self.spec.epochs,
             seed=seed,
@@ -215,6 +216,7 @@ def make_objective(spec: StudySpec, trainer: Trainer) -> Callable[[optuna.Trial]
         record = TrialRecord(
             variant=spec.variant,
             method=spec.method if setting.use_cl else "none",
+            precision=spec.precision,
             use_cl=setting.use_cl,
             seed=int(spec.seeds[0]),
             seeds=list(spec.seeds),

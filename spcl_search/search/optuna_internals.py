@@ -2,7 +2,8 @@
 
 The search service needs a few things Optuna's public API does not give: the ids its storage API takes
 (``Study._study_id``, ``Trial._trial_id``), the RDB storage behind a cached one (``_CachedStorage._backend``),
-one multi-row upsert of trial user attrs and a query for trials without a heartbeat (``optuna.storages._rdb``).
+one multi-row upsert of trial user attrs and a query for trials without a heartbeat (``optuna.storages._rdb``), and for
+the gRPC storage proxy: its server before it starts (to add a service), the heartbeat interface and the stale-trial query.
 They are tested against the Optuna range pinned in pyproject.toml; ``tests/test_search_optuna_internals.py``
 fails loudly when one of them, or a storage method :mod:`~spcl_search.search.retry` wraps, goes away.
 """
@@ -15,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import optuna
+from optuna.storages import _heartbeat
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import TrialState
@@ -122,6 +124,10 @@ def set_trial_user_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
     """
     if not attrs:
         return
+    batch = getattr(getattr(trial, "storage", None), "set_trial_user_attrs", None)  # a storage proxy's one call
+    if batch is not None:
+        batch(trial_id(trial), attrs)
+        return
     rdb = rdb_of(trial)
     if rdb is not None:
 
@@ -133,3 +139,21 @@ def set_trial_user_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
             return
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
+
+
+# ----------------------------------------------------------------------------------- the gRPC storage proxy
+
+#: the heartbeat interface RDBStorage implements; the proxy client implements it over gRPC (Optuna's own client does not)
+BaseHeartbeat = _heartbeat.BaseHeartbeat
+
+
+def stale_trial_ids(rdb: optuna.storages.RDBStorage, study: int) -> list[int]:
+    """RUNNING trials of study id ``study`` whose heartbeat is older than the storage's grace period."""
+    return list(rdb._get_stale_trial_ids(study))
+
+
+def grpc_server(storage: optuna.storages.BaseStorage, host: str, port: int, pool: Any) -> Any:
+    """Optuna's gRPC storage proxy server for ``storage`` (not started), so more services can be added to it."""
+    from optuna.storages._grpc.server import make_server
+
+    return make_server(storage, host, port, pool)

@@ -1,6 +1,6 @@
 """Workers known to a study: each worker keeps one study system attr up to date.
 
-The record is ``spcl_worker:<host>:<pid>:<token>`` -> ``{host, pid, gpu, threads, started, last_seen,
+The record is ``spcl_worker:<host>:<pid>:<token>`` -> ``{host, pid, gpu, packing, threads, started, last_seen,
 state, trial, trials_done}``; ``state`` is ``running`` (a trial), ``waiting`` (the budget is reserved
 by others' running trials), or ``exited``. A worker that was killed never writes ``exited``; readers
 treat a record whose ``last_seen`` is older than the grace period as gone.
@@ -27,6 +27,8 @@ class WorkerRecord:
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     gpu: str | None = None
+    #: workers sharing this GPU (``--trials-per-gpu``)
+    packing: int = 1
     threads: int | None = None
     started: float = field(default_factory=time.time)
     last_seen: float = field(default_factory=time.time)

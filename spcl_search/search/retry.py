@@ -20,6 +20,7 @@ import contextlib
 import functools
 import logging
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -104,6 +105,8 @@ def is_transient(exc: BaseException) -> bool:
             return False  # already a verdict for the user (e.g. a retry deadline that passed)
         if isinstance(e, (TransientStorageError, sqlalchemy.exc.TimeoutError)):
             return True
+        if _is_grpc_unavailable(e):
+            return True
         if isinstance(e, sqlalchemy.exc.DBAPIError):
             if e.connection_invalidated:
                 return True
@@ -114,9 +117,24 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+#: gRPC status names of a storage proxy that is unreachable, restarting or overloaded for a moment
+TRANSIENT_GRPC_CODES = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED")
+
+
+def _is_grpc_unavailable(exc: BaseException) -> bool:
+    grpc = sys.modules.get("grpc")  # only a proxy client has imported it
+    if grpc is None or not isinstance(exc, grpc.RpcError) or not callable(getattr(exc, "code", None)):
+        return False
+    return getattr(exc.code(), "name", "") in TRANSIENT_GRPC_CODES
+
+
 def describe(exc: BaseException, url: str | None = None) -> str:
     """One line naming the driver error behind ``exc``, without the password."""
     root = next((e for e in _chain(exc) if isinstance(e, sqlalchemy.exc.DBAPIError)), exc)
+    grpc = sys.modules.get("grpc")
+    if grpc is not None and isinstance(root, grpc.RpcError) and callable(getattr(root, "code", None)):
+        details = str(getattr(root, "details", lambda: "")() or "").splitlines()
+        return f"gRPC {root.code().name}" + (f": {details[0]}" if details else "")
     if url is not None:
         text = short_error(root, url)
     else:

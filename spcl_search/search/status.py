@@ -33,6 +33,7 @@ class StudyStatus:
     workers: list[WorkerRecord] = field(default_factory=list)
     pareto_size: int = 0
     method: str = "spcl"
+    precision: str = "fp32"
 
     @property
     def done(self) -> bool:
@@ -74,6 +75,7 @@ def study_status(storage: optuna.storages.BaseStorage, name: str, *, stale_after
         backbone=info.backbone,
         variant=info.variant,
         method=info.method,
+        precision=str(info.spec.get("precision") or "fp32"),
         dataset=info.dataset,
         n_trials=int(info.spec.get("n_trials", 0)),
         counts=counts,

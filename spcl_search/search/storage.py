@@ -10,6 +10,8 @@
 * Passwords never appear in messages: URLs are shown through :func:`mask_url`.
 * The storage is a :class:`~spcl_search.search.retry.ResilientRDBStorage`: a call made while the
   database restarts waits for it (exponential backoff, a deadline) instead of failing.
+* ``grpc://HOST:PORT`` is a storage proxy (``spcl-search storage-proxy``) in front of the database:
+  a :class:`~spcl_search.search.proxy.ProxyStorage`, which holds no database connection itself.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import optuna
 import sqlalchemy
 
 from spcl_search.errors import StorageError
+from spcl_search.search.proxy import ProxyStorage, StudyStorage, is_proxy_url
 from spcl_search.search.retry import ResilientRDBStorage
 from spcl_search.search.settings import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_RETRY, ENV_VAR, STORAGE_RETRY_DEADLINE
 from spcl_search.search.urls import dialect, mask_url, resolve_url, short_error, sqlite_path
@@ -49,15 +52,16 @@ PG_POOL_SIZE = 2
 PG_MAX_OVERFLOW = 2
 
 
-def _engine_kwargs(url: str) -> dict[str, object]:
+def _engine_kwargs(url: str, pool: tuple[int, int] | None = None) -> dict[str, object]:
     backend = dialect(url)
     if backend == "sqlite":
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}
     if backend == "postgresql":
+        size, overflow = pool or (PG_POOL_SIZE, PG_MAX_OVERFLOW)
         return {
             "pool_pre_ping": True,
-            "pool_size": PG_POOL_SIZE,
-            "max_overflow": PG_MAX_OVERFLOW,
+            "pool_size": size,
+            "max_overflow": overflow,
             "pool_recycle": 1800,
             "connect_args": {"connect_timeout": 10, "application_name": "spcl-search"},
         }
@@ -81,7 +85,7 @@ def _prepare_sqlite(path: Path, masked: str, must_exist: bool) -> None:
 
 
 #: user attrs that describe one run of a trial (and why it failed): a retry starts without them
-RUN_ATTRS = ("error", "fail_reason", "worker", "trial_seconds", "pruned_at_step")
+RUN_ATTRS = ("error", "fail_reason", "worker", "gpu", "oom", "packing", "trial_seconds", "pruned_at_step")
 
 
 class RetryCallback(optuna.storages.RetryHeartbeatStaleTrialCallback):
@@ -114,15 +118,24 @@ def open_storage(
     max_retry: int | None = DEFAULT_MAX_RETRY,
     must_exist: bool = False,
     retry_deadline: float = STORAGE_RETRY_DEADLINE,
-) -> optuna.storages.RDBStorage:
+    pool: tuple[int, int] | None = None,
+) -> StudyStorage:
     """Open (and create if needed) the study database at ``url`` (see :func:`resolve_url`).
 
     ``heartbeat_interval=None`` opens it without heartbeats (for read-only commands). ``must_exist``
     refuses to create a new SQLite file. Raises :class:`StorageError` with one line saying what to do;
     an unreachable server fails at once, while a connection lost later is retried for up to
-    ``retry_deadline`` seconds (:mod:`spcl_search.search.retry`).
+    ``retry_deadline`` seconds (:mod:`spcl_search.search.retry`). ``pool`` is PostgreSQL's
+    ``(pool_size, max_overflow)`` (default 2 and 2: a worker). Through a storage proxy (``grpc://``) the
+    proxy's heartbeat interval and grace period apply.
     """
     resolved = resolve_url(url)
+    if is_proxy_url(resolved):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            callback = RetryCallback(max_retry=max_retry)
+        heartbeats = heartbeat_interval is not None
+        return ProxyStorage(resolved, heartbeats=heartbeats, stale_trial_callback=callback, retry_deadline=retry_deadline)
     masked = mask_url(resolved)
     if heartbeat_interval is not None:
         if heartbeat_interval < 1 or grace_period is None or grace_period <= heartbeat_interval:
@@ -133,7 +146,7 @@ def open_storage(
     path = sqlite_path(resolved)
     if path is not None:
         _prepare_sqlite(path, masked, must_exist)
-    kwargs: dict[str, Any] = {"engine_kwargs": _engine_kwargs(resolved), "retry_deadline": retry_deadline}
+    kwargs: dict[str, Any] = {"engine_kwargs": _engine_kwargs(resolved, pool), "retry_deadline": retry_deadline}
     if heartbeat_interval is not None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

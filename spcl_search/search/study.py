@@ -21,6 +21,7 @@ from spcl_search.schema.spec import METHOD_PARAMS, Request, StudySpec
 from spcl_search.search.algorithms import make_pruner, make_sampler
 from spcl_search.search.lock import study_lock
 from spcl_search.search.paper import warm_start_params
+from spcl_search.search.proxy import StudyStorage
 from spcl_search.search.storage import mask_url, study_exists
 
 logger = logging.getLogger(__name__)
@@ -89,9 +90,7 @@ def _enqueue(study: optuna.Study, spec: StudySpec, queued: list[dict[str, Any]],
     return notes
 
 
-def open_study(
-    storage: optuna.storages.RDBStorage, requested: Mapping[str, Any], *, create: bool = True, fingerprint: str | None = None
-) -> OpenedStudy:
+def open_study(storage: StudyStorage, requested: Mapping[str, Any], *, create: bool = True, fingerprint: str | None = None) -> OpenedStudy:
     """Create the study ``requested`` describes, or join it if it exists.
 
     ``requested`` holds the spec fields given explicitly (file fields and options). Joining adopts the

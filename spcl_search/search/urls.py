@@ -28,9 +28,11 @@ def resolve_url(url: str | None = None) -> str:
     """The storage URL to use: ``url``, else ``$SPCL_SEARCH_STORAGE``, else ``sqlite:///<cwd>/spcl_search.db``.
 
     ``postgres://`` is read as ``postgresql://``; a PostgreSQL URL without a driver uses psycopg2 when
-    psycopg (3) is not installed.
+    psycopg (3) is not installed. ``grpc://HOST:PORT`` (a storage proxy) is kept as it is.
     """
     raw = url or os.environ.get(ENV_VAR) or f"sqlite:///{Path.cwd() / DEFAULT_SQLITE_FILE}"
+    if raw.startswith("grpc://"):
+        return raw
     parsed = _parse(raw)
     if parsed.drivername == "postgres":
         parsed = parsed.set(drivername="postgresql")

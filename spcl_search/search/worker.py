@@ -12,7 +12,9 @@ so an interrupted trial neither counts against the budget nor is lost; the worke
 A second signal ends the process at once (the heartbeat check retries whatever it left running).
 
 A trial that raises (NaN loss, out of GPU or host memory, a bug) is FAIL with ``error`` and
-``fail_reason`` and uses its slot; the worker frees memory and goes on. A study database that goes
+``fail_reason`` and uses its slot; the worker frees memory and goes on. The exception: a trial out of GPU
+memory on a GPU packed with others (``--trials-per-gpu`` K > 1) is retried once while its worker leaves, so the
+retry runs at K-1 or on another GPU (:mod:`spcl_search.search.packing`). A study database that goes
 away is waited for (:mod:`spcl_search.search.retry`); trials whose worker died or was cut off are
 failed and retried by the next worker that reserves a slot (:func:`recover_trials`).
 """
@@ -42,8 +44,10 @@ from spcl_search.errors import ConfigError, DataError, NonFiniteLossError, SpclS
 from spcl_search.schema.spec import StudySpec
 from spcl_search.search import budget as budgets
 from spcl_search.search import optuna_internals as internals
+from spcl_search.search import packing
 from spcl_search.search.lock import study_lock
 from spcl_search.search.objectives import Trainer, TrainerFactory, make_objective, real_trainer
+from spcl_search.search.proxy import ProxyStorage, StudyStorage
 from spcl_search.search.registry import WorkerRecord
 from spcl_search.search.retry import paused, retry_call
 from spcl_search.search.settings import TRAINER_ENV_VAR
@@ -68,6 +72,10 @@ class WorkerOptions:
     timeout: float | None = None
     poll_interval: float | None = None
     data: str | None = None
+    #: workers sharing this worker's GPU (``--trials-per-gpu``): sets the memory cap and the out-of-memory retry
+    trials_per_gpu: int = 1
+    #: cap of the CUDA allocator as a share of the GPU (default: ``packing.memory_fraction(trials_per_gpu)``)
+    memory_fraction: float | None = None
 
 
 @dataclass
@@ -75,7 +83,7 @@ class WorkerReport:
     """What a worker did before it left."""
 
     study: str
-    reason: str = "budget"  # budget | timeout | interrupted
+    reason: str = "budget"  # budget | timeout | interrupted | packing (left after a CUDA out-of-memory)
     trials: list[int] = field(default_factory=list)
     states: dict[str, int] = field(default_factory=dict)
 
@@ -83,7 +91,7 @@ class WorkerReport:
 class _Heartbeat(threading.Thread):
     """Records the trial's heartbeat (and refreshes the worker record) every interval."""
 
-    def __init__(self, storage: optuna.storages.RDBStorage, trial_id: int, beat: Callable[[], None]) -> None:
+    def __init__(self, storage: StudyStorage, trial_id: int, beat: Callable[[], None]) -> None:
         super().__init__(daemon=True, name=f"heartbeat-{trial_id}")
         self._storage, self._id, self._beat = storage, trial_id, beat
         self._halt = threading.Event()
@@ -191,7 +199,7 @@ def trainer_from_env() -> TrainerFactory | None:
     return factory
 
 
-def recover_trials(study: optuna.Study, storage: optuna.storages.RDBStorage) -> None:
+def recover_trials(study: optuna.Study, storage: StudyStorage) -> None:
     """Under the study lock: fail the trials whose worker is gone and give each a retry.
 
     * a stale heartbeat: Optuna's check fails the trial and its callback enqueues the retry;
@@ -204,7 +212,11 @@ def recover_trials(study: optuna.Study, storage: optuna.storages.RDBStorage) -> 
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
     grace = float(storage.grace_period or 2 * (storage.get_heartbeat_interval() or 30))
-    for orphan in internals.orphan_trial_ids(storage, internals.study_id(study), grace):
+    if isinstance(storage, ProxyStorage):
+        orphans = storage.orphan_trial_ids(internals.study_id(study), grace)  # the proxy queries the database
+    else:
+        orphans = internals.orphan_trial_ids(storage, internals.study_id(study), grace)
+    for orphan in orphans:
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
             storage.set_trial_state_values(orphan, TrialState.FAIL)
     callback = storage.get_heartbeat_stale_trial_callback()
@@ -216,6 +228,10 @@ def recover_trials(study: optuna.Study, storage: optuna.storages.RDBStorage) -> 
         if t.state == TrialState.FAIL and t.number not in retried:
             if t.user_attrs.get("fail_reason") == INTERRUPTED or "error" not in t.user_attrs:
                 callback(study, copy.deepcopy(t))  # it applies the retry limit
+            elif packing.oom_retry_due(t):
+                again = copy.deepcopy(t)
+                again.user_attrs = {**again.user_attrs, packing.RETRIED_AFTER: packing.OUT_OF_MEMORY}  # once only
+                callback(study, again)
 
 
 @dataclass
@@ -225,7 +241,7 @@ class _Pending:
     trial: optuna.Trial | None = None
 
 
-def _still_ours(storage: optuna.storages.RDBStorage, trial: optuna.Trial, counts: budgets.BudgetCounts, n_trials: int) -> bool:
+def _still_ours(storage: StudyStorage, trial: optuna.Trial, counts: budgets.BudgetCounts, n_trials: int) -> bool:
     """Whether the pending ``trial`` keeps its slot. Started while the lock was (maybe) lost, it goes
     back to WAITING if that let the study over its budget; gone if another worker failed it meanwhile."""
     if storage.get_trial(internals.trial_id(trial)).state != TrialState.RUNNING:
@@ -238,7 +254,7 @@ def _still_ours(storage: optuna.storages.RDBStorage, trial: optuna.Trial, counts
 
 
 def _reserve(
-    study: optuna.Study, storage: optuna.storages.RDBStorage, study_id: int, pending: _Pending | None = None
+    study: optuna.Study, storage: StudyStorage, study_id: int, pending: _Pending | None = None
 ) -> tuple[optuna.Trial | None, bool]:
     """Under the study lock: recover dead workers' trials, then start a trial if a slot is free.
 
@@ -269,7 +285,7 @@ def _reserve(
     return trial, False
 
 
-def _recover_locked(study: optuna.Study, storage: optuna.storages.RDBStorage) -> None:
+def _recover_locked(study: optuna.Study, storage: StudyStorage) -> None:
     with study_lock(storage, study.study_name):
         recover_trials(study, storage)
 
@@ -298,13 +314,15 @@ def release_memory() -> None:
 
 def _run_trial(
     study: optuna.Study,
-    storage: optuna.storages.RDBStorage,
+    storage: StudyStorage,
     trial: optuna.Trial,
     objective: Callable[[optuna.Trial], Any],
     record: WorkerRecord,
     study_id: int,
-) -> TrialState:
-    trial.set_user_attr("worker", record.label)
+) -> tuple[TrialState, bool]:
+    """Run ``trial``; returns its state and whether this worker should leave (a CUDA out-of-memory retried
+    at lower packing)."""
+    internals.set_trial_user_attrs(trial, {"worker": record.label, **({"gpu": record.gpu} if record.gpu is not None else {})})
     record.publish(storage, study_id, state="running", trial=trial.number)
     heartbeat = _Heartbeat(storage, internals.trial_id(trial), lambda: record.publish(storage, study_id))
     heartbeat.start()
@@ -331,6 +349,8 @@ def _run_trial(
         state = TrialState.FAIL
         final["fail_reason"] = fail_reason(exc)
         final["error"] = f"{type(exc).__name__}: {exc}"[:500]
+        if packing.is_cuda_oom(exc):
+            final.update(packing.oom_attrs(record.packing))
         logger.warning("trial %d failed (%s): %s: %s", trial.number, final["fail_reason"], type(exc).__name__, exc)
         if isinstance(exc, FATAL_ERRORS):
             fatal = exc
@@ -353,13 +373,29 @@ def _run_trial(
             "trial %d was failed by the heartbeat check while this worker could not reach the database; its retry runs it again",
             trial.number,
         )
-        return TrialState.FAIL
+        return TrialState.FAIL, False
     if fatal is not None:
         raise fatal
-    return state
+    if final.get("oom") and record.packing > 1 and trial.user_attrs.get(packing.RETRIED_AFTER) != packing.OUT_OF_MEMORY:
+        deadline = getattr(storage, "retry_deadline", None)
+        retry_call(
+            lambda: _recover_locked(study, storage),
+            what="enqueue the retry of a trial out of GPU memory",
+            url=storage.url,
+            deadline=deadline,
+        )
+        logger.warning(
+            "trial %d ran out of GPU memory with %d workers on GPU %s: it is retried once, and this worker leaves so the GPU runs %d",
+            trial.number,
+            record.packing,
+            record.gpu if record.gpu is not None else "?",
+            record.packing - 1,
+        )
+        return state, True
+    return state, False
 
 
-def _interrupted(study: optuna.Study, storage: optuna.storages.RDBStorage, trial: optuna.Trial, seconds: float) -> None:
+def _interrupted(study: optuna.Study, storage: StudyStorage, trial: optuna.Trial, seconds: float) -> None:
     """Fail an interrupted trial and enqueue its retry (a second signal ends the process meanwhile)."""
     attrs = {"error": "interrupted (SIGTERM or Ctrl-C); retried", "fail_reason": INTERRUPTED, "trial_seconds": round(seconds, 3)}
     try:
@@ -373,12 +409,12 @@ def _interrupted(study: optuna.Study, storage: optuna.storages.RDBStorage, trial
     )
 
 
-def _default_poll(storage: optuna.storages.RDBStorage) -> float:
+def _default_poll(storage: StudyStorage) -> float:
     return float(min(5.0, max(0.5, (storage.get_heartbeat_interval() or 10) / 2)))
 
 
 def run_worker(
-    storage: optuna.storages.RDBStorage,
+    storage: StudyStorage,
     study_name: str | None = None,
     options: WorkerOptions | None = None,
     *,
@@ -406,10 +442,15 @@ def run_worker(
         logger.info("%s", note)
     study, spec = opened.study, opened.spec
     study_id = storage.get_study_id_from_name(study.study_name)
+    if options.gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(options.gpu)  # before anything starts CUDA
     factory = trainer or trainer_from_env()
     objective = make_objective(spec, factory(spec) if factory else load_trainer(spec, study, options, dataset))
+    cap = options.memory_fraction if options.memory_fraction is not None else packing.memory_fraction(options.trials_per_gpu)
+    if packing.cap_memory(cap):
+        logger.info("CUDA allocator capped at %.0f%% of the GPU (%d workers share it)", 100 * (cap or 1), options.trials_per_gpu)
     poll = options.poll_interval or _default_poll(storage)
-    record = WorkerRecord(gpu=options.gpu, threads=options.threads)
+    record = WorkerRecord(gpu=options.gpu, threads=options.threads, packing=options.trials_per_gpu)
     report = WorkerReport(study=study.study_name)
     stop_at = None if options.timeout is None else time.monotonic() + options.timeout
     pending = _Pending()
@@ -434,13 +475,16 @@ def run_worker(
                         record.publish(storage, study_id, state="waiting", trial=None)
                     time.sleep(poll + jitter)
                     continue
-                state = _run_trial(study, storage, trial, objective, record, study_id)
+                state, leave = _run_trial(study, storage, trial, objective, record, study_id)
                 report.trials.append(trial.number)
                 report.states[state.name] = report.states.get(state.name, 0) + 1
                 record.trials_done += 1
                 logger.info("trial %d %s", trial.number, state.name)
                 if on_trial is not None:
                     on_trial(trial.number, state)
+                if leave:
+                    report.reason = "packing"
+                    break
         except KeyboardInterrupt:
             report.reason = "interrupted"
             raise

@@ -1,0 +1,216 @@
+"""A study database reached through ``spcl-search storage-proxy`` (``grpc://HOST:PORT``): the client side.
+
+Beyond a few dozen workers one PostgreSQL runs out of connections (each worker holds up to 4). Optuna's gRPC
+storage proxy (``optuna.storages.run_grpc_proxy_server`` / ``GrpcStorageProxy``) lets every worker talk to one
+proxy process, which alone holds database connections. Optuna's client does not give what the service's
+guarantees rest on, so the proxy (:mod:`spcl_search.search.proxy_server`) adds a second gRPC service,
+``spcl_search.Coordinator``, and :class:`ProxyStorage` (Optuna's client plus that service) uses it for:
+
+* heartbeats: ``record_heartbeat`` and the stale-trial query run in the proxy against the database, so a
+  SIGKILLed worker's trial is failed and retried exactly as with a direct connection;
+* the study lock: a lease held by the proxy (plus the database's own lock, so direct workers and other
+  proxies stay excluded), released by the client, or by the proxy after the grace period if the client died;
+  a lease lost that way raises :class:`LeaseLost` (redone from the start, like a lock lost with its connection);
+* trials without any heartbeat, and a trial's user attrs in one call (what ``optuna_internals`` does by SQL).
+
+A proxy that restarts is ridden out like a database restart: lost connections (gRPC ``UNAVAILABLE``) are
+retried with backoff up to the deadline. The heartbeat interval and grace period are the proxy's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import random
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, Union
+
+import optuna
+from optuna.trial import TrialState
+
+from spcl_search.errors import StorageError
+from spcl_search.search import optuna_internals as internals
+from spcl_search.search.retry import TransientStorageError, retry_call
+from spcl_search.search.settings import STORAGE_RETRY_DEADLINE
+
+if TYPE_CHECKING:
+    from optuna.storages import RDBStorage
+
+T = TypeVar("T")
+
+SCHEME = "grpc://"
+#: the extra gRPC service the proxy serves beside Optuna's
+SERVICE = "spcl_search.Coordinator"
+#: seconds the proxy waits for a busy study lock before answering "try again"
+LOCK_WAIT = 1.0
+#: seconds to wait for the proxy when a command starts
+CONNECT_TIMEOUT = 10.0
+
+
+def is_proxy_url(url: str | None) -> bool:
+    """Whether ``url`` names a storage proxy (``grpc://HOST:PORT``)."""
+    return bool(url) and str(url).startswith(SCHEME)
+
+
+def parse_proxy_url(url: str) -> tuple[str, int]:
+    """``(host, port)`` of ``grpc://HOST:PORT``; a StorageError naming the URL otherwise."""
+    host, _, port = url[len(SCHEME) :].rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        raise StorageError(f"storage URL {url!r}: a storage proxy is grpc://HOST:PORT (spcl-search storage-proxy --host H --port P)")
+    return host.strip("[]"), int(port)
+
+
+def encode(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+def decode(data: bytes) -> Any:
+    return json.loads(data) if data else None
+
+
+class LeaseLost(TransientStorageError):
+    """The proxy gave the study lock away (this client held it past the grace period)."""
+
+
+class ProxyStorage(optuna.storages.GrpcStorageProxy, internals.BaseHeartbeat):
+    """Optuna's gRPC storage client with heartbeats, the study lock and batched user attrs (see the module)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        heartbeats: bool = True,
+        stale_trial_callback: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+        retry_deadline: float = STORAGE_RETRY_DEADLINE,
+    ) -> None:
+        """Connect to the proxy at ``url``; with ``heartbeats``, trials beat at the proxy's interval and a stale one
+        is handed to ``stale_trial_callback`` (the storage's retry)."""
+        self.url = url
+        self.retry_deadline = retry_deadline
+        host, port = parse_proxy_url(url)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            super().__init__(host=host, port=port)
+        try:
+            self.wait_server_ready(timeout=CONNECT_TIMEOUT)
+        except ConnectionError:
+            raise StorageError(
+                f"no storage proxy answers at {url} within {CONNECT_TIMEOUT:.0f} s; start it with "
+                f"`spcl-search storage-proxy --storage DATABASE --host {host} --port {port}` or check the address"
+            ) from None
+        import grpc
+
+        self._coordinator = grpc.insecure_channel(f"{host}:{port}")
+        self._calls: dict[str, Callable[..., Any]] = {}
+        config = self.call("Config", {})
+        self.database: str = config["database"]
+        self.grace_period: int = int(config["grace_period"])
+        self._interval: int | None = int(config["heartbeat_interval"]) if heartbeats else None
+        self._callback = stale_trial_callback if heartbeats else None
+
+    def call(self, method: str, request: Any, timeout: float | None = 60.0) -> Any:
+        """One call of the proxy's ``spcl_search.Coordinator`` service."""
+        stub = self._calls.get(method)
+        if stub is None:
+            stub = self._calls[method] = self._coordinator.unary_unary(
+                f"/{SERVICE}/{method}", request_serializer=encode, response_deserializer=decode
+            )
+        return stub(request, timeout=timeout)
+
+    def retrying(self, fn: Callable[[], T], what: str) -> T:
+        """``fn()`` with this storage's retries (a proxy restart is waited for)."""
+        return retry_call(fn, what=what, url=self.url, deadline=self.retry_deadline)
+
+    def close(self) -> None:
+        super().close()
+        self._coordinator.close()
+
+    # ---------------------------------------------------------------------------- heartbeats
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        self.call("Heartbeat", {"trial_id": trial_id})
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        return [int(i) for i in self.call("StaleTrials", {"study_id": study_id})]
+
+    def get_heartbeat_interval(self) -> int | None:
+        return self._interval
+
+    def get_heartbeat_stale_trial_callback(self) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None:
+        return self._callback
+
+    def orphan_trial_ids(self, study_id: int, older_than: float) -> list[int]:
+        """RUNNING trials without any heartbeat started over ``older_than`` s ago (queried by the proxy)."""
+        return [int(i) for i in self.call("Orphans", {"study_id": study_id, "older_than": older_than})]
+
+    # ---------------------------------------------------------------------------- records
+
+    def set_trial_user_attrs(self, trial_id: int, attrs: Mapping[str, Any]) -> None:
+        """Every attr of a running trial in one call (one statement in the proxy)."""
+        import grpc
+
+        try:
+            self.call("SetTrialUserAttrs", {"trial_id": trial_id, "attrs": dict(attrs)})
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                raise optuna.exceptions.UpdateFinishedTrialError(exc.details()) from None
+            raise
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
+        attempts = 0
+
+        def attempt() -> bool:
+            nonlocal attempts
+            attempts += 1
+            try:
+                return bool(optuna.storages.GrpcStorageProxy.set_trial_state_values(self, trial_id, state, values))
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # the attempt before may have been applied just before the connection dropped
+                if attempts > 1 and optuna.storages.GrpcStorageProxy.get_trial(self, trial_id).state == state:
+                    return True
+                raise
+
+        return self.retrying(attempt, "set the state of a trial")
+
+    # ---------------------------------------------------------------------------- the study lock
+
+    @contextlib.contextmanager
+    def study_lock(self, study_name: str) -> Iterator[None]:
+        """Hold the proxy's lease on ``study_name``; :class:`LeaseLost` after the section if it was given away."""
+        token = None
+        while token is None:
+            answer = self.call("Lock", {"study": study_name, "wait": LOCK_WAIT}, timeout=LOCK_WAIT + 60)
+            token = answer.get("token")
+            if token is None and answer.get("busy"):
+                time.sleep(random.uniform(0.05, 0.2))  # the proxy's waiting room is full
+        released = False
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                released = bool(self.call("Unlock", {"study": study_name, "token": token}))
+        if not released:
+            raise LeaseLost(f"the proxy gave the lock of study {study_name!r} away before this worker released it")
+
+
+#: what :func:`spcl_search.search.storage.open_storage` returns
+StudyStorage = Union["RDBStorage", ProxyStorage]
+
+
+def _retried(name: str) -> Callable[..., Any]:
+    method = getattr(ProxyStorage, name)
+
+    @functools.wraps(method)
+    def call(self: ProxyStorage, *args: Any, **kwargs: Any) -> Any:
+        return self.retrying(lambda: method(self, *args, **kwargs), name.strip("_").replace("_", " "))
+
+    return call
+
+
+for _name in (*internals.RETRIED_METHODS, "orphan_trial_ids", "set_trial_user_attrs"):
+    if _name in ("_get_trials", "_get_best_trial_id", "_set_trial_param"):
+        continue  # RDBStorage internals: the client has no such steps
+    setattr(ProxyStorage, _name, _retried(_name))
