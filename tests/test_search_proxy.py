@@ -158,9 +158,27 @@ def test_64_workers_through_one_proxy_meet_the_budget_and_retry_sigkilled_worker
     port = free_port()
     url = f"grpc://127.0.0.1:{port}"
     proxy = subprocess.Popen(
-        [sys.executable, "-m", "spcl_search", "storage-proxy", "--storage", pg_url, "--host", "127.0.0.1", "--port", str(port),
-         "--heartbeat-interval", "2", "--grace-period", "8", "--connections", "8"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "spcl_search",
+            "storage-proxy",
+            "--storage",
+            pg_url,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--heartbeat-interval",
+            "2",
+            "--grace-period",
+            "8",
+            "--connections",
+            "8",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     logs = []
     procs = []
@@ -171,8 +189,14 @@ def test_64_workers_through_one_proxy_meet_the_budget_and_retry_sigkilled_worker
         for i in range(workers):
             log = open(tmp_path / f"worker-{i}.log", "w+")
             logs.append(log)
-            procs.append(subprocess.Popen([sys.executable, "-m", "spcl_search", "worker", "--study", name, "--storage", url],
-                                          stdout=log, stderr=subprocess.STDOUT, env=env))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "spcl_search", "worker", "--study", name, "--storage", url],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                )
+            )
         reader = open_storage(url, heartbeat_interval=None)
         study = optuna.load_study(study_name=name, storage=reader)
         victims, killed = {}, set()
@@ -195,7 +219,17 @@ def test_64_workers_through_one_proxy_meet_the_budget_and_retry_sigkilled_worker
             outputs.append(log.read())
         survivors = [(p, out) for p, out in zip(procs, outputs) if p.pid not in victims]
         assert all(p.returncode == 0 for p, _ in survivors), [out[-2000:] for p, out in survivors if p.returncode != 0][:2]
-        assert not [out for _, out in survivors if re.search(r"StorageError|unreachable|Traceback", out)][:1]
+        # a lease the proxy gave away (its holder too slow on a loaded machine) is redone by design; anything
+        # else unreachable, a StorageError or a traceback is a failure
+        troubles = [
+            line
+            for _, out in survivors
+            for line in out.splitlines()
+            if re.search(r"StorageError|unreachable|Traceback", line)
+            and "LeaseLost" not in line
+            and not re.search(r"reachable again after", line)
+        ]
+        assert not troubles[:3]
         trials = optuna.load_study(study_name=name, storage=reader).trials
         assert sum(t.state == TrialState.COMPLETE for t in trials) == n  # the budget, exactly
         assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
