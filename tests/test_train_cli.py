@@ -71,3 +71,22 @@ def test_an_unknown_precision_is_one_line_naming_the_option(_train):
     proc = _train("--precision", "fp16")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: --precision 'fp16': choose one of fp32, bf16"]
+
+
+def test_method_and_its_options_are_recorded(_train, tmp_path):
+    out = tmp_path / "run.json"
+    proc = _train("--method", "ogm_ge", "--method-option", "alpha=0.5", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads(out.read_text())["config"]
+    assert config["method"] == "ogm_ge" and config["method_options"] == {"alpha": 0.5}
+
+
+def test_an_unknown_method_is_one_line_naming_the_option(_train):
+    proc = _train("--method", "gradblend")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: --method 'gradblend': choose one of spcl, none, ogm_ge, opm, mmpareto"]
+
+
+def test_an_option_the_method_does_not_have_is_named(_train):
+    proc = _train("--method", "ogm_ge", "--method-option", "gamma=1.5")
+    assert proc.returncode == 2 and "gamma" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
