@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import warnings
 from pathlib import Path
 from typing import Annotated, Any
@@ -83,6 +84,8 @@ def dashboard(
         console.print(f"pushed {len(ids)} figures and a note to study {study!r}", highlight=False)
     # the dashboard's own importance plot warns on every request of a small study
     warnings.simplefilter("ignore", UserWarning)
+    # Ctrl-C stops the server even where the parent ignored SIGINT (an ignored signal is inherited)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     server = start_dashboard(opened, host, port)
     console.print(f"optuna-dashboard: {server.study_url(loaded)}  (Ctrl-C to stop)", highlight=False)
     server.wait()
