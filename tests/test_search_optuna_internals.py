@@ -39,3 +39,49 @@ def test_no_other_module_touches_optunas_private_names():
             if names & private or "._rdb" in module:
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []
+
+
+def _proxy_services(storage):
+    """Optuna's own proxy servicer and the one :func:`optuna_internals.grpc_server` registers, over ``storage``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from optuna.storages._grpc.servicer import OptunaStorageProxyService
+
+    captured = []
+    import optuna.storages._grpc.auto_generated.api_pb2_grpc as api_pb2_grpc
+
+    original = api_pb2_grpc.add_StorageServiceServicer_to_server
+    api_pb2_grpc.add_StorageServiceServicer_to_server = lambda service, server: captured.append(service)
+    try:
+        optuna_internals.grpc_server(storage, "127.0.0.1", 0, ThreadPoolExecutor(max_workers=1))
+    finally:
+        api_pb2_grpc.add_StorageServiceServicer_to_server = original
+    return OptunaStorageProxyService(storage), captured[0]
+
+
+def test_the_proxy_reads_only_the_trials_a_client_asks_for_and_the_same_ones_as_optuna(tmp_path):
+    from optuna.storages._grpc.auto_generated import api_pb2
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}")
+    study = optuna.create_study(storage=storage, study_name="s")
+    for i in range(6):
+        trial = study.ask()
+        trial.suggest_float("x", 0, 1)
+        trial.set_user_attr("i", i)
+        if i not in (2, 5):  # trials 2 and 5 stay RUNNING
+            study.tell(trial, float(i))
+    ids = [t._trial_id for t in study.get_trials(deepcopy=False)]
+    theirs, ours = _proxy_services(storage)
+    calls = []
+    real = storage.get_all_trials
+    storage.get_all_trials = lambda *a, **k: calls.append(a) or real(*a, **k)  # type: ignore[method-assign]
+    for greater_than, included in ((-1, []), (ids[3], [ids[2]]), (ids[5], [ids[2], ids[5]]), (ids[5], [])):
+        request = api_pb2.GetTrialsRequest(study_id=study._study_id, included_trial_ids=included, trial_id_greater_than=greater_than)
+        calls.clear()
+        mine = ours.GetTrials(request, None).trials
+        assert calls == []  # never the whole study
+        assert [t.SerializeToString(deterministic=True) for t in mine] == [
+            t.SerializeToString(deterministic=True) for t in theirs.GetTrials(request, None).trials
+        ]
+    request = api_pb2.GetTrialsRequest(study_id=study._study_id, included_trial_ids=[ids[2]], trial_id_greater_than=ids[3])
+    assert [t.trial_id for t in ours.GetTrials(request, None).trials] == [ids[2], ids[4], ids[5]]
