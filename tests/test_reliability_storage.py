@@ -53,6 +53,8 @@ def _dbapi(cls, message, *, invalidated=False):
         'connection to server at "127.0.0.1", port 5432 failed: Connection refused',
         "FATAL:  the database system is starting up",
         "FATAL:  the database system is shutting down",
+        "FATAL:  sorry, too many clients already",
+        "FATAL:  remaining connection slots are reserved for roles with the SUPERUSER attribute",
     ],
 )
 def test_lost_or_refused_connections_are_transient(message):
@@ -231,6 +233,70 @@ def test_a_storage_call_waits_for_a_restarting_server(restartable_pg, caplog):
             restarter.join()
         rdb.get_all_studies()
     assert any("unreachable" in r.getMessage() for r in caplog.records), "the restart was never noticed"
+
+
+@pytest.fixture
+def one_connection_url(pg_url):
+    """The test database as a login role allowed one connection at a time: a server out of connection slots
+    for that role, with PostgreSQL's own refusal (superusers, like the default test role, have no limit)."""
+    role = f"spcl_one_{uuid.uuid4().hex[:8]}"
+    admin = sqlalchemy.create_engine(resolve_url(pg_url), isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.pool.NullPool)
+    with admin.connect() as c:
+        c.execute(sqlalchemy.text(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 1"))
+    yield sqlalchemy.engine.make_url(resolve_url(pg_url)).set(username=role, password=None).render_as_string(hide_password=False)
+    with admin.connect() as c:
+        c.execute(sqlalchemy.text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"))
+        c.execute(sqlalchemy.text(f"DROP ROLE {role}"))
+    admin.dispose()
+
+
+def _select_one(url):
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+
+    def call():
+        with engine.connect() as c:
+            return c.execute(sqlalchemy.text("SELECT 1")).scalar()
+
+    return call
+
+
+@pytest.mark.postgres
+def test_a_server_out_of_connections_is_waited_for_until_a_slot_frees(one_connection_url, caplog):
+    holder = sqlalchemy.create_engine(one_connection_url, poolclass=sqlalchemy.pool.NullPool).connect()
+    releaser = threading.Timer(1.5, holder.close)
+    with caplog.at_level(logging.INFO, logger="spcl_search.search.retry"):
+        releaser.start()
+        try:
+            assert retry.retry_call(_select_one(one_connection_url), what="reserve a trial", url=one_connection_url, deadline=30) == 1
+        finally:
+            releaser.join()
+    assert any("too many connections" in r.getMessage() for r in caplog.records), "the refusal was never met"
+
+
+@pytest.mark.postgres
+def test_a_server_that_stays_out_of_connections_is_one_line_naming_the_storage_proxy(one_connection_url):
+    holder = sqlalchemy.create_engine(one_connection_url, poolclass=sqlalchemy.pool.NullPool).connect()
+    try:
+        with pytest.raises(StorageError) as err:
+            retry.retry_call(_select_one(one_connection_url), what="reserve a trial", url=one_connection_url, deadline=1.0)
+    finally:
+        holder.close()
+    message = str(err.value)
+    assert "\n" not in message
+    assert "too many connections" in message and "spcl-search storage-proxy" in message and "max_connections" in message
+
+
+@pytest.mark.postgres
+def test_a_worker_that_finds_no_free_connection_at_start_is_told_to_use_the_storage_proxy(one_connection_url):
+    holder = sqlalchemy.create_engine(one_connection_url, poolclass=sqlalchemy.pool.NullPool).connect()
+    try:
+        with pytest.raises(StorageError) as err:
+            open_storage(one_connection_url, heartbeat_interval=None)
+    finally:
+        holder.close()
+    message = str(err.value)
+    assert message.startswith("cannot connect to") and "\n" not in message
+    assert "spcl-search storage-proxy" in message and "check that the server runs" not in message
 
 
 @pytest.mark.postgres

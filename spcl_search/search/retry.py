@@ -39,6 +39,13 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: driver messages (lower case) of a server with no connection slot left for this client
+CONNECTION_SLOTS_MESSAGES = (
+    "too many clients already",
+    "remaining connection slots are reserved",
+    "too many connections for role",
+    "too many connections for database",
+)
 #: driver messages (lower case) of a connection that was lost, refused or briefly unusable
 TRANSIENT_MESSAGES = (
     "could not connect",
@@ -64,6 +71,13 @@ TRANSIENT_MESSAGES = (
     "database is locked",
     "deadlock detected",
     "could not serialize access",
+    *CONNECTION_SLOTS_MESSAGES,
+)
+#: what to do when the server has no connection slot left (a slot frees when another client ends, so it is
+#: also waited for like a restart, but a cluster that keeps hitting it has outgrown direct connections)
+CONNECTION_SLOTS_ADVICE = (
+    "the database server has no free connection (each direct worker holds up to 4): put the workers behind "
+    "`spcl-search storage-proxy` (README, On a GPU cluster), a pgbouncer, or raise max_connections"
 )
 
 _state = threading.local()
@@ -147,7 +161,17 @@ def database_failure(exc: BaseException) -> str | None:
     """A one-line message if ``exc`` is a study-database failure that escaped every retry, else None."""
     if not any(isinstance(e, (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError)) for e in _chain(exc)):
         return None
-    return f"the study database failed ({describe(exc)}); check that the server runs and is reachable, then run the command again"
+    return f"the study database failed ({describe(exc)}); {advice(exc, 'check that the server runs and is reachable, then run the command again')}"
+
+
+def advice(exc: BaseException, otherwise: str) -> str:
+    """What to do about ``exc``: :data:`CONNECTION_SLOTS_ADVICE` when the server ran out of connections."""
+    for e in _chain(exc):
+        if isinstance(e, sqlalchemy.exc.DBAPIError):
+            text = str(e.orig if e.orig is not None else e).lower()
+            if any(m in text for m in CONNECTION_SLOTS_MESSAGES):
+                return CONNECTION_SLOTS_ADVICE
+    return otherwise
 
 
 def retry_call(fn: Callable[[], T], *, what: str, url: str, deadline: float | None = None) -> T:
@@ -173,7 +197,7 @@ def retry_call(fn: Callable[[], T], *, what: str, url: str, deadline: float | No
             if elapsed + wait > limit:
                 raise StorageError(
                     f"lost the study database {mask_url(url)} for {elapsed:.0f} s while trying to {what} "
-                    f"({describe(exc, url)}); check that the server runs, then start again"
+                    f"({describe(exc, url)}); {advice(exc, 'check that the server runs, then start again')}"
                 ) from None
             tries += 1
             logger.warning(

@@ -29,7 +29,7 @@ import sqlalchemy
 
 from spcl_search.errors import StorageError
 from spcl_search.search.proxy import ProxyStorage, StudyStorage, is_proxy_url
-from spcl_search.search.retry import ResilientRDBStorage
+from spcl_search.search.retry import ResilientRDBStorage, advice
 from spcl_search.search.settings import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_RETRY, ENV_VAR, STORAGE_RETRY_DEADLINE
 from spcl_search.search.urls import dialect, mask_url, resolve_url, short_error, sqlite_path
 
@@ -171,10 +171,8 @@ def open_storage(
             if not isinstance(cause, sqlalchemy.exc.OperationalError):
                 raise
             if path is None:
-                raise StorageError(
-                    f"cannot connect to {masked}: {short_error(cause, resolved)}; check that the server runs and the "
-                    "host, port, user, password and database are right"
-                ) from None
+                what_to_do = advice(cause, "check that the server runs and the host, port, user, password and database are right")
+                raise StorageError(f"cannot connect to {masked}: {short_error(cause, resolved)}; {what_to_do}") from None
             raise StorageError(f"cannot open the SQLite database {masked}: {short_error(cause, resolved)}") from None
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
             # several workers creating the tables of a fresh database at once: try again shortly
