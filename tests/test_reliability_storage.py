@@ -239,11 +239,12 @@ def test_a_storage_call_waits_for_a_restarting_server(restartable_pg, caplog):
 def one_connection_url(pg_url):
     """The test database as a login role allowed one connection at a time: a server out of connection slots
     for that role, with PostgreSQL's own refusal (superusers, like the default test role, have no limit)."""
-    role = f"spcl_one_{uuid.uuid4().hex[:8]}"
+    role, password = f"spcl_one_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     admin = sqlalchemy.create_engine(resolve_url(pg_url), isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.pool.NullPool)
     with admin.connect() as c:
-        c.execute(sqlalchemy.text(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 1"))
-    yield sqlalchemy.engine.make_url(resolve_url(pg_url)).set(username=role, password=None).render_as_string(hide_password=False)
+        c.execute(sqlalchemy.text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}' CONNECTION LIMIT 1"))
+    url = sqlalchemy.engine.make_url(resolve_url(pg_url)).set(username=role, password=password)
+    yield url.render_as_string(hide_password=False)
     with admin.connect() as c:
         c.execute(sqlalchemy.text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"))
         c.execute(sqlalchemy.text(f"DROP ROLE {role}"))
@@ -263,14 +264,20 @@ def _select_one(url):
 @pytest.mark.postgres
 def test_a_server_out_of_connections_is_waited_for_until_a_slot_frees(one_connection_url, caplog):
     holder = sqlalchemy.create_engine(one_connection_url, poolclass=sqlalchemy.pool.NullPool).connect()
-    releaser = threading.Timer(1.5, holder.close)
-    with caplog.at_level(logging.INFO, logger="spcl_search.search.retry"):
-        releaser.start()
+    select_one, refusals = _select_one(one_connection_url), []
+
+    def call():
         try:
-            assert retry.retry_call(_select_one(one_connection_url), what="reserve a trial", url=one_connection_url, deadline=30) == 1
-        finally:
-            releaser.join()
-    assert any("too many connections" in r.getMessage() for r in caplog.records), "the refusal was never met"
+            return select_one()
+        except sqlalchemy.exc.OperationalError:
+            refusals.append(1)
+            holder.close()  # another client ends: its slot frees for the next try
+            raise
+
+    with caplog.at_level(logging.INFO, logger="spcl_search.search.retry"):
+        assert retry.retry_call(call, what="reserve a trial", url=one_connection_url, deadline=30) == 1
+    assert refusals == [1]
+    assert any("too many connections" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.postgres
@@ -283,7 +290,21 @@ def test_a_server_that_stays_out_of_connections_is_one_line_naming_the_storage_p
         holder.close()
     message = str(err.value)
     assert "\n" not in message
-    assert "too many connections" in message and "spcl-search storage-proxy" in message and "max_connections" in message
+    assert "too many connections for role" in message and "CONNECTION LIMIT" in message and "spcl-search storage-proxy" in message
+
+
+@pytest.mark.parametrize(
+    ("message", "says"),
+    [
+        ("FATAL:  sorry, too many clients already", "raise max_connections"),
+        ("FATAL:  remaining connection slots are reserved for roles with the SUPERUSER attribute", "raise max_connections"),
+        ('FATAL:  too many connections for role "alice"', "ALTER ROLE / ALTER DATABASE"),
+        ('FATAL:  too many connections for database "studies"', "ALTER ROLE / ALTER DATABASE"),
+        ("server closed the connection unexpectedly", "check that the server runs"),
+    ],
+)
+def test_the_advice_names_the_remedy_for_the_limit_that_was_reached(message, says):
+    assert says in retry.advice(_dbapi(sqlalchemy.exc.OperationalError, message), "check that the server runs")
 
 
 @pytest.mark.postgres

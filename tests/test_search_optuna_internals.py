@@ -7,10 +7,12 @@ import tomllib
 from pathlib import Path
 
 import optuna
+import pytest
 from packaging.requirements import Requirement
 
 from spcl_search.search import optuna_internals
 from spcl_search.search.retry import ResilientRDBStorage
+from spcl_search.search.storage import open_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,28 +43,35 @@ def test_no_other_module_touches_optunas_private_names():
     assert offenders == []
 
 
-def _proxy_services(storage):
+def _proxy_services(storage, monkeypatch):
     """Optuna's own proxy servicer and the one :func:`optuna_internals.grpc_server` registers, over ``storage``."""
     from concurrent.futures import ThreadPoolExecutor
 
+    import optuna.storages._grpc.auto_generated.api_pb2_grpc as api_pb2_grpc
     from optuna.storages._grpc.servicer import OptunaStorageProxyService
 
     captured = []
-    import optuna.storages._grpc.auto_generated.api_pb2_grpc as api_pb2_grpc
-
-    original = api_pb2_grpc.add_StorageServiceServicer_to_server
-    api_pb2_grpc.add_StorageServiceServicer_to_server = lambda service, server: captured.append(service)
-    try:
-        optuna_internals.grpc_server(storage, "127.0.0.1", 0, ThreadPoolExecutor(max_workers=1))
-    finally:
-        api_pb2_grpc.add_StorageServiceServicer_to_server = original
+    monkeypatch.setattr(api_pb2_grpc, "add_StorageServiceServicer_to_server", lambda service, server: captured.append(service))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        optuna_internals.grpc_server(storage, "127.0.0.1", 0, pool).stop(None)
     return OptunaStorageProxyService(storage), captured[0]
 
 
-def test_the_proxy_reads_only_the_trials_a_client_asks_for_and_the_same_ones_as_optuna(tmp_path):
+class _Aborted(Exception):
+    pass
+
+
+class _Context:
+    """The part of a gRPC servicer context GetTrials uses."""
+
+    def abort(self, code, details):
+        raise _Aborted(code.name, details)
+
+
+def test_the_proxy_reads_only_the_trials_a_client_asks_for_and_the_same_ones_as_optuna(tmp_path, monkeypatch):
     from optuna.storages._grpc.auto_generated import api_pb2
 
-    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}")
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=None)  # the proxy's own storage
     study = optuna.create_study(storage=storage, study_name="s")
     for i in range(6):
         trial = study.ask()
@@ -71,7 +80,7 @@ def test_the_proxy_reads_only_the_trials_a_client_asks_for_and_the_same_ones_as_
         if i not in (2, 5):  # trials 2 and 5 stay RUNNING
             study.tell(trial, float(i))
     ids = [t._trial_id for t in study.get_trials(deepcopy=False)]
-    theirs, ours = _proxy_services(storage)
+    theirs, ours = _proxy_services(storage, monkeypatch)
     calls = []
     real = storage.get_all_trials
     storage.get_all_trials = lambda *a, **k: calls.append(a) or real(*a, **k)  # type: ignore[method-assign]
@@ -85,3 +94,13 @@ def test_the_proxy_reads_only_the_trials_a_client_asks_for_and_the_same_ones_as_
         ]
     request = api_pb2.GetTrialsRequest(study_id=study._study_id, included_trial_ids=[ids[2]], trial_id_greater_than=ids[3])
     assert [t.trial_id for t in ours.GetTrials(request, None).trials] == [ids[2], ids[4], ids[5]]
+
+
+def test_the_proxy_answers_not_found_for_a_study_that_does_not_exist(tmp_path, monkeypatch):
+    from optuna.storages._grpc.auto_generated import api_pb2
+
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=None)
+    _, ours = _proxy_services(storage, monkeypatch)
+    with pytest.raises(_Aborted) as err:
+        ours.GetTrials(api_pb2.GetTrialsRequest(study_id=999, trial_id_greater_than=-1), _Context())
+    assert err.value.args[0] == "NOT_FOUND"

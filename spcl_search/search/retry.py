@@ -39,13 +39,11 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: driver messages (lower case) of a server with no connection slot left for this client
-CONNECTION_SLOTS_MESSAGES = (
-    "too many clients already",
-    "remaining connection slots are reserved",
-    "too many connections for role",
-    "too many connections for database",
-)
+#: driver messages (lower case) of a server with no connection slot left (its max_connections)
+SERVER_SLOTS_MESSAGES = ("too many clients already", "remaining connection slots are reserved")
+#: driver messages (lower case) of a role's or database's own CONNECTION LIMIT reached
+LIMIT_SLOTS_MESSAGES = ("too many connections for role", "too many connections for database")
+CONNECTION_SLOTS_MESSAGES = SERVER_SLOTS_MESSAGES + LIMIT_SLOTS_MESSAGES
 #: driver messages (lower case) of a connection that was lost, refused or briefly unusable
 TRANSIENT_MESSAGES = (
     "could not connect",
@@ -75,9 +73,15 @@ TRANSIENT_MESSAGES = (
 )
 #: what to do when the server has no connection slot left (a slot frees when another client ends, so it is
 #: also waited for like a restart, but a cluster that keeps hitting it has outgrown direct connections)
-CONNECTION_SLOTS_ADVICE = (
-    "the database server has no free connection (each direct worker holds up to 4): put the workers behind "
-    "`spcl-search storage-proxy` (README, On a GPU cluster), a pgbouncer, or raise max_connections"
+SERVER_SLOTS_ADVICE = (
+    "the database server has no free connection (each direct worker holds up to 4): run fewer direct workers, "
+    "put them behind `spcl-search storage-proxy` (README, On a GPU cluster) or a pgbouncer, or raise max_connections"
+)
+#: the same for a CONNECTION LIMIT of the role or database in the URL
+LIMIT_SLOTS_ADVICE = (
+    "the role or database in the storage URL reached its CONNECTION LIMIT (each direct worker holds up to 4): "
+    "raise it (ALTER ROLE / ALTER DATABASE ... CONNECTION LIMIT), run fewer direct workers, or put them behind "
+    "`spcl-search storage-proxy`"
 )
 
 _state = threading.local()
@@ -165,12 +169,14 @@ def database_failure(exc: BaseException) -> str | None:
 
 
 def advice(exc: BaseException, otherwise: str) -> str:
-    """What to do about ``exc``: :data:`CONNECTION_SLOTS_ADVICE` when the server ran out of connections."""
+    """What to do about ``exc``: the remedies for a server, role or database out of connections, else ``otherwise``."""
     for e in _chain(exc):
         if isinstance(e, sqlalchemy.exc.DBAPIError):
             text = str(e.orig if e.orig is not None else e).lower()
-            if any(m in text for m in CONNECTION_SLOTS_MESSAGES):
-                return CONNECTION_SLOTS_ADVICE
+            if any(m in text for m in SERVER_SLOTS_MESSAGES):
+                return SERVER_SLOTS_ADVICE
+            if any(m in text for m in LIMIT_SLOTS_MESSAGES):
+                return LIMIT_SLOTS_ADVICE
     return otherwise
 
 
