@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import optuna
@@ -133,6 +134,7 @@ def throughput(url: str, workers: int, n_trials: int, trial_seconds: float, epoc
     end = max(t.datetime_complete for t in done)
     span = (end - start).total_seconds()
     errors = sum(len(ERROR_PATTERN.findall(out)) for out in outputs)
+    error_lines = Counter(line.strip()[:160] for out in outputs for line in out.splitlines() if line.startswith("error:"))
     optuna.delete_study(study_name=name, storage=rdb)
     return {
         "workers": workers,
@@ -145,6 +147,7 @@ def throughput(url: str, workers: int, n_trials: int, trial_seconds: float, epoc
         "ideal_per_s": workers / trial_seconds,
         "nonzero_exits": sum(p.returncode != 0 for p in procs),
         "storage_errors": errors,
+        "error_lines": error_lines,
     }
 
 
@@ -242,6 +245,8 @@ def proxy_vs_direct(args: argparse.Namespace) -> None:
                     f"{k:>8}{label:>9}{r['complete']:>10}/{r['budget']:<6}{r['trials_per_s']:>10.2f}{r['ideal_per_s']:>9.2f}"
                     f"{r['span_s']:>8.1f}{r['nonzero_exits']:>10}{r['storage_errors']:>16}"
                 )
+                for line, n in r["error_lines"].most_common(3):  # what the workers that stopped said
+                    print(f"{'':>17}{n} x {line}")
 
 
 if __name__ == "__main__":
