@@ -152,7 +152,7 @@ def stale_trial_ids(rdb: optuna.storages.RDBStorage, study: int) -> list[int]:
     return list(rdb._get_stale_trial_ids(study))
 
 
-def grpc_server(storage: optuna.storages.BaseStorage, host: str, port: int, pool: Any) -> Any:
+def grpc_server(storage: optuna.storages.RDBStorage, host: str, port: int, pool: Any) -> Any:
     """Optuna's gRPC storage proxy server for ``storage`` (not started), so more services can be added to it.
 
     Its ``GetTrials`` reads only the trials a client asks for. Optuna's client keeps a cache and asks for the
@@ -167,11 +167,8 @@ def grpc_server(storage: optuna.storages.BaseStorage, host: str, port: int, pool
 
     class _Service(servicer.OptunaStorageProxyService):
         def GetTrials(self, request: Any, context: Any) -> Any:
-            get_trials = getattr(self._backend, "_get_trials", None)
-            if get_trials is None:  # not an RDB storage: Optuna's own (load all, filter)
-                return super().GetTrials(request, context)
             try:
-                trials = get_trials(request.study_id, None, set(request.included_trial_ids), request.trial_id_greater_than)
+                trials = storage._get_trials(request.study_id, None, set(request.included_trial_ids), request.trial_id_greater_than)
             except KeyError as exc:
                 context.abort(code=grpc.StatusCode.NOT_FOUND, details=str(exc))
             return api_pb2.GetTrialsReply(trials=[servicer._to_proto_trial(t) for t in trials])

@@ -129,10 +129,14 @@ def is_transient(exc: BaseException) -> bool:
             if e.connection_invalidated:
                 return True
             if isinstance(e, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
-                text = str(e.orig if e.orig is not None else e).lower()
-                return any(m in text for m in TRANSIENT_MESSAGES)
+                return any(m in _driver_text(e) for m in TRANSIENT_MESSAGES)
             return False
     return False
+
+
+def _driver_text(e: sqlalchemy.exc.DBAPIError) -> str:
+    """The driver's own message behind ``e``, lower case (what the message tables above match)."""
+    return str(e.orig if e.orig is not None else e).lower()
 
 
 #: gRPC status names of a storage proxy that is unreachable, restarting or overloaded for a moment
@@ -172,7 +176,7 @@ def advice(exc: BaseException, otherwise: str) -> str:
     """What to do about ``exc``: the remedies for a server, role or database out of connections, else ``otherwise``."""
     for e in _chain(exc):
         if isinstance(e, sqlalchemy.exc.DBAPIError):
-            text = str(e.orig if e.orig is not None else e).lower()
+            text = _driver_text(e)
             if any(m in text for m in SERVER_SLOTS_MESSAGES):
                 return SERVER_SLOTS_ADVICE
             if any(m in text for m in LIMIT_SLOTS_MESSAGES):
