@@ -46,10 +46,11 @@ def report(
         require_browser(fmt)
     from spcl_search.reports.methods import sibling_studies
     from spcl_search.reports.study import open_storage
+    from spcl_search.search.confirm import confirmation_of
 
     opened = open_storage(storage)
     loaded = load_study(study, opened)
-    built = build_report(loaded, importance, siblings=sibling_studies(opened, loaded))
+    built = build_report(loaded, importance, siblings=sibling_studies(opened, loaded), confirmation=confirmation_of(opened, loaded))
     page = write_html(built, out)
     console.print(f"report: {page}  ({len(built.figures)} figures)", highlight=False)
     if fmt != "html":
@@ -80,7 +81,9 @@ def dashboard(
     opened = open_storage(storage)
     loaded = load_study(study, opened)
     if push:
-        ids = push_report(loaded, build_report(loaded, importance))
+        from spcl_search.search.confirm import confirmation_of
+
+        ids = push_report(loaded, build_report(loaded, importance, confirmation=confirmation_of(opened, loaded)))
         console.print(f"pushed {len(ids)} figures and a note to study {study!r}", highlight=False)
     # the dashboard's own importance plot warns on every request of a small study
     warnings.simplefilter("ignore", UserWarning)

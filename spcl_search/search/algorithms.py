@@ -25,8 +25,8 @@ def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
 
 
 def max_resource(spec: StudySpec) -> int:
-    """Intermediate values a trial reports: one per epoch and seed."""
-    return spec.epochs * len(spec.seeds)
+    """Intermediate values a trial reports: one per epoch (with several seeds, their mean at that epoch)."""
+    return spec.epochs
 
 
 def first_prunable_step(spec: StudySpec) -> int:
@@ -40,7 +40,12 @@ def first_prunable_step(spec: StudySpec) -> int:
 
 
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    """``median`` (warm-up of a fifth of the epochs), ``hyperband`` (resource = epochs x seeds) or none."""
+    """``median`` (warm-up of a fifth of the epochs), ``hyperband`` (resource = epochs) or none; a racing spec's
+    pruner races settings over the seeds (:mod:`spcl_search.search.racing`)."""
+    if spec.racing:
+        from spcl_search.search.racing import make_racing_pruner
+
+        return make_racing_pruner(spec.race)
     opts = dict(spec.pruner_options)
     try:
         if spec.pruner == "median":
