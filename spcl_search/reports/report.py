@@ -198,6 +198,7 @@ def _curves_section(study: optuna.Study, rows: list[BestSetting], confirmation: 
     section = Section("curves", "Learning curves: dev F1, take rate and threshold per epoch")
     section.text = "Each trial's first seed; the chosen trial in red, the confirmation's trials dashed, the no-curriculum baseline dotted."
     chosen = {r.modalities: (r.source, r.trial) for r in rows}
+
     def curves(m: str) -> Callable[[], go.Figure]:
         return lambda: figures.learning_curves(study, m, chosen.get(m), confirmation)
 
