@@ -112,3 +112,14 @@ def test_spcl_search_confirm_runs_the_confirmation_with_local_workers_and_prints
     assert "confirmed on 2 seeds (seeds 3, 4)" in done.stdout and "no curriculum at 95%" in done.stdout
     best = subprocess.run([sys.executable, "-m", "spcl_search", "best", "--storage", url], capture_output=True, text=True, env=env)
     assert "confirmed on 2 seeds" in best.stdout and "mmgcn-synthetic-search-confirm" not in best.stdout.split("details")[0]
+
+
+def test_a_balance_study_confirms_its_best_tri_modal_settings_on_every_set(tmp_path):
+    rdb = open_storage(f"sqlite:///{tmp_path / 'b.db'}", heartbeat_interval=1, grace_period=3)
+    open_study(rdb, {"backbone": "mmgcn", "kind": "balance", "epochs": 2, "n_trials": 4})
+    run_worker(rdb, "mmgcn-synthetic-balance", trainer=simulated.factory())
+    made = confirm(rdb, "mmgcn-synthetic-balance", top=2, seeds=[1, 2, 3])
+    run_worker(rdb, made.name, trainer=simulated.factory())
+    rows = best_settings(optuna.load_study(study_name="mmgcn-synthetic-balance", storage=rdb), confirmation_of(rdb, "mmgcn-synthetic-balance"))
+    assert [r.modalities for r in rows] == ["atv", "at", "tv", "av"] and all(r.confirmed and r.seeds == (1, 2, 3) for r in rows)
+    assert len(made.opened.study.trials) == 3 and sum(not t.user_attrs["use_cl"] for t in made.opened.study.trials) == 1

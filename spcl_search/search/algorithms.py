@@ -12,16 +12,16 @@ if TYPE_CHECKING:  # the schema imports this module to check pruner options: no 
     from spcl_search.schema.spec import StudySpec
 
 
-def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
-    """``tpe`` (constant liar, so parallel workers spread out), ``nsga2`` or ``random``; unseeded, so
-    workers do not all draw the same points."""
+def make_sampler(spec: StudySpec, seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """``tpe`` (constant liar, so parallel workers spread out), ``nsga2`` or ``random``; unseeded (``seed``: for
+    replays such as benchmarks/search_quality.py), so workers do not all draw the same points."""
     if spec.sampler == "random":
-        return optuna.samplers.RandomSampler()
+        return optuna.samplers.RandomSampler(seed=seed)
     if spec.sampler == "nsga2":
         population = max(4, min(50, spec.n_trials // 5))
-        return optuna.samplers.NSGAIISampler(population_size=population)
+        return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
     startup = max(3, min(10, spec.n_trials // 5))
-    return optuna.samplers.TPESampler(n_startup_trials=startup, constant_liar=True)
+    return optuna.samplers.TPESampler(n_startup_trials=startup, constant_liar=True, seed=seed)
 
 
 def max_resource(spec: StudySpec) -> int:

@@ -70,7 +70,7 @@ def study_status(storage: optuna.storages.BaseStorage, name: str, *, stale_after
     parent_name = study.user_attrs.get(CONFIRMS_ATTR)  # a confirmation study shows its parent's answer
     parent = study if not parent_name else optuna.load_study(study_name=parent_name, storage=storage)
     answers = [
-        f"{r.modalities} {r.setting}: dev {_pm(r.dev_f1, r.dev_f1_std)} - {r.stage}; {r.verdict}"
+        f"{r.modalities} {r.setting}: dev {_pm(r.dev_f1, r.dev_f1_std)}, test {_pm(r.test_f1, r.test_f1_std)} - {r.stage}; {r.verdict}"
         for r in best_settings(parent, confirmation_of(storage, parent))
     ]
     grace = stale_after
@@ -106,7 +106,9 @@ def pareto_front(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     return [t for t in trials if not any(dominates(o, t) for o in trials if o is not t)]
 
 
-def _pm(mean: float, std: float | None) -> str:
+def _pm(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "-"
     return f"{mean:.2f}" + ("" if std is None else f" ± {std:.2f}")
 
 
