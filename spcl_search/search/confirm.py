@@ -101,7 +101,9 @@ def confirm(
     if top < 1:
         raise ConfigError(f"--top must be >= 1, got {top}")
     if not study_exists(storage, name):
-        raise ConfigError(f"no study {name!r} in {mask_url(getattr(storage, 'url', 'this storage'))}; run `spcl-search status` to list them")
+        raise ConfigError(
+            f"no study {name!r} in {mask_url(getattr(storage, 'url', 'this storage'))}; run `spcl-search status` to list them"
+        )
     parent = optuna.load_study(study_name=name, storage=storage)
     if is_confirmation(parent):
         raise ConfigError(f"study {name!r} is itself a confirmation (of {parent.user_attrs[CONFIRMS_ATTR]!r}); confirm that one")
