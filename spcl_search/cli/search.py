@@ -176,6 +176,10 @@ def run(
     space: Annotated[
         list[str] | None, typer.Option("--space", help="Search range NAME=LOW:HIGH[:log|:step=S] or NAME=A,B,C (repeatable).")
     ] = None,
+    method_option: Annotated[
+        list[str] | None,
+        typer.Option("--method-option", help="A fixed (not searched) option of the method, KEY=VALUE (repeatable), e.g. smooth=true."),
+    ] = None,
     storage: Storage = None,
     workers: Annotated[
         int | None,
@@ -224,6 +228,7 @@ def run(
         warm_start=warm_start,
         baseline=baseline,
         space=space,
+        method_option=method_option,
     )
     _check_data(requested.get("data"), requested.get("dataset"))
     url = resolve_url(storage)
