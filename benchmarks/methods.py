@@ -7,7 +7,7 @@ holding that one setting, so the gain is the tri-modal minus the best bi-modal d
 Prints the method view (``spcl-search compare`` over the confirmation studies), every method's tuning trial
 count, its seconds per training epoch against plain training (the method's overhead), and, when ``none`` ran,
 each method's paired difference from it on the shared seeds (tri-modal dev and test weighted-F1, mean and 95%
-t interval).
+t interval, :func:`spcl_search.stats.paired_difference`).
 
     python benchmarks/methods.py                                   # MMGCN and DialogueGCN, SPCL forms, IEMOCAP
     python benchmarks/methods.py --variant original --standardise --epochs 20 --trials 6
@@ -52,20 +52,14 @@ def seed_figures(study, trial_number: int) -> dict[int, tuple[float, float]]:
 
 
 def paired(method: dict[int, tuple[float, float]], plain: dict[int, tuple[float, float]]) -> tuple[list[int], list[str]]:
-    """The shared seeds and, for dev then test, ``mean [low, high]`` of method minus plain (95% t interval)."""
-    from scipy import stats
+    """The shared seeds and, for dev then test, method minus plain: ``mean [low, high]`` (95% t interval) and the verdict."""
+    from spcl_search.stats import paired_difference
 
-    shared = sorted(set(method) & set(plain))
     out = []
     for k in (0, 1):
-        a, b = [method[s][k] for s in shared], [plain[s][k] for s in shared]
-        mean = statistics.fmean(x - y for x, y in zip(a, b, strict=True))
-        if len(shared) < 2:
-            out.append(f"{mean:+.2f} (one seed)")
-            continue
-        ci = stats.ttest_rel(a, b).confidence_interval(0.95)
-        out.append(f"{mean:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}]")
-    return shared, out
+        d = paired_difference({s: v[k] for s, v in method.items()}, {s: v[k] for s, v in plain.items()})
+        out.append("-" if d is None else f"{d.interval()}: {d.verdict('none')}")
+    return sorted(set(method) & set(plain)), out
 
 
 def main() -> None:

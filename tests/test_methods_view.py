@@ -93,17 +93,12 @@ def test_a_fixed_method_option_reaches_training_and_is_recorded_with_each_trial(
     opened = open_study(rdb, request)
     seen = []
 
-    def factory(spec):
-        inner = simulated.factory()(spec)
-
-        def train(modalities, seed, setting, on_epoch):
+    class Spy(simulated.SimulatedTrainer):
+        def run(self, modalities, seed, setting):
             seen.append(setting.method_options)
-            return inner(modalities, seed, setting, on_epoch)
+            return (yield from super().run(modalities, seed, setting))
 
-        train.device, train.versions, train.surrogate = inner.device, inner.versions, inner.surrogate
-        return train
-
-    run_worker(rdb, opened.spec.name, trainer=factory)
+    run_worker(rdb, opened.spec.name, trainer=lambda spec: Spy(spec.epochs))
     trials = optuna.load_study(study_name=opened.spec.name, storage=rdb).trials
     assert [s["smooth"] for s in seen] == [True, True]
     for trial in trials:

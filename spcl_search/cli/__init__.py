@@ -28,7 +28,7 @@ app = typer.Typer(
 err_console = Console(stderr=True)
 
 #: sub-modules that register commands on ``app`` (imported in this order; a missing one is an ImportError)
-COMMAND_MODULES = ("data", "train", "search", "report")
+COMMAND_MODULES = ("data", "train", "search", "confirm", "report")
 
 
 def _register() -> None:

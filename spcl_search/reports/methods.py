@@ -111,6 +111,8 @@ def sibling_studies(storage: optuna.storages.BaseStorage, study: optuna.Study) -
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         other = optuna.load_study(study_name=summary.study_name, storage=storage)
         o = study_info(other)
+        if other.user_attrs.get("confirms"):  # a confirmation study belongs to its parent, not beside it
+            continue
         if (o.backbone, o.variant, o.dataset, o.kind) == (info.backbone, info.variant, info.dataset, info.kind):
             out.append(other)
     return out
