@@ -29,7 +29,7 @@ from spcl_search.data.batching import Batch, iter_batches
 from spcl_search.data.standardise import standardise
 from spcl_search.data.types import ERCDataset, canonical_modalities
 from spcl_search.errors import ConfigError, NonFiniteLossError
-from spcl_search.methods import DEFAULT_METHOD, make_method
+from spcl_search.methods import DEFAULT_METHOD, make_method, method_options
 from spcl_search.results import EpochRecord, TrainResult, drive
 from spcl_search.spcl import SPCLConfig, joint_logits, modality_ratio
 
@@ -65,7 +65,7 @@ class TrainConfig:
     patience: int | None = None
     standardise: bool = False
     method: str = DEFAULT_METHOD
-    method_options: dict[str, float] = field(default_factory=dict)
+    method_options: dict[str, Any] = field(default_factory=dict)
     precision: str = DEFAULT_PRECISION
     spcl: SPCLConfig = field(default_factory=SPCLConfig)
     model: dict[str, Any] = field(default_factory=dict)
@@ -370,7 +370,12 @@ def training(dataset: ERCDataset, config: TrainConfig) -> Generator[EpochRecord,
 
     assert best is not None
     return TrainResult(
-        config={**config.to_dict(), **eff, "modalities": modalities},
+        config={
+            **config.to_dict(),
+            **eff,
+            "modalities": modalities,
+            "method_options": method_options(config.method, config.method_options),
+        },
         best_epoch=best.epoch,
         dev_f1=best.dev_f1,
         dev_acc=best.dev_acc,

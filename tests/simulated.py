@@ -77,10 +77,11 @@ class SimulatedTrainer:
 
     def run(self, modalities: str, seed: int, setting: Setting) -> Generator[EpochRecord, None, TrainResult]:
         peak = BASE.get(modalities, 40.0) - 40 * (setting.cl_threshold - 0.7) ** 2 - 30 * (setting.cl_growth - 1.3) ** 2
-        peak -= sum(10 * (v - 0.5) ** 2 for v in setting.method_options.values())  # other balance methods' settings
+        numbers = {k: v for k, v in setting.method_options.items() if isinstance(v, float)}  # not switches or epochs
+        peak -= sum(10 * (v - 0.5) ** 2 for v in numbers.values())  # other balance methods' settings
         if not setting.use_cl:
             peak -= 3.0 if modalities == "atv" else 1.0
-        options = ":".join(f"{k}={v:.6f}" for k, v in sorted(setting.method_options.items()))
+        options = ":".join(f"{k}={v:.6f}" for k, v in sorted(numbers.items()))
         rng = random.Random(zlib.crc32(f"{modalities}:{seed}:{setting.cl_threshold:.6f}:{setting.cl_growth:.6f}:{options}".encode()))
         history: list[EpochRecord] = []
         for epoch in range(self.epochs):

@@ -10,9 +10,11 @@ import sys
 
 import optuna
 import pytest
+from optuna.distributions import FloatDistribution
 from typer.testing import CliRunner
 
 from spcl_search.cli import app
+from spcl_search.schema.reproduce import spec_fragment, train_command
 from spcl_search.schema.spec import build, load_file
 from spcl_search.search.storage import open_storage
 from spcl_search.search.worker import WorkerOptions, run_worker
@@ -55,3 +57,15 @@ def test_the_toml_fragment_is_a_spec_of_exactly_that_setting(trained, tmp_path):
     assert {k: r.choices for k, r in spec.space.items()} == {k: (v,) for k, v in trial.params.items()}
     assert (spec.seeds, spec.epochs, spec.train["standardise"], spec.train["lr"]) == ((0, 1), 2, True, 1e-3)
     assert spec.name == f"{STUDY}-best-atv" and spec.data == "synthetic"
+
+
+def test_a_methods_fixed_options_go_into_the_command_and_the_toml(tmp_path):
+    spec = build({"backbone": "late_fusion", "method": "ogm_ge", "method_options": {"smooth": True, "modulation_ends": 3}})
+    trial = optuna.trial.create_trial(
+        params={"alpha": 0.5}, distributions={"alpha": FloatDistribution(0.05, 2.0, log=True)}, value=50.0, user_attrs={"seeds": [0]}
+    )
+    argv = train_command(spec, trial, "atv")
+    options = [argv[i + 1] for i, a in enumerate(argv) if a == "--method-option"]
+    assert options == ["alpha=0.5", "smooth=true", "modulation_ends=3"]
+    (tmp_path / "best.toml").write_text(spec_fragment(spec, trial, "atv", "again"))
+    assert build(load_file(tmp_path / "best.toml")).method_options == {"smooth": True, "modulation_ends": 3}

@@ -178,6 +178,10 @@ def run(
     space: Annotated[
         list[str] | None, typer.Option("--space", help="Search range NAME=LOW:HIGH[:log|:step=S] or NAME=A,B,C (repeatable).")
     ] = None,
+    method_option: Annotated[
+        list[str] | None,
+        typer.Option("--method-option", help="A fixed (not searched) option of the method, KEY=VALUE (repeatable), e.g. smooth=true."),
+    ] = None,
     race: Annotated[
         bool | None,
         typer.Option(
@@ -234,6 +238,7 @@ def run(
         warm_start=warm_start,
         baseline=baseline,
         space=space,
+        method_option=method_option,
         race=None if race is None else {"enabled": race},
     )
     _check_data(requested.get("data"), requested.get("dataset"))

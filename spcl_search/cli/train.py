@@ -7,7 +7,7 @@ import os
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -58,7 +58,9 @@ def train(
     method_option: Annotated[
         list[str] | None,
         typer.Option(
-            "--method-option", help="A method option KEY=VALUE (repeatable): ogm_ge alpha; opm alpha, q_base, p_exe; mmpareto gamma."
+            "--method-option",
+            help="A method option KEY=VALUE (repeatable): ogm_ge alpha, smooth=true|false, modulation_starts/modulation_ends "
+            "(epochs); opm alpha, q_base, p_exe; mmpareto gamma.",
         ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs [default: the form's protocol].")] = None,
@@ -250,18 +252,11 @@ def _model_options(items: list[str]) -> dict[str, object]:
     return out
 
 
-def _method_options(items: list[str]) -> dict[str, float]:
-    """``["alpha=0.5", ...]`` -> ``{"alpha": 0.5}`` (one-line errors naming the option)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        try:
-            if not sep or not key.strip():
-                raise ValueError
-            out[key.strip()] = float(value)
-        except ValueError:
-            raise ConfigError(f"--method-option {item!r}: use KEY=NUMBER, e.g. alpha=0.5") from None
-    return out
+def _method_options(items: list[str]) -> dict[str, Any]:
+    """``["alpha=0.5", "smooth=true"]`` -> ``{"alpha": 0.5, "smooth": True}`` (one-line errors naming the option)."""
+    from spcl_search.schema.method_options import parse_option
+
+    return dict(parse_option(item) for item in items)
 
 
 def _write_atomic(path: Path, text: str) -> None:

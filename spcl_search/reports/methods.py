@@ -76,7 +76,7 @@ def method_row(study: optuna.Study) -> MethodRow:
         study=info.name,
         n_trials=len(complete),
         trial=None if best is None else best.number,
-        setting="-" if best is None else method_setting(info.method, dict(best.params)),
+        setting="-" if best is None or record is None else method_setting(info.method, dict(best.params), record.method_options),
         dev_f1=dev,
         dev_f1_std=dev_std,
         test_f1=test,

@@ -19,6 +19,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from backbones.defaults import METHOD_OPTIONS
 from spcl_search.schema.records import TrialRecord, sort_modalities, study_info
 from spcl_search.schema.spec import METHOD_PARAMS
 from spcl_search.stats import PairedDifference, mean_std, paired_difference
@@ -110,12 +111,17 @@ def spcl_setting(params: dict[str, Any]) -> str:
     return "-" if growth is None or threshold is None else f"{growth:.3g}/{threshold:.3g}"
 
 
-def method_setting(method: str, params: dict[str, Any]) -> str:
+def method_setting(method: str, params: dict[str, Any], options: dict[str, Any] | None = None) -> str:
     """The searched setting of a trial of ``method``: SPCL's paper layout, else ``"name=value ..."`` (``"-"``
-    for a method without options)."""
+    for a method without options), then the fixed ``options`` it trained with that are not the defaults
+    (``smooth=true``)."""
     if method == "spcl":
         return spcl_setting(params)
     own = [f"{name}={params[name]:.3g}" for name in METHOD_PARAMS.get(method, ()) if name in params]
+    defaults = METHOD_OPTIONS.get(method, {})
+    for name, value in (options or {}).items():
+        if name not in params and name in defaults and value != defaults[name]:
+            own.append(f"{name}={str(value).lower() if isinstance(value, bool) else value}")
     return " ".join(own) or "-"
 
 

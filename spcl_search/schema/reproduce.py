@@ -1,7 +1,7 @@
 """A trial as something to run again: the complete ``spcl-search train`` line, or a study spec fragment.
 
 ``spcl-search best --command`` prints, per modality set, the command that trains the chosen trial again with
-every setting that shaped it: form, method and its options, the SPCL switches, lr, weight decay, batch size,
+every setting that shaped it: form, method and its options (searched and fixed), the SPCL switches, lr, weight decay, batch size,
 epochs, patience, clipping, standardisation, precision, model options, seeds, data path, and the threads and
 device its worker used (CPU training is deterministic for a given thread count, so the command gives the trial's
 dev F1 exactly). ``best --toml`` writes the same as a spec whose space holds just that setting. The effective
@@ -44,6 +44,8 @@ def effective(spec: StudySpec, trial: FrozenTrial) -> dict[str, Any]:
         "data": spec.data or spec.dataset,
         "method": method,
         "method_params": {k: params[k] for k in METHOD_PARAMS.get(method, ()) if k in params},
+        # the method's fixed options (OGM-GE's smooth, its window); a baseline trial trained without the method
+        "method_fixed": {k: v for k, v in spec.method_options.items() if v is not None} if method == spec.method else {},
         "spcl": {**{k: SPCL[k] for k in ("normalise", "score", "cap")}, **spec.spcl},
         "protocol": protocol,
         "seeds": list(record.seeds or spec.seeds),
@@ -65,6 +67,8 @@ def train_command(spec: StudySpec, trial: FrozenTrial, modalities: str) -> list[
     else:
         for key, value in e["method_params"].items():
             args += ["--method-option", f"{key}={float(value)!r}"]
+        for key, value in e["method_fixed"].items():
+            args += ["--method-option", f"{key}={_toml(value)}"]
     args += ["--epochs", str(p["epochs"]), "--lr", repr(float(p["lr"])), "--weight-decay", repr(float(p["weight_decay"]))]
     args += ["--batch-size", str(p["batch_size"]), "--patience", str(p.get("patience") or 0), "--clip", repr(float(p["clip_grad_norm"]))]
     if p.get("standardise"):
@@ -116,6 +120,8 @@ def spec_fragment(spec: StudySpec, trial: FrozenTrial, modalities: str, name: st
         tables["spcl"] = dict(e["spcl"])
     if p.get("model"):
         tables["model"] = dict(p["model"])
+    if e["method_fixed"]:
+        tables["method_options"] = dict(e["method_fixed"])
     for key, value in e["method_params"].items():
         tables[f"space.{key}"] = {"choices": [value]}
     lines = [f"# trial {trial.number} of study {spec.name!r} on {modalities}: spcl-search run --spec THIS_FILE trains it again"]

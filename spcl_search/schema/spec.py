@@ -37,6 +37,7 @@ from backbones.defaults import (
     training_defaults,
 )
 from spcl_search.errors import ConfigError
+from spcl_search.schema.method_options import method_options, parse_option
 
 KINDS = ("search", "balance")
 SAMPLERS = ("tpe", "nsga2", "random")
@@ -135,6 +136,8 @@ class StudySpec:
     pruner_options: dict[str, Any] = field(default_factory=dict)
     warm_start: str = "none"
     baseline: bool = False
+    #: the method's fixed options, not searched (OGM-GE's ``smooth``, its window); the rest take their defaults
+    method_options: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     spcl: dict[str, Any] = field(default_factory=dict)
@@ -416,6 +419,7 @@ FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "pruner_options": _table("pruner_options"),
     "warm_start": _warm_start,
     "baseline": lambda value, where: bool(value),
+    "method_options": _table("method_options"),
     "train": _table("train", TRAIN_KEYS, _check_train),
     "model": _table("model"),
     "spcl": _table("spcl", SPCL_KEYS, _check_spcl),
@@ -553,16 +557,20 @@ def parse_space_option(text: str) -> tuple[str, dict[str, Any]]:
 def requested_fields(spec_file: str | Path | None = None, **options: Any) -> Request:
     """Spec fields asked for: those of ``spec_file`` overridden by the options that are not None.
 
-    ``space`` options (a list of ``--space`` strings) are merged into the file's space per parameter.
+    ``space`` options (a list of ``--space`` strings) are merged into the file's space per parameter, and
+    ``method_option`` ones (``KEY=VALUE`` strings) into its ``method_options`` per option.
     """
     out: dict[str, Any] = dict(load_file(spec_file, options.get("kind"))) if spec_file else {}
     space_opts = options.pop("space", None) or []
+    option_opts = options.pop("method_option", None) or []
     race = options.pop("race", None)
     out.update({key: value for key, value in options.items() if value is not None})
     if race is not None:
         out["race"] = {**out.get("race", {}), **race}
     if space_opts:
         out["space"] = {**out.get("space", {}), **dict(parse_space_option(text) for text in space_opts)}
+    if option_opts:
+        out["method_options"] = {**out.get("method_options", {}), **dict(parse_option(text) for text in option_opts)}
     return Request(out, where="options")
 
 
@@ -610,6 +618,10 @@ def validate(spec: StudySpec) -> None:
         raise ConfigError(
             f"space.{stray[0]} is not a setting of method {spec.method}; its settings are {', '.join(METHOD_PARAMS[spec.method]) or 'none'}"
         )
+    method_options(spec.method, spec.method_options)  # ConfigError naming the bad option
+    searched = sorted(set(spec.method_options) & set(spec.space))
+    if searched:
+        raise ConfigError(f"method_options.{searched[0]} is searched (space.{searched[0]}); fix it in one place only")
     if spec.method == "spcl":
         threshold, growth = spec.space["cl_threshold"], spec.space["cl_growth"]
         if threshold.choices is None and threshold.bounds[0] <= 0:

@@ -28,6 +28,7 @@ import optuna
 
 from backbones.defaults import SPCL as SPCL_DEFAULTS
 from spcl_search.results import EpochRecord, TrainResult
+from spcl_search.schema.method_options import method_options
 from spcl_search.schema.records import SetResult, TrialRecord
 from spcl_search.schema.spec import BIMODAL, METHOD_PARAMS, TRI_MODAL, StudySpec
 from spcl_search.search import optuna_internals as internals
@@ -40,15 +41,16 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Setting:
     """What one trial trains: the SPCL setting (``cl_threshold``, ``cl_growth``; off for a baseline), another
-    method's options (``method_options``, e.g. OGM-GE's ``alpha``), the other searched values (lr, dropout,
-    hidden) and the modality sets. ``use_cl = False`` is the baseline: no balance method at all."""
+    method's options (``method_options``: the searched ones, e.g. OGM-GE's ``alpha``, over the spec's fixed
+    ones), the other searched values (lr, dropout, hidden) and the modality sets. ``use_cl = False`` is the
+    baseline: no balance method at all."""
 
     modalities: tuple[str, ...]
     cl_threshold: float
     cl_growth: float
     use_cl: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
-    method_options: dict[str, float] = field(default_factory=dict)
+    method_options: dict[str, Any] = field(default_factory=dict)
 
 
 class Trainer(Protocol):
@@ -85,7 +87,8 @@ def suggest(trial: optuna.Trial, spec: StudySpec) -> Setting:
         modalities = (trial.suggest_categorical("modalities", list(spec.modalities)),)
     else:
         modalities = (spec.modalities[0],)
-    options = {name: float(values.pop(name)) for name in METHOD_PARAMS[spec.method] if name not in ("cl_threshold", "cl_growth")}
+    searched = {name: float(values.pop(name)) for name in METHOD_PARAMS[spec.method] if name not in ("cl_threshold", "cl_growth")}
+    options = {**spec.method_options, **searched}
     cl_threshold = float(values.pop("cl_threshold", SPCL_DEFAULTS["cl_threshold"]))
     cl_growth = float(values.pop("cl_growth", SPCL_DEFAULTS["cl_growth"]))
     return Setting(modalities, cl_threshold, cl_growth, bool(trial.user_attrs.get("use_cl", True)), values, options)
@@ -286,6 +289,7 @@ def make_objective(spec: StudySpec, trainer: Trainer) -> Callable[[optuna.Trial]
             device=trainer.device,
             versions=dict(trainer.versions),
             data_surrogate=trainer.surrogate or None,
+            method_options=(method_options(spec.method, setting.method_options) if setting.use_cl else {}) or None,
             threads=getattr(trainer, "threads", None),
         )
         try:
