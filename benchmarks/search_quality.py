@@ -130,6 +130,14 @@ STRATEGIES = {
     "tpe-every-seed": Strategy("tpe-every-seed", {"pruner": "none"}, seeds="all"),
     "race": Strategy("race", {"race": {"enabled": True}}, seeds="all"),
     "tpe-median-confirm3": Strategy("tpe-median-confirm3", {"pruner": "median"}, confirm_top=3),
+    # curriculum-aware: no pruning check before the take rate reaches 0.9 (or half the epochs)
+    "tpe-median-take90": Strategy("tpe-median-take90", {"pruner": "median", "pruner_options": {"warmup_take_rate": 0.9}}),
+    # a plain later warm-up, for comparison: the first check at half the epochs
+    "tpe-median-half": Strategy("tpe-median-half", {"pruner": "median", "pruner_options": {"n_warmup_steps": 7}}),
+    "tpe-median-take90-confirm3": Strategy(
+        "tpe-median-take90-confirm3", {"pruner": "median", "pruner_options": {"warmup_take_rate": 0.9}}, confirm_top=3
+    ),
+    "tpe-confirm3": Strategy("tpe-confirm3", {"pruner": "none"}, confirm_top=3),
 }
 
 

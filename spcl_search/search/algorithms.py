@@ -39,6 +39,18 @@ def first_prunable_step(spec: StudySpec) -> int:
     return 0
 
 
+#: ``pruner_options`` the objective reads itself (Optuna's pruners never see them): ``warmup_take_rate`` makes the
+#: pruning curriculum-aware, no check before the trial's SPCL take rate (mean over its seeds) reaches it
+OBJECTIVE_OPTIONS = ("warmup_take_rate",)
+
+
+def take_rate_warmup(spec: StudySpec) -> float | None:
+    """The take rate a trial must reach before its first pruning check (``pruner_options.warmup_take_rate``); a trial
+    whose curriculum never gets there is checked from half its epochs on. None: no such warm-up."""
+    value = spec.pruner_options.get("warmup_take_rate")
+    return None if value is None else float(value)
+
+
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     """``median`` (warm-up of a fifth of the epochs), ``hyperband`` (resource = epochs) or none; a racing spec's
     pruner races settings over the seeds (:mod:`spcl_search.search.racing`)."""
@@ -46,7 +58,10 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
         from spcl_search.search.racing import make_racing_pruner
 
         return make_racing_pruner(spec.race)
-    opts = dict(spec.pruner_options)
+    opts = {k: v for k, v in spec.pruner_options.items() if k not in OBJECTIVE_OPTIONS}
+    warm = take_rate_warmup(spec)
+    if warm is not None and not 0 < warm <= 1:
+        raise ConfigError(f"pruner_options.warmup_take_rate must lie in (0, 1], got {warm}")
     try:
         if spec.pruner == "median":
             opts.setdefault("n_startup_trials", 5)

@@ -32,7 +32,7 @@ from spcl_search.schema.method_options import method_options
 from spcl_search.schema.records import SetResult, TrialRecord
 from spcl_search.schema.spec import BIMODAL, METHOD_PARAMS, TRI_MODAL, StudySpec
 from spcl_search.search import optuna_internals as internals
-from spcl_search.search.algorithms import first_prunable_step
+from spcl_search.search.algorithms import first_prunable_step, take_rate_warmup
 
 if TYPE_CHECKING:
     from spcl_search.data.types import ERCDataset
@@ -207,6 +207,7 @@ def make_objective(spec: StudySpec, trainer: Trainer) -> Callable[[optuna.Trial]
     with what is known by then).
     """
     first_check = first_prunable_step(spec)
+    warm_take, warm_cap = take_rate_warmup(spec), max(first_check, spec.epochs // 2)
     racing = spec.racing
 
     def lockstep(
@@ -233,7 +234,9 @@ def make_objective(spec: StudySpec, trainer: Trainer) -> Callable[[optuna.Trial]
                 continue
             value = _mean([epochs[min(epoch, len(epochs) - 1)].dev_f1 for epochs in seen])
             trial.report(value, step=epoch)
-            if epoch >= first_check and trial.should_prune():
+            take = _mean([epochs[min(epoch, len(epochs) - 1)].take_rate for epochs in seen])
+            admitted = warm_take is None or take >= warm_take or epoch >= warm_cap  # the curriculum let (most) data in
+            if epoch >= first_check and admitted and trial.should_prune():
                 record.sets[m] = _partial(seen, seeds)
                 record.pruned_at_step = epoch
                 raise optuna.TrialPruned(f"dev F1 {value:.2f} (mean over {len(seeds)} seed(s)) at epoch {epoch + 1}")

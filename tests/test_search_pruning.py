@@ -1,0 +1,40 @@
+"""Pruning a study's trials by epoch: the mean over seeds, and the curriculum-aware warm-up (take rate)."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import simulated
+from optuna.trial import TrialState
+
+from spcl_search.errors import ConfigError
+from spcl_search.schema.spec import build
+from spcl_search.search.storage import open_storage
+from spcl_search.search.study import open_study
+from spcl_search.search.worker import run_worker
+
+
+def _slow_after_good(tmp_path, **options):
+    """A good setting, then one whose curriculum admits 10% of the data forever (and whose dev F1 is lower)."""
+    rdb = open_storage(f"sqlite:///{tmp_path / 'p.db'}", heartbeat_interval=1, grace_period=3)
+    opened = open_study(rdb, {"backbone": "mmgcn", "epochs": 6, "n_trials": 2, "pruner": "median",
+                              "pruner_options": {"n_startup_trials": 1, "n_warmup_steps": 1, **options}})  # fmt: skip
+    opened.study.enqueue_trial({"cl_threshold": 0.7, "cl_growth": 1.3})
+    opened.study.enqueue_trial({"cl_threshold": 0.1, "cl_growth": 1.0})
+    run_worker(rdb, opened.spec.name, trainer=simulated.factory())
+    return optuna.load_study(study_name=opened.spec.name, storage=rdb).trials[1]
+
+
+def test_the_median_pruner_stops_a_slow_curriculum_at_its_first_check(tmp_path):
+    slow = _slow_after_good(tmp_path)
+    assert slow.state == TrialState.PRUNED and slow.user_attrs["pruned_at_step"] == 1
+
+
+def test_a_take_rate_warm_up_holds_the_check_until_the_curriculum_admits_the_data_or_half_the_epochs(tmp_path):
+    slow = _slow_after_good(tmp_path, warmup_take_rate=0.95)
+    assert slow.state == TrialState.PRUNED and slow.user_attrs["pruned_at_step"] == 3  # never reaches 0.95: half of 6 epochs
+
+
+def test_a_take_rate_warm_up_outside_0_1_is_refused():
+    with pytest.raises(ConfigError, match="warmup_take_rate"):
+        build({"backbone": "mmgcn", "pruner_options": {"warmup_take_rate": 1.5}})
