@@ -97,6 +97,9 @@ def extract(
         str, typer.Option(help="A missing or unreadable file, empty transcript or unknown label: 'raise' or 'skip' (recorded in meta).")
     ] = "raise",
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists.")] = False,
+    allow_outside: Annotated[
+        bool, typer.Option("--allow-outside", help="Read media files that resolve outside the corpus folder (trusted corpus files only).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of tables.")] = False,
 ) -> None:
     """Extract text, audio and visual features from raw dialogues into an SPCL feature pickle.
@@ -118,6 +121,7 @@ def extract(
         jobs=jobs,
         cache_dir=None if cache_dir is None else str(cache_dir),
         on_error=on_error,
+        allow_outside=allow_outside,
     )
     class_list = None if classes is None else [c.strip() for c in classes.split(",")]
     bars = _ExtractBars(err_console)
