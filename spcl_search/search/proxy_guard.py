@@ -32,8 +32,8 @@ logger = logging.getLogger(__name__)
 
 #: largest JSON value of one user attr (a trial's record holds dozens of small ones)
 MAX_USER_ATTR_BYTES = 64 << 10
-#: largest JSON value of one system attr (optuna-dashboard stores each figure in one)
-MAX_SYSTEM_ATTR_BYTES = 2 << 20
+#: largest JSON value of one system attr (optuna-dashboard splits figures and notes into chunks of a few KB)
+MAX_SYSTEM_ATTR_BYTES = 256 << 10
 #: largest message the proxy accepts
 MAX_MESSAGE_BYTES = 8 << 20
 #: longest study name (in a lock request)
