@@ -4,9 +4,7 @@ write the synthetic dataset (``synth``)."""
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -243,16 +241,9 @@ def synth(
 
 
 def _atomic_pickle(obj: Any, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)
-            pickle.dump(obj, f, protocol=4)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from spcl_search.outputs import write_atomic
+
+    write_atomic(out, lambda f: pickle.dump(obj, f, protocol=4))
 
 
 _FORMATS = {"spcl": "SPCL dict pickle", "dialoguegcn": "DialogueGCN/MMGCN tuple pickle"}

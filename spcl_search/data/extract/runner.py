@@ -46,6 +46,7 @@ from spcl_search.data.extract.text import DEFAULT_TEXT_MODEL, text_spec
 from spcl_search.data.extract.visual import visual_spec
 from spcl_search.data.types import MODALITY_NAMES, canonical_modalities
 from spcl_search.errors import ConfigError, DataError
+from spcl_search.outputs import check_writable
 
 __all__ = ["ExtractOptions", "ExtractProgress", "Task", "extract", "extract_corpus", "make_specs"]
 
@@ -141,6 +142,7 @@ def extract(
         raise ConfigError(f"--out {out}: is a folder; give the path of the .pkl to write")
     if target.exists() and not force:
         raise ConfigError(f"{out}: already exists; pass --force to overwrite it")
+    check_writable(target)  # before the work, not after it
     specs = make_specs(options)
     corpus = read_corpus(layout, os.fspath(source), classes=classes, merge_exc=merge_exc, dev_fraction=dev_fraction, dev_seed=dev_seed)
     data, summary = extract_corpus(corpus, options, progress=progress, specs=specs)
