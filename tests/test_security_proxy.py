@@ -205,6 +205,16 @@ def test_a_stale_trial_may_be_failed_by_another_worker_but_not_kept_alive(guarde
     assert intruder.set_trial_state_values(trial_id, TrialState.FAIL)
 
 
+def test_a_trial_put_back_to_waiting_belongs_to_whoever_starts_it_next(guarded):
+    first, trial_id = _started_trial(guarded)
+    assert first.set_trial_state_values(trial_id, TrialState.WAITING)  # its slot was over the budget
+    second = open_storage(guarded)
+    assert second.set_trial_state_values(trial_id, TrialState.RUNNING)
+    second.record_heartbeat(trial_id)
+    with pytest.raises(grpc.RpcError):
+        first.record_heartbeat(trial_id)
+
+
 def test_a_finished_trial_cannot_be_created_through_the_proxy(guarded):
     study = open_study(open_storage(guarded), {"backbone": "mmgcn", "epochs": 1, "n_trials": 2}).study
     with pytest.raises(grpc.RpcError) as err:
@@ -366,6 +376,20 @@ def test_over_tls_with_the_ca_and_the_token_a_worker_finishes_the_budget(tls_pro
     assert report.reason == "budget" and report.states == {"COMPLETE": 2}
     status = CliRunner().invoke(app, ["status", "--storage", f"grpcs://127.0.0.1:{tls_proxy}", "--json"])
     assert status.exit_code == 0 and '"finished": 2' in status.output
+
+
+def test_a_worker_process_given_the_token_and_ca_files_runs_over_tls(tls_proxy, certificate, database, tmp_path, monkeypatch):
+    url = f"grpcs://127.0.0.1:{tls_proxy}"
+    monkeypatch.setenv("SPCL_SEARCH_CA_FILE", certificate["proxy"][0])
+    open_study(open_storage(url), {"name": "tls", "backbone": "mmgcn", "epochs": 1, "n_trials": 2, "pruner": "none"})
+    env = {k: v for k, v in os.environ.items() if k not in ("SPCL_SEARCH_TOKEN_FILE", "SPCL_SEARCH_CA_FILE")}
+    cmd = [sys.executable, "-m", "spcl_search", "--token-file", str(token_file(tmp_path, "w", TOKEN)), "--ca-file", certificate["proxy"][0]]
+    done = subprocess.run(
+        [*cmd, "worker", "--study", "tls", "--storage", url], env={**env, **simulated.env(seconds=0.05)}, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    trials = optuna.load_study(study_name="tls", storage=open_storage(database)).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
 
 
 def test_over_tls_a_certificate_the_client_does_not_trust_is_a_one_line_error(tls_proxy, certificate, monkeypatch):

@@ -191,19 +191,26 @@ def use_channel(client: optuna.storages.GrpcStorageProxy, channel: Any) -> None:
     client._cache = GrpcClientCache(client._stub)
 
 
-def trial_is_stale(rdb: optuna.storages.RDBStorage, trial: int, grace: float) -> bool:
-    """Whether trial id ``trial`` is RUNNING without a heartbeat for ``grace`` s (or without any, started that long ago):
-    what the heartbeat check (Optuna's query, same clock) and :func:`orphan_trial_ids` would fail."""
+def trial_silence(rdb: optuna.storages.RDBStorage, trial: int) -> float | None:
+    """Seconds since trial id ``trial`` last beat (since it started, when it never did); None when it is not RUNNING.
+    Heartbeats are timed by the database's clock, as in Optuna's heartbeat check; starts as :func:`orphan_trial_ids`."""
     model, beat = models.TrialModel, models.TrialHeartbeatModel
     with _create_scoped_session(rdb.scoped_session) as session:
         row = session.query(model).filter(model.trial_id == trial).one_or_none()
         if row is None or row.state != TrialState.RUNNING:
-            return False
+            return None
         heartbeat = session.query(beat).filter(beat.trial_id == trial).one_or_none()
         if heartbeat is not None:
             now = session.execute(sqlalchemy.func.now()).scalar()
-            return now is not None and (now.replace(tzinfo=None) - heartbeat.heartbeat).total_seconds() > grace
+            return 0.0 if now is None else (now.replace(tzinfo=None) - heartbeat.heartbeat).total_seconds()
         started: Any = getattr(row, "_datetime_start_utc", None)
         if started is not None:
-            return bool((datetime.now(UTC).replace(tzinfo=None) - started).total_seconds() > grace)
-        return bool(row.datetime_start is not None and (datetime.now() - row.datetime_start).total_seconds() > grace)
+            return (datetime.now(UTC).replace(tzinfo=None) - started).total_seconds()
+        return 0.0 if row.datetime_start is None else (datetime.now() - row.datetime_start).total_seconds()
+
+
+def trial_is_stale(rdb: optuna.storages.RDBStorage, trial: int, grace: float) -> bool:
+    """Whether trial id ``trial`` is RUNNING and silent for over ``grace`` s (what the heartbeat check and the orphan
+    query fail)."""
+    silence = trial_silence(rdb, trial)
+    return silence is not None and silence > grace

@@ -119,7 +119,11 @@ class TrialHolders:
         digest = self.holder(trial_id)
         if digest is None or hmac.compare_digest(digest, holder_of(client)):
             return
-        if not heartbeat and internals.trial_is_stale(self.storage, trial_id, self.grace_period):
+        silence = internals.trial_silence(self.storage, trial_id)
+        if silence is None:  # no longer running (put back, or finished): whoever starts it next holds it
+            self.forget(trial_id)
+            return
+        if not heartbeat and silence > self.grace_period:
             return
         raise Refused("PERMISSION_DENIED", f"trial id {trial_id} is run by another worker; only it may report on it")
 
@@ -190,7 +194,7 @@ class Guard:
         elif method == "SetTrialStateValues" and reply.trial_updated:
             if request.state == api_pb2.RUNNING:
                 self.holders.record(int(request.trial_id), client)
-            elif request.state != api_pb2.WAITING:
+            else:
                 self.holders.forget(int(request.trial_id))
 
     def _check_template(self, trial: Any) -> None:
