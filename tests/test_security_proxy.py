@@ -363,7 +363,7 @@ def tls_proxy(database, certificate, tmp_path, monkeypatch):
     proxy = make_server(database, "127.0.0.1", port, heartbeat_interval=1, grace_period=2, threads=16, tokens=(TOKEN,), tls=certificate["proxy"])
     proxy.start()
     monkeypatch.setenv("SPCL_SEARCH_TOKEN_FILE", str(token_file(tmp_path, "token", TOKEN)))
-    monkeypatch.setattr("spcl_search.search.proxy.CONNECT_TIMEOUT", 3.0)
+    monkeypatch.setattr("spcl_search.search.proxy.CONNECT_TIMEOUT", 1.5)
     yield port
     proxy.stop(0)
 

@@ -17,15 +17,29 @@ from spcl_search.search.settings import DEFAULT_SQLITE_FILE, ENV_VAR
 PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*(@)")
 #: query parameters that carry a secret (``password=``, ``sslpassword=``, ``token=``...)
 SECRET_QUERY = re.compile(r"((?:^|[?&;])[^=&;#\s]*(?:pass|pwd|secret|token)[^=&;#\s]*=)[^&;#\s]*", re.IGNORECASE)
+#: query keys that name a secret
+SECRET_KEY = re.compile("pass|pwd|secret|token", re.IGNORECASE)
 #: a URL inside a longer text (a driver's error message)
 URL_IN_TEXT = re.compile(r"\b[A-Za-z][\w+.-]*://\S+")
 
 
 def mask_url(url: str) -> str:
-    """``url`` with every secret replaced by ``***``: the userinfo's password (an unescaped ``@``, ``/`` or ``?`` in it
-    included: it runs to the last ``@`` of the authority) and query values named like one (``?password=X``).
-    Works on text SQLAlchemy cannot parse too."""
+    """``url`` with every secret replaced by ``***``: parsed with SQLAlchemy's ``make_url`` (a password holding an
+    unescaped ``@`` made whole, ``?password=`` moved into the userinfo) and shown with the password hidden and the
+    query values named like a secret (``sslpassword=``, ``token=``) masked. Text SQLAlchemy cannot parse is masked
+    by its shape: the userinfo's password runs to the authority's last ``@``."""
     text = str(url)
+    try:
+        parsed = _normalised(make_url(text))
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: mask by shape
+        return _mask_by_shape(text)
+    secret_keys = {k: "***" for k in parsed.query if SECRET_KEY.search(k)}
+    if secret_keys:
+        parsed = parsed.update_query_dict(secret_keys)
+    return parsed.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+
+
+def _mask_by_shape(text: str) -> str:
     scheme_end = text.find("://")
     if scheme_end < 0:
         return SECRET_QUERY.sub(r"\1***", text)
@@ -56,7 +70,7 @@ def _secrets(url: str) -> set[str]:
         parsed = _normalised(make_url(url))
     except Exception:  # noqa: BLE001 - an unparseable URL: mask_url's structure is all there is
         return found
-    values = [parsed.password] + [v for k, v in parsed.query.items() if re.search("pass|pwd|secret|token", k, re.IGNORECASE)]
+    values = [parsed.password] + [v for k, v in parsed.query.items() if SECRET_KEY.search(k)]
     for value in values:
         for item in value if isinstance(value, tuple) else (value,):
             if item is not None and len(str(item)) >= 3:
