@@ -85,3 +85,23 @@ def test_a_report_on_one_method_shows_every_method_of_its_backbone_and_data(stor
     section = next(s for s in report.sections if s.key == "methods")
     assert [line[0] for line in section.tables[0].rows] == ["none", "spcl", "ogm_ge", "opm (fewer trials)"]
     assert len(section.figures) == 1 and len(section.figures[0].figure.data) == 4
+
+
+def test_a_fixed_method_option_reaches_training_and_is_recorded_with_each_trial(tmp_path):
+    rdb = open_storage(f"sqlite:///{tmp_path / 'smooth.db'}", heartbeat_interval=1, grace_period=3)
+    request = {"backbone": "mmgcn", "method": "ogm_ge", "method_options": {"smooth": True}, "epochs": 2, "n_trials": 2, "sampler": "random"}
+    opened = open_study(rdb, request)
+    seen = []
+
+    class Spy(simulated.SimulatedTrainer):
+        def run(self, modalities, seed, setting):
+            seen.append(setting.method_options)
+            return (yield from super().run(modalities, seed, setting))
+
+    run_worker(rdb, opened.spec.name, trainer=lambda spec: Spy(spec.epochs))
+    trials = optuna.load_study(study_name=opened.spec.name, storage=rdb).trials
+    assert [s["smooth"] for s in seen] == [True, True]
+    for trial in trials:
+        assert TrialRecord.of(trial).method_options == {"alpha": trial.params["alpha"], "smooth": True, "modulation_starts": 0, "modulation_ends": None}
+    (row,) = method_rows([optuna.load_study(study_name=opened.spec.name, storage=rdb)])
+    assert row.setting.endswith(" smooth=true")

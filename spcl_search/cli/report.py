@@ -46,10 +46,11 @@ def report(
         require_browser(fmt)
     from spcl_search.reports.methods import sibling_studies
     from spcl_search.reports.study import open_storage
+    from spcl_search.search.confirm import confirmation_of
 
     opened = open_storage(storage)
     loaded = load_study(study, opened)
-    built = build_report(loaded, importance, siblings=sibling_studies(opened, loaded))
+    built = build_report(loaded, importance, siblings=sibling_studies(opened, loaded), confirmation=confirmation_of(opened, loaded))
     page = write_html(built, out)
     console.print(f"report: {page}  ({len(built.figures)} figures)", highlight=False)
     if fmt != "html":
@@ -84,7 +85,9 @@ def dashboard(
     opened = open_storage(storage)
     loaded = load_study(study, opened)
     if push:
-        ids = push_report(loaded, build_report(loaded, importance))
+        from spcl_search.search.confirm import confirmation_of
+
+        ids = push_report(loaded, build_report(loaded, importance, confirmation=confirmation_of(opened, loaded)))
         console.print(f"pushed {len(ids)} figures and a note to study {study!r}", highlight=False)
     # the dashboard's own importance plot warns on every request of a small study
     warnings.simplefilter("ignore", UserWarning)
@@ -153,7 +156,21 @@ def compare(
     if len({study_info(s).method for s in loaded}) > 1:
         _print_methods(out, loaded)
 
-    header, body = paper_table([b for s in loaded for b in best_settings(s)])
+    from spcl_search.search.confirm import confirmation_of
+
+    answers = [b for s in loaded for b in best_settings(s, confirmation_of(opened, s))]
+    if answers:
+        table = Table(title="Answer per study and modality set (mean ± std over the seeds; differences paired on shared seeds, 95% CI)")
+        for col in ("study", "set", "setting", "stage", "dev w-F1", "test w-F1", "vs baseline (dev)", "verdict"):
+            table.add_column(col)
+        for a in answers:
+            table.add_row(
+                escape(a.study), a.modalities, escape(a.setting), a.stage,
+                _pm(a.dev_f1, a.dev_f1_std), _pm(a.test_f1, a.test_f1_std),
+                "-" if a.vs_baseline is None else a.vs_baseline.interval(), a.verdict,
+            )  # fmt: skip
+        out.print(table)
+    header, body = paper_table(answers)
     if body:
         best = Table(title="Best SPCL settings (cl_growth/cl_threshold), chosen on dev F1")
         for col in header:
@@ -164,6 +181,10 @@ def compare(
     if csv_out is not None:
         write_atomic(csv_out, gain_csv(rows))
         console.print(f"csv: {csv_out}", highlight=False)
+
+
+def _pm(mean: float | None, std: float | None) -> str:
+    return "-" if mean is None else f"{mean:.2f}" + ("" if std is None else f" ± {std:.2f}")
 
 
 def _print_methods(out: Console, studies: list[Any]) -> None:

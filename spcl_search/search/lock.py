@@ -6,7 +6,7 @@ Workers take it for the few milliseconds in which they create a study or reserve
 * PostgreSQL: a session advisory lock (``pg_advisory_lock``) on a key derived from the study name; it
   is released when the holder's connection closes, so a killed worker never leaves it held.
 * SQLite: ``flock`` on ``<database>.lock`` next to the database file (SQLite is for one machine).
-* Anything else (in-memory SQLite): a lock within this process.
+* Anything else (in-memory SQLite, Optuna's InMemoryStorage): a lock within this process.
 * Through a storage proxy (``grpc://``): a lease the proxy grants, which takes the database's lock above
   (:mod:`spcl_search.search.proxy_server`).
 
@@ -144,6 +144,8 @@ def database_lock(
     """The database's own lock of ``study_name`` (in-place retries untouched: the proxy takes it in one thread
     and may release it in another). ``engine`` gives the connection (default: the storage's pool); with ``wait``
     the lock is tried until then and :class:`LockBusy` raised, never waited for without end."""
+    if not isinstance(storage, optuna.storages.RDBStorage):  # Optuna's in-memory storage (replays, tests): one process
+        return _local_lock(f"{id(storage)}:{study_name}", wait)
     backend = storage.engine.dialect.name
     if backend == "postgresql":
         return _pg_lock(engine if engine is not None else storage.engine, study_name, wait)
