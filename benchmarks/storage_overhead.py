@@ -155,8 +155,9 @@ def storage_proxy(pg_url: str):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    cmd = [sys.executable, "-m", "spcl_search", "storage-proxy", "--storage", pg_url, "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [sys.executable, "-m", "spcl_search", "storage-proxy", "--host", "127.0.0.1", "--port", str(port)]
+    env = {**os.environ, "SPCL_SEARCH_STORAGE": pg_url}  # never on the command line
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     url = f"grpc://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

@@ -2,6 +2,8 @@
 # Slurm array job: every array task is one spcl-search worker on one GPU, all against one PostgreSQL.
 #
 #   export SPCL_SEARCH_STORAGE='postgresql://USER:PASSWORD@DBHOST:5432/spcl'   # or keep it in a 0600 file
+#   # or through a storage proxy: export SPCL_SEARCH_STORAGE=grpcs://PROXYHOST:13000 SPCL_SEARCH_TOKEN_FILE=~/.spcl/proxy.token
+#   #   SPCL_SEARCH_CA_FILE=~/.spcl/proxy.crt   (file names travel with --export=ALL; docs/security.md)
 #   sbatch --export=ALL,SPEC=studies/mmgcn_iemocap.toml,KIND=search,DATA=/data/iemocap.pkl scripts/slurm_workers.sh
 #   sbatch --array=0-15%4 --export=ALL,SPEC=... scripts/slurm_workers.sh       # 16 tasks, 4 at a time
 #   sbatch --gres=none --cpus-per-task=2 --export=ALL,SPEC=... scripts/slurm_workers.sh   # CPU-only nodes
@@ -15,8 +17,8 @@
 # task's CPUs (--threads = --cpus-per-task). scripts/slurm_local_cluster.sh runs such a CPU-only cluster on one
 # machine (CI runs this script there: tests/test_slurm_workers.py).
 #
-# The first worker to reach the database creates the study from SPEC (under a PostgreSQL advisory lock,
-# so simultaneous starts create it once); the others join it and adopt its stored spec. Workers stop when
+# The first worker to reach the database creates the study from SPEC (the database admits one study of a
+# name; its spec is stored under the study lock); the others join it and adopt its stored spec. Workers stop when
 # the study's budget (n_trials, across all workers) is spent: submit more array tasks at any time, the
 # budget stays exact. A task killed at its time limit gets SIGTERM first: its running trial is failed and
 # re-enqueued; a task that dies without warning (node failure) is noticed after the grace period (120 s

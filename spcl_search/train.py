@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import platform
 import random
 import time
 from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -231,18 +229,10 @@ def evaluate(model: torch.nn.Module, batches: list[Batch], device: torch.device,
 
 def _save_checkpoint(path: str, model: torch.nn.Module, meta: dict[str, Any]) -> None:
     """Write atomically (temp file + rename) so a crash never leaves a half checkpoint."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save({"state_dict": model.state_dict(), "meta": meta}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a failed write leaves neither a half checkpoint nor its temp file
-        raise
+    from spcl_search.outputs import write_atomic
+
+    # a failed write leaves neither a half checkpoint nor its temp file, and is one line naming the path
+    write_atomic(path, lambda fh: torch.save({"state_dict": model.state_dict(), "meta": meta}, fh))
 
 
 def train(dataset: ERCDataset, config: TrainConfig, callback: Callable[[EpochRecord], None] | None = None) -> TrainResult:

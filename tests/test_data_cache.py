@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
 from pathlib import Path
@@ -137,3 +138,77 @@ def test_default_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     assert default_cache_dir() == tmp_path / "elsewhere"
     monkeypatch.delenv("SPCL_SEARCH_CACHE")
     assert default_cache_dir() == Path.home() / ".cache" / "spcl-search"
+
+
+# ------------------------------------------------------------------ only this user's entries are trusted
+
+
+def test_the_cache_folder_is_private_and_its_files_readable_only_by_their_user(source, cache_dir):
+    load_dataset(source, cache_dir=cache_dir)
+    assert cache_dir.stat().st_mode & 0o777 == 0o700
+    assert {p.stat().st_mode & 0o777 for p in cache_dir.iterdir()} == {0o600}
+
+
+def test_a_loose_cache_folder_of_ones_own_is_made_private(source, cache_dir):
+    cache_dir.mkdir(mode=0o777)
+    cache_dir.chmod(0o777)
+    load_dataset(source, cache_dir=cache_dir)
+    assert cache_dir.stat().st_mode & 0o777 == 0o700
+
+
+def _plant(victim: Path, donor: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Write the donor's parsed content as the victim's cache entry, signed with another user's key."""
+    from spcl_search.data.cache import write_cache
+    from spcl_search.data.formats import parse
+    from spcl_search.data.safe_pickle import safe_load
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "someone-else"))
+    write_cache(parse(safe_load(donor), "donor"), file_sha256(victim), cache_dir)
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+
+
+def test_an_entry_planted_by_someone_else_is_not_read_as_the_file(source, cache_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "me"))
+    honest = load_dataset(source, cache_dir=cache_dir, use_cache=False)
+    donor = tmp_path / "donor.pkl"
+    relabelled = make_synthetic(n_dialogues=6, seed=2, min_len=2, max_len=5)
+    relabelled["label"] = {vid: [(y + 1) % 6 for y in ys] for vid, ys in relabelled["label"].items()}
+    relabelled["meta"] = {"modalities": {}}  # no surrogate flags
+    donor.write_bytes(pickle.dumps(relabelled, protocol=4))
+    _plant(source, donor, cache_dir, monkeypatch, tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "me"))
+    loaded = load_dataset(source, cache_dir=cache_dir)
+    assert loaded.info["cache"]["hit"] is False
+    assert_same_arrays(honest, loaded)
+    assert loaded.info["surrogate"] == honest.info["surrogate"] != ""
+
+
+def test_an_entry_whose_metadata_was_edited_is_rebuilt(source, cache_dir):
+    load_dataset(source, cache_dir=cache_dir)
+    _, meta = entry(source, cache_dir)
+    header = json.loads(meta.read_text())
+    header["meta"]["modalities"] = {}
+    meta.write_text(json.dumps(header))
+    assert load_dataset(source, cache_dir=cache_dir).info["cache"]["hit"] is False
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the folder to another user")
+def test_a_cache_folder_owned_by_another_user_is_not_used(source, cache_dir):
+    load_dataset(source, cache_dir=cache_dir)
+    os.chown(cache_dir, 65534, 65534)
+    with pytest.warns(UserWarning, match="belongs to another user"):
+        assert load_dataset(source, cache_dir=cache_dir).info["cache"]["hit"] is False
+
+
+def test_an_extraction_cache_entry_planted_by_someone_else_reads_as_missing(tmp_path, monkeypatch):
+    from spcl_search.data.extract.cache import FeatureCache
+
+    cache = FeatureCache(tmp_path / "extract")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "someone-else"))
+    cache.put("ab" * 32, np.ones((2, 3), np.float32))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "me"))
+    assert cache.get("ab" * 32) is None
+    cache.put("ab" * 32, np.zeros((2, 3), np.float32))
+    np.testing.assert_array_equal(cache.get("ab" * 32), np.zeros((2, 3), np.float32))
+    assert (tmp_path / "extract").stat().st_mode & 0o777 == 0o700
+    assert cache.path("ab" * 32).stat().st_mode & 0o777 == 0o600

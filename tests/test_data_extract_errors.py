@@ -137,6 +137,65 @@ def test_empty_transcript_is_no_defect_when_text_is_not_extracted(corpus, tmp_pa
     assert skipped(out) == [] and safe_load(out)["sentence"]["call-2"][0] == ""
 
 
+# ------------------------------------------------------------------------- paths outside the corpus folder
+
+
+def _point_row_at(corpus: dict[str, Path], row: int, path: str) -> None:
+    rows = read_manifest_rows(corpus["csv"])
+    rows[row][6] = path
+    write_manifest(corpus["csv"], rows)
+
+
+def _outside_wav(corpus: dict[str, Path], tmp_path: Path) -> Path:
+    outside = tmp_path / "outside" / "x.wav"
+    outside.parent.mkdir()
+    shutil.move(corpus["manifest"] / "audio" / "call-2" / "0.wav", outside)
+    return outside
+
+
+def test_a_manifest_path_climbing_out_of_its_folder_is_refused_naming_the_row(corpus, tmp_path, capsys):
+    _outside_wav(corpus, tmp_path)
+    _point_row_at(corpus, 3, "../outside/x.wav")
+    out = tmp_path / "out.pkl"
+    assert extract(corpus["csv"], "manifest", out, "-m", "a") == 2
+    line = one_line_error(capsys)
+    assert line.startswith(f"error: {corpus['csv']}:5: audio path ") and "resolves outside the corpus folder" in line
+    assert "--allow-outside" in line and nothing_written(out)
+
+
+def test_an_absolute_manifest_path_is_refused(corpus, tmp_path, capsys):
+    outside = _outside_wav(corpus, tmp_path)
+    _point_row_at(corpus, 3, str(outside))
+    assert extract(corpus["csv"], "manifest", tmp_path / "out.pkl", "-m", "a") == 2
+    assert "resolves outside the corpus folder" in one_line_error(capsys)
+
+
+def test_a_symlink_inside_the_folder_that_leads_out_of_it_is_refused(corpus, tmp_path, capsys):
+    outside = _outside_wav(corpus, tmp_path)
+    (corpus["manifest"] / "audio" / "call-2" / "0.wav").symlink_to(outside)
+    assert extract(corpus["csv"], "manifest", tmp_path / "out.pkl", "-m", "a") == 2
+    assert one_line_error(capsys).startswith(f"error: {corpus['csv']}:5: audio path ")
+
+
+def test_an_utterance_id_cannot_lead_visual_from_out_of_its_folder(tmp_path):
+    from spcl_search.data.extract.corpus import Utterance
+    from spcl_search.data.extract.visual import ImportedSpec
+
+    (tmp_path / "secret.npy").write_bytes(b"")
+    spec = ImportedSpec(root=str(tmp_path / "arrays"))
+    u = Utterance("../secret", "..", 0, "A", "calm", "train", "hi", None, None, None, "m.csv:2", "m.csv:2")
+    problem = spec.check(u)
+    assert problem is not None and "outside --visual-from" in problem.reason
+
+
+def test_allow_outside_reads_a_path_outside_the_folder(corpus, tmp_path):
+    _outside_wav(corpus, tmp_path)
+    _point_row_at(corpus, 3, "../outside/x.wav")
+    out = tmp_path / "out.pkl"
+    assert extract(corpus["csv"], "manifest", out, "-m", "a", "--allow-outside") == 0
+    assert skipped(out) == [] and len(safe_load(out)["audio"]["call-2"]) == 3
+
+
 # ------------------------------------------------------------------------------ label outside the classes
 
 

@@ -174,12 +174,15 @@ class ReconstructWithHugeShape:
         return (_reconstruct, (np.ndarray, (10**12,), b"b"))
 
 
-@pytest.mark.parametrize(
-    "hostile",
-    [ArrayClaimingHugeShape(), ObjectArrayClaimingHugeShape(), ReconstructWithHugeShape(), ReconstructWithHugeDtype()],
-)
+@pytest.mark.parametrize("hostile", [ArrayClaimingHugeShape(), ReconstructWithHugeShape()])
 def test_array_declaring_a_huge_size_is_refused_before_allocating(hostile):
     with pytest.raises(DataError, match=r"^data.pkl: refuses to load: a numpy array declares shape \(\d+,\) \([\d,]+ bytes\)"):
+        safe_loads(pickle.dumps(hostile, protocol=2), name="data.pkl")
+
+
+@pytest.mark.parametrize("hostile", [ObjectArrayClaimingHugeShape(), ReconstructWithHugeDtype()])
+def test_object_and_sub_array_dtypes_are_refused_before_any_array_is_made(hostile):
+    with pytest.raises(DataError, match=r"^data.pkl: refuses numpy dtype '(O8|V800000000)': only arrays of numbers or text"):
         safe_loads(pickle.dumps(hostile, protocol=2), name="data.pkl")
 
 
@@ -209,7 +212,7 @@ def test_deeply_nested_meta_gives_a_clean_error(tmp_path):
     path.write_bytes(text.replace(b"VDEEP\n", deep, 1))
     with pytest.raises(DataError) as exc:
         load_dataset(path)
-    assert str(exc.value) == f"{path}: 'meta' is nested too deeply"
+    assert str(exc.value) == f"{path}: is nested more than 100 levels deep (a feature file needs a few)"
 
 
 def test_missing_file_is_a_data_error(tmp_path):

@@ -58,7 +58,7 @@ def _save(path: Path, value: float) -> None:
 
 def test_a_checkpoint_whose_rename_fails_leaves_no_file(tmp_path, monkeypatch):
     target = tmp_path / "best.pt"
-    monkeypatch.setattr("spcl_search.train.os.replace", _failing_replace)
+    monkeypatch.setattr("spcl_search.outputs.os.replace", _failing_replace)
     with pytest.raises(Crash):
         _save(target, 1.0)
     assert not target.exists() and _leftovers(tmp_path) == []
@@ -113,7 +113,7 @@ def test_a_report_whose_rename_fails_leaves_the_previous_report(tmp_path, monkey
 
     target = tmp_path / "study.html"
     html.write_atomic(target, "<html>old</html>")
-    monkeypatch.setattr(html.os, "replace", _failing_replace)
+    monkeypatch.setattr("spcl_search.outputs.os.replace", _failing_replace)
     with pytest.raises(Crash):
         html.write_atomic(target, "<html>new" + "x" * 100_000)
     assert target.read_text() == "<html>old</html>" and _leftovers(tmp_path) == []
@@ -123,7 +123,7 @@ def test_train_json_whose_rename_fails_leaves_no_file(tmp_path, monkeypatch):
     from spcl_search.cli import train as train_cli
 
     target = tmp_path / "result.json"
-    monkeypatch.setattr(train_cli.os, "replace", _failing_replace)
+    monkeypatch.setattr("spcl_search.outputs.os.replace", _failing_replace)
     with pytest.raises(Crash):
         train_cli._write_atomic(target, '{"dev_f1": 1}')
     assert not target.exists() and _leftovers(tmp_path) == []
@@ -134,7 +134,7 @@ def test_data_synth_whose_rename_fails_keeps_the_previous_file(tmp_path, monkeyp
 
     target = tmp_path / "syn.pkl"
     target.write_bytes(b"previous")
-    monkeypatch.setattr(data_cli.os, "replace", _failing_replace)
+    monkeypatch.setattr("spcl_search.outputs.os.replace", _failing_replace)
     with pytest.raises(Crash):
         data_cli._atomic_pickle(make_synthetic(n_dialogues=4), target)
     assert target.read_bytes() == b"previous" and _leftovers(tmp_path) == []
@@ -165,16 +165,15 @@ def test_a_cache_entry_whose_rename_fails_is_absent_and_the_load_still_works(sou
 
 SLOW_CACHE = textwrap.dedent(
     """
-    import sys, time
-    import numpy as np
+    import os, sys, time
     from spcl_search.data import load_dataset
+    from spcl_search.data.private import user_key
 
-    real_savez = np.savez
-    def slow_savez(f, **arrays):
-        f.write(b"PK\\x03\\x04 half an archive"); f.flush()
+    user_key()  # made before the write this test interrupts
+    def slow_fsync(fd):  # the entry's bytes are in its temporary file; the rename has not happened
         print("writing", flush=True)
         time.sleep(60)
-    np.savez = slow_savez
+    os.fsync = slow_fsync
     load_dataset(sys.argv[1], cache_dir=sys.argv[2])
     """
 )

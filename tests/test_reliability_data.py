@@ -74,7 +74,7 @@ BAD_FILES = {
     "code on load": (lambda p: p.write_bytes(_with(meta=RunsCode())), "refuses to load 'posix.system'"),
     "huge declared array": (lambda p: p.write_bytes(_with(meta=HugeArray())), "more than the file can hold"),
     "deeply nested": (lambda p: p.write_bytes(_deep_list(50_000)), ": "),
-    "truncated": (lambda p: p.write_bytes(SYNTHETIC_BYTES[: len(SYNTHETIC_BYTES) // 2]), "corrupt"),
+    "truncated": (lambda p: p.write_bytes(SYNTHETIC_BYTES[: len(SYNTHETIC_BYTES) // 2]), "truncated"),
     "text file": (lambda p: p.write_text("dialogue,label\nd0,1\n"), "is not a pickle or is corrupt"),
     "json": (lambda p: p.write_text(json.dumps({"trainVid": ["d0"]})), "is not a pickle or is corrupt"),
     "npz": (lambda p: np.savez(open(p, "wb"), text=np.zeros((2, 3))), "is a zip archive (an .npz?)"),

@@ -155,6 +155,24 @@ def test_a_trial_that_never_got_a_heartbeat_is_failed_and_retried_after_the_grac
     assert retry.system_attrs["failed_trial"] == orphan.number
 
 
+def test_a_trial_failed_for_a_stale_heartbeat_says_so(rdb):
+    name = _faulty_study(rdb, "nan", n_trials=1)
+    study, trial = _started(rdb, name)
+    time.sleep(3.2)  # SQLite's clock counts whole seconds
+    failed, retry = _recover(rdb, study)
+    assert failed.state == TrialState.FAIL and failed.user_attrs["fail_reason"] == "heartbeat"
+    assert failed.user_attrs["error"].startswith("no heartbeat for over 2 s")
+    assert retry.state == TrialState.WAITING and "fail_reason" not in retry.user_attrs
+
+
+def test_a_trial_that_never_beat_is_failed_with_the_heartbeat_reason(rdb):
+    name = _faulty_study(rdb, "nan", n_trials=1)
+    study, _ = _started(rdb, name, heartbeat=False)
+    time.sleep(2.2)
+    failed, _retry = _recover(rdb, study)
+    assert failed.user_attrs["fail_reason"] == "heartbeat" and "since it started" in failed.user_attrs["error"]
+
+
 def test_an_interrupted_trial_without_a_retry_gets_exactly_one(rdb):
     name = _faulty_study(rdb, "nan", n_trials=1)
     study, trial = _started(rdb, name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import tomllib
+import warnings
 from pathlib import Path
 
 import optuna
@@ -53,7 +54,7 @@ def _proxy_services(storage, monkeypatch):
     captured = []
     monkeypatch.setattr(api_pb2_grpc, "add_StorageServiceServicer_to_server", lambda service, server: captured.append(service))
     with ThreadPoolExecutor(max_workers=1) as pool:
-        optuna_internals.grpc_server(storage, "127.0.0.1", 0, pool).stop(None)
+        optuna_internals.grpc_server(storage, pool).stop(None)
     return OptunaStorageProxyService(storage), captured[0]
 
 
@@ -104,3 +105,24 @@ def test_the_proxy_answers_not_found_for_a_study_that_does_not_exist(tmp_path, m
     with pytest.raises(_Aborted) as err:
         ours.GetTrials(api_pb2.GetTrialsRequest(study_id=999, trial_id_greater_than=-1), _Context())
     assert err.value.args[0] == "NOT_FOUND"
+
+
+def test_the_proxy_client_can_be_given_its_channel():
+    import grpc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        client = optuna.storages.GrpcStorageProxy(host="127.0.0.1", port=1)
+    channel = grpc.insecure_channel("127.0.0.1:2")
+    optuna_internals.use_channel(client, channel)
+    assert client._channel is channel and client._stub is not None and client._cache is not None
+    client.close()
+
+
+def test_a_running_trial_is_stale_only_after_the_grace_period(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=1, grace_period=2)
+    trial = optuna.create_study(storage=storage).ask()
+    assert not optuna_internals.trial_is_stale(storage, trial._trial_id, 2.0)
+    assert optuna_internals.trial_is_stale(storage, trial._trial_id, -1.0)  # no heartbeat: its start counts
+    storage.record_heartbeat(trial._trial_id)
+    assert not optuna_internals.trial_is_stale(storage, trial._trial_id, 2.0)

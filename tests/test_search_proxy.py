@@ -1,5 +1,6 @@
 """The storage proxy (``spcl-search storage-proxy``, ``grpc://HOST:PORT``): workers and read commands through it,
-heartbeats and the study lock kept by the proxy, and 64 worker processes through one proxy over PostgreSQL."""
+heartbeats and the study lock kept by the proxy, and 64 worker processes through one proxy over PostgreSQL, each
+sending the proxy's token (tests/test_security_proxy.py has the refusals)."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def database(tmp_path):
 def proxy(database):
     """A proxy in this process over a SQLite study database (heartbeat 1 s, grace 2 s); yields its grpc:// URL."""
     port = free_port()
-    server, _ = make_server(database, "127.0.0.1", port, heartbeat_interval=1, grace_period=2, threads=16)
+    server = make_server(database, "127.0.0.1", port, heartbeat_interval=1, grace_period=2, threads=16)
     server.start()
     yield f"grpc://127.0.0.1:{port}"
     server.stop(0)
@@ -84,11 +85,13 @@ def test_a_trial_whose_worker_stops_beating_is_failed_and_retried_through_the_pr
     report = run_worker(storage, study.study_name, trainer=simulated.factory())
     dead, retried = optuna.load_study(study_name=study.study_name, storage=storage).trials
     assert dead.state == TrialState.FAIL and retried.system_attrs["failed_trial"] == 0
+    assert dead.user_attrs["fail_reason"] == "heartbeat"
     assert retried.state == TrialState.COMPLETE and report.trials == [1]
 
 
 def test_the_study_lock_through_the_proxy_admits_one_holder_at_a_time(proxy):
     first, second = open_storage(proxy), open_storage(proxy)
+    optuna.create_study(study_name="s", storage=first)
     with study_lock(first, "s"):
         assert second.call("Lock", {"study": "s", "wait": 0.2}) == {"token": None}
     with study_lock(second, "s"):  # free again
@@ -96,7 +99,9 @@ def test_the_study_lock_through_the_proxy_admits_one_holder_at_a_time(proxy):
 
 
 def test_a_lease_whose_holder_went_quiet_is_given_away_and_its_late_release_fails(database):
-    table = LeaseTable(open_storage(database), ttl=0.3)
+    storage = open_storage(database)
+    optuna.create_study(study_name="s", storage=storage)
+    table = LeaseTable(storage, ttl=0.3)
     late = table.acquire("s", wait=0)["token"]
     time.sleep(0.4)
     assert table.acquire("s", wait=0)["token"] is not None
@@ -152,19 +157,21 @@ def _wait_for_proxy(url: str, proc: subprocess.Popen, timeout: float = 60) -> No
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_64_workers_through_one_proxy_meet_the_budget_and_retry_sigkilled_workers_trials(pg_url, tmp_path):
+def test_64_workers_through_one_proxy_meet_the_budget_and_retry_sigkilled_workers_trials(pg_url, tmp_path, monkeypatch):
     name = f"test-proxy-{uuid.uuid4().hex[:10]}"
     n, workers, killed_workers = 96, 64, 4
     port = free_port()
     url = f"grpc://127.0.0.1:{port}"
+    token = tmp_path / "proxy.token"
+    token.write_text(uuid.uuid4().hex + uuid.uuid4().hex)
+    token.chmod(0o600)
+    secured = {**os.environ, "SPCL_SEARCH_TOKEN_FILE": str(token)}  # the proxy's token, which every worker sends
     proxy = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "spcl_search",
             "storage-proxy",
-            "--storage",
-            pg_url,
             "--host",
             "127.0.0.1",
             "--port",
@@ -179,13 +186,15 @@ def test_64_workers_through_one_proxy_meet_the_budget_and_retry_sigkilled_worker
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env={**secured, "SPCL_SEARCH_STORAGE": pg_url},
     )
+    monkeypatch.setenv("SPCL_SEARCH_TOKEN_FILE", str(token))
     logs = []
     procs = []
     try:
         _wait_for_proxy(url, proxy)
         open_study(open_storage(url), {"name": name, "backbone": "mmgcn", "epochs": 2, "n_trials": n, "pruner": "none"})
-        env = {**os.environ, **simulated.env(seconds=1.0)}
+        env = {**secured, **simulated.env(seconds=1.0)}
         for i in range(workers):
             log = open(tmp_path / f"worker-{i}.log", "w+")
             logs.append(log)

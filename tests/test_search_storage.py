@@ -116,3 +116,55 @@ def test_cli_storage_error_is_one_line_without_password():
     assert result.exit_code != 0
     assert isinstance(result.exception, StorageError)
     assert SECRET not in str(result.exception) and "\n" not in str(result.exception)
+
+
+# ------------------------------------------------------------------ every form of password stays hidden
+
+#: where a password can sit in a URL (the last: an unescaped '@' inside it, whose tail SQLAlchemy reads as the host)
+PASSWORD_FORMS = {
+    "userinfo": "postgresql://alice:{secret}@{host}/{db}",
+    "query": "postgresql://alice@{host}/{db}?password={secret}",
+    "sslpassword": "postgresql://alice@{host}/{db}?sslmode=prefer&sslpassword={secret}",
+    "at_inside": "postgresql://alice:pre@{secret}@{host}/{db}",
+    "slash_inside": "postgresql://alice:{secret}/x@{host}/{db}",
+}
+
+
+@pytest.mark.parametrize("form", PASSWORD_FORMS)
+def test_mask_url_hides_a_password_wherever_it_sits(form):
+    masked = storage.mask_url(PASSWORD_FORMS[form].format(secret=SECRET, host="db.example:5432", db="studies"))
+    assert SECRET not in masked and "alice" in masked and "db.example" in masked and "***" in masked
+
+
+@pytest.mark.parametrize("form", ["userinfo", "query", "at_inside", "slash_inside"])
+def test_a_connection_error_never_shows_the_password(form):
+    url = PASSWORD_FORMS[form].format(secret=SECRET, host="127.0.0.1:1", db="studies")
+    result = CliRunner().invoke(app, ["status", "--storage", url])
+    assert isinstance(result.exception, StorageError)
+    assert SECRET not in str(result.exception) and SECRET not in result.output and "\n" not in str(result.exception)
+
+
+def test_an_unescaped_at_inside_a_password_is_read_as_part_of_it():
+    url = sqlalchemy.engine.make_url(storage.resolve_url("postgresql://alice:p@ss@db.example:5432/studies"))
+    assert (url.password, url.host, url.port) == ("p@ss", "db.example", 5432)
+
+
+def test_a_query_password_moves_into_the_userinfo_where_sqlalchemy_masks_it():
+    url = sqlalchemy.engine.make_url(storage.resolve_url(f"postgresql://alice@db.example/studies?password={SECRET}"))
+    assert url.password == SECRET and "password" not in url.query and SECRET not in repr(url)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("form", ["userinfo", "query", "at_inside"])
+def test_run_prints_the_database_without_its_password(pg_url, form, tmp_path):
+    parsed = sqlalchemy.engine.make_url(pg_url)  # trust authentication: any password connects
+    url = PASSWORD_FORMS[form].format(secret=SECRET, host=f"{parsed.host}:{parsed.port or 5432}", db=parsed.database).replace(
+        "alice", parsed.username or "postgres"
+    )
+    name = f"test-mask-{form}-{tmp_path.name[-8:]}"
+    result = CliRunner().invoke(app, ["run", "--backbone", "mmgcn", "--study", name, "--storage", url, "--workers", "0"])
+    try:
+        assert result.exit_code == 0, result.output
+        assert SECRET not in result.output and ":***@" in result.output
+    finally:
+        optuna.delete_study(study_name=name, storage=storage.resolve_url(pg_url))

@@ -8,7 +8,10 @@ line on stderr with exit code 2, never as a traceback.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -26,6 +29,28 @@ app = typer.Typer(
 )
 
 err_console = Console(stderr=True)
+
+
+@app.callback()
+def _client_options(
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file", help="Token file for a storage proxy (grpc:// or grpcs:// --storage); default $SPCL_SEARCH_TOKEN_FILE."
+        ),
+    ] = None,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option("--ca-file", help="CA certificate that signed a grpcs:// proxy's certificate; default $SPCL_SEARCH_CA_FILE."),
+    ] = None,
+) -> None:
+    """Hyperparameter search for SPCL (self-paced curriculum learning) on multimodal ERC backbones."""
+    # through the environment, so that the worker processes `run` starts use them too
+    if token_file is not None:
+        os.environ["SPCL_SEARCH_TOKEN_FILE"] = str(token_file)
+    if ca_file is not None:
+        os.environ["SPCL_SEARCH_CA_FILE"] = str(ca_file)
+
 
 #: sub-modules that register commands on ``app`` (imported in this order; a missing one is an ImportError)
 COMMAND_MODULES = ("data", "train", "search", "confirm", "report")
@@ -60,12 +85,28 @@ def _fail(line: str) -> None:
 
 
 def _database_failure(exc: BaseException) -> str | None:
-    """One line for a study-database error no retry could cure (only if the database layer is loaded)."""
+    """One line for a study-database error no retry could cure, or a call the storage proxy refused (only if the
+    database layer is loaded)."""
     if "sqlalchemy" not in sys.modules:
         return None
+    if "grpc" in sys.modules:
+        from spcl_search.search.proxy import refusal
+
+        refused = next((r for e in _causes(exc) if (r := refusal(e)) is not None), None)
+        if refused is not None:
+            return str(refused)
     from spcl_search.search.retry import database_failure
 
     return database_failure(exc)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in out:
+        out.append(current)
+        current = current.__cause__ or current.__context__
+    return out
 
 
 _register()

@@ -4,9 +4,7 @@ write the synthetic dataset (``synth``)."""
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -97,6 +95,9 @@ def extract(
         str, typer.Option(help="A missing or unreadable file, empty transcript or unknown label: 'raise' or 'skip' (recorded in meta).")
     ] = "raise",
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists.")] = False,
+    allow_outside: Annotated[
+        bool, typer.Option("--allow-outside", help="Read media files that resolve outside the corpus folder (trusted corpus files only).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of tables.")] = False,
 ) -> None:
     """Extract text, audio and visual features from raw dialogues into an SPCL feature pickle.
@@ -118,6 +119,7 @@ def extract(
         jobs=jobs,
         cache_dir=None if cache_dir is None else str(cache_dir),
         on_error=on_error,
+        allow_outside=allow_outside,
     )
     class_list = None if classes is None else [c.strip() for c in classes.split(",")]
     bars = _ExtractBars(err_console)
@@ -239,16 +241,9 @@ def synth(
 
 
 def _atomic_pickle(obj: Any, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)
-            pickle.dump(obj, f, protocol=4)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from spcl_search.outputs import write_atomic
+
+    write_atomic(out, lambda f: pickle.dump(obj, f, protocol=4))
 
 
 _FORMATS = {"spcl": "SPCL dict pickle", "dialoguegcn": "DialogueGCN/MMGCN tuple pickle"}

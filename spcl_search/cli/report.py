@@ -72,8 +72,12 @@ def dashboard(
     importance: Annotated[
         str, typer.Option("--importance", help="Importance evaluator for pushed figures: ped-anova or fanova.")
     ] = "ped-anova",
+    allow_writes: Annotated[
+        bool,
+        typer.Option("--allow-writes", help="Let the browser change studies (delete, rename, notes, tell trials); read-only otherwise."),
+    ] = False,
 ) -> None:
-    """Serve optuna-dashboard on the study's storage until Ctrl-C."""
+    """Serve optuna-dashboard on the study's storage until Ctrl-C (read-only unless --allow-writes)."""
     from spcl_search.reports.dashboard import push_report, start_dashboard
     from spcl_search.reports.report import build_report
     from spcl_search.reports.study import load_study, open_storage
@@ -89,7 +93,7 @@ def dashboard(
     warnings.simplefilter("ignore", UserWarning)
     # Ctrl-C stops the server even where the parent ignored SIGINT (an ignored signal is inherited)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    server = start_dashboard(opened, host, port)
+    server = start_dashboard(opened, host, port, allow_writes=allow_writes)
     console.print(f"optuna-dashboard: {server.study_url(loaded)}  (Ctrl-C to stop)", highlight=False)
     server.wait()
 

@@ -411,33 +411,81 @@ def status(
 
 @app.command("storage-proxy")
 def storage_proxy(
-    storage: Annotated[
-        str | None, typer.Option("--storage", help="The study database the proxy serves (postgresql://... or sqlite:///...).")
+    storage_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--storage-file",
+            help="File holding the URL of the study database the proxy serves (chmod 600); default $SPCL_SEARCH_STORAGE.",
+        ),
     ] = None,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")] = "localhost",
+    storage: Annotated[str | None, typer.Option("--storage", hidden=True, help="Refused: the URL would show in `ps`.")] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (beyond 127.0.0.1 a --token-file is required).")] = "localhost",
     port: Annotated[
         int, typer.Option("--port", min=1, max=65535, help="Port to listen on; workers use --storage grpc://HOST:PORT.")
     ] = 13000,
+    token_file: Annotated[
+        Path | None,
+        typer.Option("--token-file", help="File holding the token every client must send (default $SPCL_SEARCH_TOKEN_FILE)."),
+    ] = None,
+    read_only_token_file: Annotated[
+        Path | None, typer.Option("--read-only-token-file", help="File holding a second token that may only read (status, report).")
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="Serve over TLS with this certificate (PEM); clients use grpcs://.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="The certificate's private key (PEM).")] = None,
     threads: Annotated[int, typer.Option("--threads", min=2, help="Threads answering calls (about 2 per worker).")] = 128,
     connections: Annotated[int, typer.Option("--connections", min=1, help="Database connections of the proxy's pool.")] = 8,
+    lock_connections: Annotated[
+        int, typer.Option("--lock-connections", min=1, help="Database connections for study locks (a separate pool).")
+    ] = 4,
     heartbeat_interval: HeartbeatInterval = DEFAULT_HEARTBEAT_INTERVAL,
     grace_period: GracePeriod = DEFAULT_GRACE_PERIOD,
 ) -> None:
     """Serve the study database to workers over gRPC (Optuna's storage proxy): only the proxy holds connections."""
+    import os
+
+    from spcl_search.search.proxy_access import TOKEN_ENV, read_token
     from spcl_search.search.proxy_server import serve
+    from spcl_search.search.settings import ENV_VAR
 
     _setup_logging()
-    if storage and storage.startswith("grpc://"):
-        raise ConfigError(f"--storage {storage}: the proxy serves a database; give postgresql://... or sqlite:///...")
+    if storage is not None:
+        raise ConfigError(
+            f"storage-proxy takes the database URL from --storage-file FILE or ${ENV_VAR}, never the command line "
+            "(`ps` shows it to every user of the machine)"
+        )
+    url = _read_storage_file(storage_file) if storage_file is not None else os.environ.get(ENV_VAR)
+    if url and url.startswith(("grpc://", "grpcs://")):
+        raise ConfigError("the proxy serves a database: give postgresql://... or sqlite:///..., not another proxy")
+    if (tls_cert is None) != (tls_key is None):
+        raise ConfigError("--tls-cert and --tls-key go together: give both (or neither, for plain gRPC)")
+    token_path = token_file if token_file is not None else os.environ.get(TOKEN_ENV)
+    tokens = (read_token(token_path),) if token_path else ()
+    read_only = (read_token(read_only_token_file, "--read-only-token-file"),) if read_only_token_file is not None else ()
     serve(
-        storage,
+        url,
         host,
         port,
         heartbeat_interval=heartbeat_interval,
         grace_period=grace_period,
         threads=threads,
         connections=connections,
+        lock_connections=lock_connections,
+        tokens=tokens,
+        read_only_tokens=read_only,
+        tls=(str(tls_cert), str(tls_key)) if tls_cert is not None and tls_key is not None else None,
     )
+
+
+def _read_storage_file(path: Path) -> str:
+    try:
+        text = path.expanduser().read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--storage-file {path}: cannot read it ({getattr(exc, 'strerror', None) or type(exc).__name__})") from None
+    if not text:
+        raise ConfigError(f"--storage-file {path}: is empty; write the database URL in it")
+    return text.splitlines()[0].strip()
 
 
 @app.command()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -130,6 +128,11 @@ def train(
     )
     if json_out is not None and json_out.is_dir():
         raise ConfigError(f"--json {json_out}: is a directory; give a file path")
+    from spcl_search.outputs import check_writable
+
+    for output in (json_out, checkpoint):
+        if output is not None:
+            check_writable(output)  # before training, not after it
 
     progress = Progress(
         TextColumn("[bold]epoch"),
@@ -260,14 +263,7 @@ def _method_options(items: list[str]) -> dict[str, Any]:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a unique temporary file next to ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to a unique temporary file next to ``path``, then rename it into place (one-line error if it cannot)."""
+    from spcl_search.outputs import write_atomic
+
+    write_atomic(path, text)

@@ -5,28 +5,35 @@ later loads of the same bytes (under any name) read the cache with ``allow_pickl
 are written to a temporary name and moved into place with :func:`os.replace`, so a crash leaves either
 no entry or a complete one; a damaged or mismatched entry reads as a miss and is rebuilt.
 
+An entry is read *as* the file it names, so it must be this user's own (:mod:`spcl_search.data.private`):
+the folder is 0700, the files 0600, and the JSON carries an HMAC-SHA256 (user key) of the arrays and
+itself. An entry planted by someone else, or altered, fails that check and is rebuilt from the file.
+
 The cache directory is ``$SPCL_SEARCH_CACHE`` when set, else ``~/.cache/spcl-search``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import logging
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 from spcl_search.data.formats import ParsedData
+from spcl_search.data.private import atomic_write, private_dir, sign, verify
 from spcl_search.data.types import MODALITY_ORDER, Dialogue
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["CACHE_VERSION", "ENV_VAR", "cache_paths", "default_cache_dir", "file_sha256", "read_cache", "write_cache"]
 
 #: Bump when parsing changes, so that old entries are ignored rather than misread.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 #: Environment variable that overrides the default cache directory.
 ENV_VAR = "SPCL_SEARCH_CACHE"
 
@@ -54,9 +61,10 @@ def cache_paths(sha256: str, cache_dir: str | os.PathLike[str] | None = None) ->
 
 
 def write_cache(parsed: ParsedData, sha256: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Store ``parsed`` atomically; return the ``.npz`` path. Raises OSError if the directory is not writable."""
+    """Store ``parsed`` atomically and signed; return the ``.npz`` path. Raises OSError if the directory is not
+    writable or not this user's."""
     npz_path, json_path = cache_paths(sha256, cache_dir)
-    npz_path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(npz_path.parent)
     dialogues = list(parsed.dialogues.values())
     modalities = [m for m in MODALITY_ORDER if m in dialogues[0].features]
     arrays: dict[str, Any] = {  # np.savez's stub reads a ** key as its allow_pickle flag
@@ -79,9 +87,17 @@ def write_cache(parsed: ParsedData, sha256: str, cache_dir: str | os.PathLike[st
         "meta": parsed.meta,
         "has_sentences": parsed.has_sentences,
     }
-    _atomic_write(npz_path, lambda f: np.savez(f, **arrays))
-    _atomic_write(json_path, lambda f: f.write(json.dumps(header).encode()))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    npz = buffer.getvalue()
+    header["mac"] = sign(npz, _canonical(header)).hex()
+    atomic_write(npz_path, lambda f: f.write(npz))
+    atomic_write(json_path, lambda f: f.write(json.dumps(header).encode()))
     return npz_path
+
+
+def _canonical(header: dict[str, Any]) -> bytes:
+    return json.dumps({k: v for k, v in header.items() if k != "mac"}, sort_keys=True, separators=(",", ":")).encode()
 
 
 def read_cache(sha256: str, cache_dir: str | os.PathLike[str] | None = None) -> ParsedData | None:
@@ -90,10 +106,16 @@ def read_cache(sha256: str, cache_dir: str | os.PathLike[str] | None = None) -> 
     if not (npz_path.is_file() and json_path.is_file()):
         return None
     try:
+        if npz_path.parent.stat().st_uid != os.getuid():
+            return None  # someone else's folder: never trusted (writing there fails with the reason)
         header = json.loads(json_path.read_text())
         if header.get("cache_version") != CACHE_VERSION or header.get("sha256") != sha256:
             return None
-        with np.load(npz_path, allow_pickle=False) as z:
+        npz = npz_path.read_bytes()
+        if not verify(bytes.fromhex(str(header.get("mac", ""))), npz, _canonical(header)):
+            logger.warning("feature cache entry %s failed its check (altered, or not written by you): rebuilt from the file", json_path)
+            return None
+        with np.load(io.BytesIO(npz), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         return _from_arrays(header, arrays, sha256)
     except Exception:  # noqa: BLE001 - any damage (truncation, bad CRC, wrong shapes) means: rebuild
@@ -130,17 +152,3 @@ def _from_arrays(header: dict[str, Any], arrays: dict[str, np.ndarray], sha256: 
         meta=header["meta"],
         has_sentences=header["has_sentences"],
     )
-
-
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

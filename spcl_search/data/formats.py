@@ -243,6 +243,8 @@ def _jsonable(value: Any) -> Any:
         return _jsonable(value.tolist())
     if isinstance(value, float) and not np.isfinite(value):
         return str(value)
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        return f"<an integer of {value.bit_length()} bits>"  # JSON readers (and str()) refuse such numbers
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     if isinstance(value, bytes):

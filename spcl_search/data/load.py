@@ -174,3 +174,7 @@ def _parse_guarded(obj: Any, label: str) -> ParsedData:
         return parse(obj, label)
     except RecursionError:
         raise DataError(f"{label}: is nested too deeply to be a feature file") from None
+    except (ValueError, TypeError, OverflowError, ArithmeticError) as exc:
+        # a check the parser does not make explicitly yet: still the file's fault, still one line
+        text = " ".join(str(exc).split())[:200]
+        raise DataError(f"{label}: is not a valid feature file ({type(exc).__name__}: {text})") from None

@@ -1,30 +1,48 @@
 """A restricted unpickler for feature files downloaded from the internet.
 
-Plain ``pickle.load`` runs any callable a file names. Feature pickles only need containers, numbers,
-strings, bytes and numpy arrays, so :func:`safe_load` admits exactly those and refuses every other
-global with a one-line :class:`~spcl_search.errors.DataError` (before anything is called). It also
-turns the ways a hostile or damaged file can misbehave (not a pickle, truncated, absurd declared sizes,
-deep nesting) into the same one-line error instead of a traceback or an out-of-memory kill.
+Plain ``pickle.load`` runs any callable a file names, and even a restricted ``pickle.Unpickler`` lets the
+file drive numpy's own reconstruction (a ``BUILD`` on a dtype can make numpy read raw bytes as object
+pointers) and Python's memo (a 10-byte file can size it to gigabytes). Feature pickles need only
+containers, numbers, strings, bytes and numpy arrays of numbers or text, so :func:`safe_load` runs the
+opcodes on :class:`~spcl_search.data.pickle_machine.PickleMachine`, which bounds memory, memo,
+nesting and shared references by the file size, and admits exactly these globals:
 
-Admitted globals: ``numpy.(_)core.multiarray._reconstruct`` and ``.scalar`` (both spellings, numpy 1.x
-and 2.x), ``numpy.(_)core.numeric._frombuffer`` (protocol 5, re-implemented here), ``numpy.ndarray``, ``numpy.dtype``, ``collections.OrderedDict``, ``set``/``frozenset`` (the
-Python 2 and 3 spellings) and ``_codecs.encode`` restricted to latin-1 (how Python 3 writes bytes at
-protocol 2). Arrays are rebuilt as a private ``ndarray`` subclass whose ``__setstate__`` checks the
-declared size against the file size before numpy allocates anything.
+* ``numpy.(_)core.multiarray._reconstruct`` + ``BUILD``, ``numpy.(_)core.numeric._frombuffer`` (protocol 5)
+  and ``numpy.(_)core.multiarray.scalar``: the array (scalar) is made here from ``(dtype, shape, bytes)``
+  with ``np.frombuffer`` once the byte count equals ``prod(shape) * itemsize``; numpy's ``__setstate__``
+  never runs;
+* ``numpy.dtype`` + ``BUILD``: the dtype is made here from its type string and byte order; object,
+  structured, sub-array and datetime dtypes are refused;
+* ``numpy.ndarray`` (only as ``_reconstruct``'s argument), ``collections.OrderedDict``, ``set`` and
+  ``frozenset`` (the Python 2 and 3 spellings), ``_codecs.encode`` restricted to latin-1 and ``bytes()``
+  without arguments (how Python 3 writes bytes at protocol 2).
+
+Every refusal is a one-line :class:`~spcl_search.errors.DataError` naming the file.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import os
-import pickle
+import re
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from spcl_search.data.pickle_machine import (
+    BUDGET_FLOOR,
+    BUDGET_PER_BYTE,
+    Global,
+    Pending,
+    PersistentRefused,
+    PickleMachine,
+    PickleRefused,
+    TooDeep,
+    TooLarge,
+    audit,
+)
 from spcl_search.errors import DataError
 
 __all__ = ["ALLOWED_GLOBALS", "safe_load", "safe_loads"]
@@ -48,11 +66,13 @@ ALLOWED_GLOBALS = frozenset(
         "__builtin__.set",
         "__builtin__.frozenset",
         "_codecs.encode",
+        "builtins.bytes",
+        "__builtin__.bytes",
     }
 )
 
-#: Slack on the size bound, so that tiny files may still hold small empty-ish arrays.
-_MIN_BUDGET = 1 << 20
+#: numpy type strings a feature file may use: booleans, integers, floats, complex numbers, bytes and text
+_TYPESTR = re.compile(r"[biufc]\d{1,2}|[SU]\d{1,9}")
 
 #: Leading bytes of formats often mistaken for a feature pickle, and what to do instead (no pickle
 #: starts with them: protocol 2+ opens with 0x80, and "P" is a persistent id, refused anyway).
@@ -63,139 +83,206 @@ _OTHER_FORMATS = (
 )
 
 
-class _NdarrayToken:
-    """Stands for ``numpy.ndarray`` in a pickle: only :func:`_reconstruct` may use it.
-
-    Handing the real class to the unpickler would let ``NEWOBJ`` call ``ndarray.__new__`` with any
-    shape; this token is neither callable nor a type, so that opcode fails instead.
-    """
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "numpy.ndarray"
-
-
-_NDARRAY = _NdarrayToken()
-
-
-class _CheckedArray(np.ndarray):
-    """``ndarray`` whose unpickling refuses a declared size larger than the file can hold."""
-
-    _budget: int
-
-    def __setstate__(self, state: Any) -> None:
-        budget = getattr(self, "_budget", _MIN_BUDGET)
-        if not isinstance(state, tuple) or len(state) not in (4, 5):
-            raise pickle.UnpicklingError("malformed numpy array state")
-        _check_size(state[-4], state[-3], budget)
-        super().__setstate__(state)
-
-
-class _TooLarge(pickle.UnpicklingError):
+class _TooLargeArray(TooLarge):
     def __init__(self, shape: tuple[int, ...], nbytes: int) -> None:
         super().__init__(f"a numpy array declares shape {shape} ({nbytes:,} bytes), more than the file can hold")
 
 
-def _check_size(shape: Any, dtype: Any, budget: int) -> None:
-    """Refuse an array whose declared bytes exceed ``budget`` (set from the file size)."""
-    n = _element_count(shape)
-    if not isinstance(dtype, np.dtype):
-        raise pickle.UnpicklingError("malformed numpy array state (dtype)")
-    # Object arrays hold one pointer per element; others hold itemsize bytes, all read from the file.
-    per_item = max(dtype.itemsize, 8 if dtype.hasobject else 1)
-    if n * per_item > budget:
-        raise _TooLarge(shape, n * per_item)
+class _PendingDtype(Pending):
+    """``numpy.dtype(typestr, align, copy)`` before its ``BUILD`` says the byte order."""
+
+    what = "dtype"
+
+    def __init__(self, typestr: str) -> None:
+        self.typestr = typestr
+
+    def build(self, state: Any) -> np.dtype[Any]:
+        if type(state) is not tuple or not 5 <= len(state) <= 9 or type(state[0]) is not int or state[1] not in ("<", ">", "|", "="):
+            raise PickleRefused(f"malformed state of numpy dtype {self.typestr!r}")
+        rest = state[2:]
+        # subarray, names, fields (and version 4's metadata) must be None; the sizes and flags are numbers
+        if any(x is not None and type(x) is not int for x in rest):
+            raise PickleRefused(f"numpy dtype {self.typestr!r} with fields or a sub-array (structured dtypes are not admitted)")
+        dtype = np.dtype(self.typestr).newbyteorder(state[1]) if state[1] in "<>" else np.dtype(self.typestr)
+        elsize = state[5] if len(state) > 5 else -1
+        if elsize not in (-1, None, dtype.itemsize):
+            raise PickleRefused(f"numpy dtype {self.typestr!r} with a state of {elsize} bytes per item")
+        return dtype
 
 
-def _element_count(shape: Any) -> int:
-    try:
-        n = math.prod(shape) if type(shape) is tuple else None
-    except TypeError:
-        n = None
-    if type(n) is not int or (shape and min(shape) < 0):
-        raise pickle.UnpicklingError(f"malformed numpy array shape {shape!r}")
-    return n
+class _PendingArray(Pending):
+    """``numpy.core.multiarray._reconstruct(ndarray, ...)`` before its ``BUILD`` gives shape, dtype and bytes."""
+
+    what = "array"
+
+    def __init__(self, machine: _FeatureUnpickler) -> None:
+        self.machine = machine
+
+    def build(self, state: Any) -> np.ndarray:
+        if type(state) is not tuple or len(state) not in (4, 5):
+            raise PickleRefused("malformed numpy array state")
+        shape, dtype, fortran, raw = state[-4:]
+        if type(fortran) not in (bool, int):
+            raise PickleRefused("malformed numpy array state (order)")
+        return self.machine.array(raw, dtype, shape, "F" if fortran else "C")
 
 
-def _latin1_encode(text: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-    """``_codecs.encode`` as protocol-2 pickles use it for bytes: latin-1 only."""
-    if not isinstance(text, str) or encoding.replace("_", "-").lower() not in ("latin1", "latin-1", "iso-8859-1"):
-        raise pickle.UnpicklingError("_codecs.encode is admitted only to decode latin-1 bytes")
-    return text.encode("latin1")
+class _FeatureUnpickler(PickleMachine):
+    """The admitted globals (see the module) over the bounded machine."""
 
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data, encoding="latin1")
+        self._globals = {
+            "_reconstruct": Global("numpy _reconstruct", self._reconstruct),
+            "scalar": Global("numpy scalar", self._scalar),
+            "_frombuffer": Global("numpy _frombuffer", self._frombuffer),
+            "ndarray": Global("numpy.ndarray", None),
+            "dtype": Global("numpy.dtype", self._dtype),
+            "OrderedDict": Global("OrderedDict", self._ordered_dict),
+            "set": Global("set", lambda args: self._set(set, args)),
+            "frozenset": Global("frozenset", lambda args: self._set(frozenset, args)),
+            "encode": Global("_codecs.encode", self._latin1_encode),
+            "bytes": Global("bytes", self._empty_bytes),
+        }
 
-def _frombuffer(buf: Any, dtype: Any, shape: Any, order: str, axis_order: Any = None) -> np.ndarray:
-    """Protocol-5 arrays: a view of bytes already read from the file, so no size can be inflated."""
-    if not isinstance(buf, (bytes, bytearray, pickle.PickleBuffer)) or not isinstance(dtype, np.dtype) or dtype.hasobject:
-        raise pickle.UnpicklingError("malformed protocol-5 numpy array")
-    _element_count(shape)
-    flat = np.frombuffer(memoryview(buf), dtype=dtype)
-    if order == "K" and axis_order is not None:
-        return flat.reshape(shape, order="C").transpose(axis_order)
-    return flat.reshape(shape, order="F" if order == "F" else "C")
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file: io.BytesIO, *, name: str, budget: int) -> None:
-        super().__init__(file, encoding="latin1")
-        self._name = name
-        self._budget = budget
-
-    def find_class(self, module: str, name: str) -> Any:
+    def find_class(self, module: str, name: str) -> Global:
         qualified = f"{module}.{name}"
         if qualified not in ALLOWED_GLOBALS:
             shown = qualified.encode("unicode_escape").decode("ascii")[:120]  # a hostile name stays one line
-            raise DataError(f"{self._name}: refuses to load '{shown}': {_REFUSAL}")
-        if name == "_reconstruct":
-            return self._reconstruct
-        if name == "_frombuffer":
-            return _frombuffer
-        if name == "scalar":
-            return np._core.multiarray.scalar  # type: ignore[attr-defined]  # numpy 2's private home of the scalar pickles name
-        if name == "ndarray":
-            return _NDARRAY
-        if name == "dtype":
-            return np.dtype
-        if name == "OrderedDict":
-            return OrderedDict
-        if name == "set":
-            return set
-        if name == "frozenset":
-            return frozenset
-        return _latin1_encode  # _codecs.encode
+            raise _Refused(f"refuses to load '{shown}': {_REFUSAL}")
+        return self._globals[name]
 
-    def persistent_load(self, pid: Any) -> Any:
-        raise DataError(f"{self._name}: refuses to load a persistent reference: {_REFUSAL}")
+    # numpy
+    def array(self, raw: Any, dtype: Any, shape: Any, order: str) -> np.ndarray:
+        """An array made here from its bytes, once they are exactly ``prod(shape) * itemsize``."""
+        if not isinstance(dtype, np.dtype):
+            raise PickleRefused("malformed numpy array state (dtype)")
+        n = _element_count(shape)
+        if type(raw) is str:
+            try:
+                raw = raw.encode("latin1")  # Python 2 pickles carry the bytes as text
+            except UnicodeEncodeError:
+                raise PickleRefused("malformed numpy array data") from None
+        if type(raw) not in (bytes, bytearray):
+            raise PickleRefused("numpy array data must be bytes (arrays of Python objects are not admitted)")
+        if n * dtype.itemsize > self.budget:
+            raise _TooLargeArray(shape, n * dtype.itemsize)
+        if n * dtype.itemsize != len(raw):
+            raise PickleRefused(f"a numpy array of shape {shape} and dtype {dtype} needs {n * dtype.itemsize:,} bytes but carries {len(raw):,}")
+        self.charge(112 + len(raw))
+        flat = np.frombuffer(raw, dtype=dtype, count=n) if n else np.empty(0, dtype)
+        return flat.reshape(shape, order="F" if order == "F" else "C").copy(order="K")
 
-    def _reconstruct(self, subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
-        if subtype is not _NDARRAY:
-            raise pickle.UnpicklingError("numpy _reconstruct may only build numpy.ndarray")
-        dtype = np.dtype(dtype)
-        _check_size(shape, dtype, self._budget)
-        arr = np.ndarray.__new__(_CheckedArray, shape, dtype)
-        arr._budget = self._budget
-        return arr
+    def _reconstruct(self, args: tuple[Any, ...]) -> _PendingArray:
+        if len(args) != 3 or args[0] is not self._globals["ndarray"]:
+            raise PickleRefused("numpy _reconstruct may only build numpy.ndarray")
+        n = _element_count(args[1])
+        if n > self.budget:
+            raise _TooLargeArray(args[1], n)
+        self.charge(112)
+        return _PendingArray(self)
+
+    def _dtype(self, args: tuple[Any, ...]) -> _PendingDtype:
+        if not 1 <= len(args) <= 3 or type(args[0]) is not str or any(type(a) not in (bool, int) for a in args[1:]):
+            raise PickleRefused("malformed numpy dtype")
+        if not _TYPESTR.fullmatch(args[0]):
+            shown = args[0].encode("unicode_escape").decode("ascii")[:40]
+            raise _Refused(f"refuses numpy dtype '{shown}': only arrays of numbers or text are admitted (no objects, records or dates)")
+        return _PendingDtype(args[0])
+
+    def _scalar(self, args: tuple[Any, ...]) -> np.generic:
+        if len(args) != 2:
+            raise PickleRefused("malformed numpy scalar")
+        value: Any = self.array(args[1], args[0], (), "C")[()]  # indexing a 0-d array gives its scalar
+        return value
+
+    def _frombuffer(self, args: tuple[Any, ...]) -> np.ndarray:
+        if len(args) not in (4, 5) or args[3] not in ("C", "F", "K"):
+            raise PickleRefused("malformed protocol-5 numpy array")
+        buf, dtype, shape, order = args[:4]
+        axes = args[4] if len(args) == 5 else None
+        if order == "K" and axes is not None:
+            if type(axes) is not tuple or type(shape) is not tuple or sorted(axes) != list(range(len(shape))):
+                raise PickleRefused("malformed protocol-5 numpy array (axis order)")
+            return self.array(buf, dtype, shape, "C").transpose(axes)
+        return self.array(buf, dtype, shape, order)
+
+    # containers and bytes
+    def _ordered_dict(self, args: tuple[Any, ...]) -> OrderedDict[Any, Any]:
+        if args and (len(args) != 1 or type(args[0]) not in (list, tuple)):
+            raise PickleRefused("malformed OrderedDict")
+        pairs = args[0] if args else []
+        if any(type(p) not in (list, tuple) or len(p) != 2 for p in pairs):
+            raise PickleRefused("malformed OrderedDict")
+        self.charge(72 + 56 * len(pairs))
+        return OrderedDict((self.key(k), v) for k, v in pairs)
+
+    def _set(self, kind: type, args: tuple[Any, ...]) -> Any:
+        if args and (len(args) != 1 or type(args[0]) not in (list, tuple, set, frozenset)):
+            raise PickleRefused(f"malformed {kind.__name__}")
+        items = args[0] if args else ()
+        self.charge(72 + 56 * len(items))
+        return kind(self.key(x) for x in items)
+
+    @staticmethod
+    def _empty_bytes(args: tuple[Any, ...]) -> bytes:
+        if args:
+            raise PickleRefused("bytes() is admitted only without arguments (how protocol 2 writes b'')")
+        return b""
+
+    def _latin1_encode(self, args: tuple[Any, ...]) -> bytes:
+        if not 1 <= len(args) <= 2 or type(args[0]) is not str:
+            raise PickleRefused("_codecs.encode is admitted only to decode latin-1 bytes")
+        encoding = args[1] if len(args) == 2 else "utf-8"
+        if type(encoding) is not str or encoding.replace("_", "-").lower() not in ("latin1", "latin-1", "iso-8859-1"):
+            raise PickleRefused("_codecs.encode is admitted only to decode latin-1 bytes")
+        self.charge(40 + len(args[0]))
+        try:
+            return args[0].encode("latin1")
+        except UnicodeEncodeError:
+            raise PickleRefused("_codecs.encode of text outside latin-1") from None
+
+
+class _Refused(PickleRefused):
+    """A refusal worded for the user as it is (after the file name)."""
+
+
+def _element_count(shape: Any) -> int:
+    if type(shape) is not tuple or len(shape) > 32 or any(type(d) is not int or d < 0 for d in shape):
+        raise PickleRefused(f"malformed numpy array shape {_short(shape)}")
+    return math.prod(shape)
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if type(value) in (tuple, int, str) and len(str(value)) < 200 else f"of type {type(value).__name__}"
+    return text
 
 
 def safe_loads(data: bytes, name: str = "<bytes>") -> Any:
     """Unpickle ``data`` with the restricted unpickler; ``name`` is used in error messages.
 
-    Arrays in the result are ``numpy.ndarray`` instances (a private subclass); ``np.asarray`` gives plain ones.
+    Arrays in the result are plain ``numpy.ndarray`` instances that own their data.
     """
     for magic, what in _OTHER_FORMATS:
         if data.startswith(magic):
             raise DataError(f"{name}: {what}")
-    budget = max(8 * len(data), _MIN_BUDGET)
     try:
-        return _RestrictedUnpickler(io.BytesIO(data), name=name, budget=budget).load()
-    except DataError:
-        raise
+        machine = _FeatureUnpickler(data)
+        result = machine.run()
+        budget = machine.budget
+        del machine  # the memo: what the file held, no longer needed
+        audit(result, budget)
+        return result
     except EOFError:
         raise DataError(f"{name}: is empty or truncated (the pickle ends early)") from None
-    except _TooLarge as exc:
-        raise DataError(f"{name}: refuses to load: {exc}") from None
-    except pickle.UnpicklingError as exc:
+    except PersistentRefused:
+        raise DataError(f"{name}: refuses to load a persistent reference: {_REFUSAL}") from None
+    except (_Refused, TooDeep) as exc:
+        raise DataError(f"{name}: {exc}") from None
+    except TooLarge as exc:
+        limit = f"{BUDGET_PER_BYTE}x the file's size plus {BUDGET_FLOOR >> 20} MiB"
+        raise DataError(f"{name}: refuses to load: {_one_line(exc)} (the limit is {limit}: a corrupt or hostile pickle)") from None
+    except PickleRefused as exc:
         raise DataError(f"{name}: is not a pickle or is corrupt ({_one_line(exc)})") from None
     except MemoryError:
         raise DataError(f"{name}: declares an object larger than memory (corrupt or hostile pickle)") from None
@@ -206,7 +293,7 @@ def safe_loads(data: bytes, name: str = "<bytes>") -> Any:
 
 
 def safe_load(path: str | os.PathLike[str]) -> Any:
-    """Read and unpickle the file at ``path`` with the restricted unpickler (``encoding='latin1'``)."""
+    """Read and unpickle the file at ``path`` with the restricted unpickler (Python 2 strings as latin-1)."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:

@@ -127,7 +127,7 @@ def features_array(source: str, vid: Any, key: str, value: Any) -> np.ndarray:
     """One dialogue's features as C-contiguous float32 ``[n, dim]``; refuse ragged, non-numeric or non-finite ones."""
     try:
         arr = np.ascontiguousarray(value, dtype=np.float32)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         dims = _utterance_dims(value)
         if len(dims) > 1:
             raise DataError(
@@ -148,7 +148,7 @@ def _utterance_dims(value: Any) -> list[int]:
     """Sizes of the utterance vectors of a ragged feature list (empty if they cannot be measured)."""
     try:
         return sorted({int(np.size(np.asarray(u, dtype=np.float32))) for u in value})
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return []
 
 

@@ -8,15 +8,14 @@ at the end writes a JSON summary of the rendered figures (id, title, trace and p
 from __future__ import annotations
 
 import html
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import plotly.io as pio
 import plotly.offline
 
+from spcl_search import outputs
 from spcl_search.reports.report import Report, Section, Table
 
 FIGURE_HEIGHT_PX = 520
@@ -159,18 +158,9 @@ def safe_name(name: str) -> str:
 
 
 def write_atomic(path: Path, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename (a one-line error naming
+    the path when it cannot be written; the old file is kept)."""
+    return outputs.write_atomic(path, data)
 
 
 def write_html(report: Report, out_dir: Path) -> Path:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from spcl_search.errors import ConfigError
+from spcl_search.outputs import output_folder
 from spcl_search.reports.report import NamedFigure
 
 #: looked for in order when ``BROWSER_PATH`` is not set
@@ -43,8 +44,7 @@ def write_images(figures: Sequence[NamedFigure], out_dir: Path, fmt: str = "png"
     browser = require_browser(fmt, browser)
     import kaleido
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_folder(out_dir)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".images.") as tmp:
         specs = [
             {

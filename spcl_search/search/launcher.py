@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spcl_search.openmp import POLICY_VARS, oversubscribed
+from spcl_search.outputs import output_folder, unwritable
 from spcl_search.search.packing import place
 from spcl_search.search.settings import ENV_VAR
 
@@ -107,8 +108,7 @@ def start_workers(
     study: str, storage_url: str, slots: list[WorkerSlot], log_dir: Path, extra_args: list[str] | None = None
 ) -> list[LocalWorker]:
     """Start one ``spcl-search worker`` process per slot; logs go to ``log_dir/<study>/worker-<i>.log``."""
-    folder = log_dir / study
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = output_folder(log_dir / study)
     out = []
     for slot in slots:
         cmd = [sys.executable, "-m", "spcl_search", "worker", "--study", study]
@@ -119,7 +119,11 @@ def start_workers(
         cmd += extra_args or []
         env = {**os.environ, **slot.env, ENV_VAR: storage_url, "PYTHONUNBUFFERED": "1"}
         log = folder / f"worker-{slot.index}.log"
-        with log.open("ab") as fh:
+        try:
+            fh = log.open("ab")
+        except OSError as exc:
+            raise unwritable(log, exc) from None
+        with fh:
             proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         out.append(LocalWorker(slot, proc, log))
     return out

@@ -21,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import optuna
 import sqlalchemy
@@ -45,6 +47,10 @@ class LockLost(TransientStorageError):
     """The study lock went with its database connection while the critical section ran."""
 
 
+class LockBusy(TransientStorageError):
+    """The study lock (or a connection to take it with) did not come within the wait given."""
+
+
 def _pg_unlock(conn: sqlalchemy.engine.Connection, key: int) -> bool:
     """Release the advisory lock; False if it was no longer held (its connection was lost)."""
     try:
@@ -57,12 +63,24 @@ def _pg_unlock(conn: sqlalchemy.engine.Connection, key: int) -> bool:
 
 
 @contextlib.contextmanager
-def _pg_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[None]:
+def _pg_lock(engine: sqlalchemy.engine.Engine, study_name: str, wait: float | None) -> Iterator[None]:
     key = lock_key(study_name)
-    conn = storage.engine.connect()
+    try:
+        conn = engine.connect()
+    except sqlalchemy.exc.TimeoutError:
+        raise LockBusy(f"no connection free to take the lock of study {study_name!r}") from None
     released = False
     try:
-        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        if wait is None:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        else:
+            deadline = time.monotonic() + wait
+            while not conn.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+                if time.monotonic() >= deadline:
+                    conn.commit()
+                    released = True  # never held
+                    raise LockBusy(f"the lock of study {study_name!r} is held elsewhere")
+                time.sleep(0.02)
         conn.commit()
         try:
             yield
@@ -79,11 +97,22 @@ def _pg_lock(storage: optuna.storages.RDBStorage, study_name: str) -> Iterator[N
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def _file_lock(path: Path, wait: float | None = None) -> Iterator[None]:
     import fcntl
 
     with open(path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        if wait is None:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        else:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise LockBusy(f"the lock file {path} is held elsewhere") from None
+                    time.sleep(0.02)
         try:
             yield
         finally:
@@ -91,11 +120,15 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _local_lock(key: str) -> Iterator[None]:
+def _local_lock(key: str, wait: float | None = None) -> Iterator[None]:
     with _LOCAL_GUARD:
         lock = _LOCAL_LOCKS.setdefault(key, threading.Lock())
-    with lock:
+    if not lock.acquire(timeout=-1 if wait is None else wait):
+        raise LockBusy(f"the lock {key!r} is held elsewhere")
+    try:
         yield
+    finally:
+        lock.release()
 
 
 def study_lock(storage: StudyStorage, study_name: str) -> contextlib.AbstractContextManager[None]:
@@ -105,18 +138,21 @@ def study_lock(storage: StudyStorage, study_name: str) -> contextlib.AbstractCon
     return _without_retries(database_lock(storage, study_name))
 
 
-def database_lock(storage: optuna.storages.RDBStorage, study_name: str) -> contextlib.AbstractContextManager[None]:
+def database_lock(
+    storage: optuna.storages.RDBStorage, study_name: str, *, engine: Any = None, wait: float | None = None
+) -> contextlib.AbstractContextManager[None]:
     """The database's own lock of ``study_name`` (in-place retries untouched: the proxy takes it in one thread
-    and may release it in another)."""
+    and may release it in another). ``engine`` gives the connection (default: the storage's pool); with ``wait``
+    the lock is tried until then and :class:`LockBusy` raised, never waited for without end."""
     if not isinstance(storage, optuna.storages.RDBStorage):  # Optuna's in-memory storage (replays, tests): one process
-        return _local_lock(f"{id(storage)}:{study_name}")
+        return _local_lock(f"{id(storage)}:{study_name}", wait)
     backend = storage.engine.dialect.name
     if backend == "postgresql":
-        return _pg_lock(storage, study_name)
+        return _pg_lock(engine if engine is not None else storage.engine, study_name, wait)
     path = sqlite_path(storage.url)
     if path is not None:
-        return _file_lock(path.with_name(path.name + ".lock"))
-    return _local_lock(f"{storage.url}:{study_name}")
+        return _file_lock(path.with_name(path.name + ".lock"), wait)
+    return _local_lock(f"{storage.url}:{study_name}", wait)
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import optuna
+import sqlalchemy
 from optuna.storages import _heartbeat
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
@@ -152,7 +153,7 @@ def stale_trial_ids(rdb: optuna.storages.RDBStorage, study: int) -> list[int]:
     return list(rdb._get_stale_trial_ids(study))
 
 
-def grpc_server(storage: optuna.storages.RDBStorage, host: str, port: int, pool: Any) -> Any:
+def grpc_server(storage: optuna.storages.RDBStorage, pool: Any, *, interceptors: Any = (), options: Any = ()) -> Any:
     """Optuna's gRPC storage proxy server for ``storage`` (not started), so more services can be added to it.
 
     Its ``GetTrials`` reads only the trials a client asks for. Optuna's client keeps a cache and asks for the
@@ -173,7 +174,43 @@ def grpc_server(storage: optuna.storages.RDBStorage, host: str, port: int, pool:
                 context.abort(code=grpc.StatusCode.NOT_FOUND, details=str(exc))
             return api_pb2.GetTrialsReply(trials=[servicer._to_proto_trial(t) for t in trials])
 
-    server = grpc.server(pool)
+    server = grpc.server(pool, interceptors=list(interceptors), options=list(options))
     api_pb2_grpc.add_StorageServiceServicer_to_server(_Service(storage), server)
-    server.add_insecure_port(f"{host}:{port}")
     return server
+
+
+def use_channel(client: optuna.storages.GrpcStorageProxy, channel: Any) -> None:
+    """Make Optuna's gRPC client talk over ``channel`` (ours: TLS, the token and the client id on every call) instead of
+    the plain channel it opened itself, which is closed."""
+    from optuna.storages._grpc.auto_generated import api_pb2_grpc
+    from optuna.storages._grpc.client import GrpcClientCache
+
+    client._channel.close()
+    client._channel = channel
+    client._stub = api_pb2_grpc.StorageServiceStub(channel)
+    client._cache = GrpcClientCache(client._stub)
+
+
+def trial_silence(rdb: optuna.storages.RDBStorage, trial: int) -> float | None:
+    """Seconds since trial id ``trial`` last beat (since it started, when it never did); None when it is not RUNNING.
+    Heartbeats are timed by the database's clock, as in Optuna's heartbeat check; starts as :func:`orphan_trial_ids`."""
+    model, beat = models.TrialModel, models.TrialHeartbeatModel
+    with _create_scoped_session(rdb.scoped_session) as session:
+        row = session.query(model).filter(model.trial_id == trial).one_or_none()
+        if row is None or row.state != TrialState.RUNNING:
+            return None
+        heartbeat = session.query(beat).filter(beat.trial_id == trial).one_or_none()
+        if heartbeat is not None:
+            now = session.execute(sqlalchemy.func.now()).scalar()
+            return 0.0 if now is None else (now.replace(tzinfo=None) - heartbeat.heartbeat).total_seconds()
+        started: Any = getattr(row, "_datetime_start_utc", None)
+        if started is not None:
+            return (datetime.now(UTC).replace(tzinfo=None) - started).total_seconds()
+        return 0.0 if row.datetime_start is None else (datetime.now() - row.datetime_start).total_seconds()
+
+
+def trial_is_stale(rdb: optuna.storages.RDBStorage, trial: int, grace: float) -> bool:
+    """Whether trial id ``trial`` is RUNNING and silent for over ``grace`` s (what the heartbeat check and the orphan
+    query fail)."""
+    silence = trial_silence(rdb, trial)
+    return silence is not None and silence > grace

@@ -15,6 +15,9 @@ guarantees rest on, so the proxy (:mod:`spcl_search.search.proxy_server`) adds a
 
 A proxy that restarts is ridden out like a database restart: lost connections (gRPC ``UNAVAILABLE``) are
 retried with backoff up to the deadline. The heartbeat interval and grace period are the proxy's.
+
+Every call carries the client's token and its own random id (:mod:`spcl_search.search.proxy_access`), over
+TLS for ``grpcs://HOST:PORT``; a proxy that refuses the client is a one-line :class:`StorageError`.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from optuna.trial import TrialState
 
 from spcl_search.errors import StorageError
 from spcl_search.search import optuna_internals as internals
+from spcl_search.search.proxy_access import CA_ENV, TOKEN_ENV, ClientAccess, client_channel
 from spcl_search.search.retry import TransientStorageError, retry_call
 from spcl_search.search.settings import STORAGE_RETRY_DEADLINE
 
@@ -42,6 +46,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 SCHEME = "grpc://"
+#: the same over TLS
+TLS_SCHEME = "grpcs://"
 #: the extra gRPC service the proxy serves beside Optuna's
 SERVICE = "spcl_search.Coordinator"
 #: seconds the proxy waits for a busy study lock before answering "try again"
@@ -51,16 +57,30 @@ CONNECT_TIMEOUT = 10.0
 
 
 def is_proxy_url(url: str | None) -> bool:
-    """Whether ``url`` names a storage proxy (``grpc://HOST:PORT``)."""
-    return bool(url) and str(url).startswith(SCHEME)
+    """Whether ``url`` names a storage proxy (``grpc://HOST:PORT``, or ``grpcs://HOST:PORT`` over TLS)."""
+    return bool(url) and str(url).startswith((SCHEME, TLS_SCHEME))
 
 
-def parse_proxy_url(url: str) -> tuple[str, int]:
-    """``(host, port)`` of ``grpc://HOST:PORT``; a StorageError naming the URL otherwise."""
-    host, _, port = url[len(SCHEME) :].rstrip("/").rpartition(":")
+def parse_proxy_url(url: str) -> tuple[str, int, bool]:
+    """``(host, port, tls)`` of ``grpc(s)://HOST:PORT``; a StorageError naming the URL otherwise."""
+    tls = url.startswith(TLS_SCHEME)
+    host, _, port = url[len(TLS_SCHEME if tls else SCHEME) :].rstrip("/").rpartition(":")
     if not host or not port.isdigit():
         raise StorageError(f"storage URL {url!r}: a storage proxy is grpc://HOST:PORT (spcl-search storage-proxy --host H --port P)")
-    return host.strip("[]"), int(port)
+    return host.strip("[]"), int(port), tls
+
+
+def refusal(exc: BaseException, url: str | None = None) -> StorageError | None:
+    """A one-line StorageError for a proxy that refused the call (token, read-only token, size, another's trial), else None."""
+    import grpc
+
+    if not isinstance(exc, grpc.RpcError) or not callable(getattr(exc, "code", None)):
+        return None
+    code = exc.code()
+    if code not in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INVALID_ARGUMENT):
+        return None
+    details = " ".join(str(exc.details() or code.name).split())
+    return StorageError(f"the storage proxy{f' at {url}' if url else ''} refused: {details}")
 
 
 def encode(value: Any) -> bytes:
@@ -85,27 +105,37 @@ class ProxyStorage(optuna.storages.GrpcStorageProxy, internals.BaseHeartbeat):
         heartbeats: bool = True,
         stale_trial_callback: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
         retry_deadline: float = STORAGE_RETRY_DEADLINE,
+        access: ClientAccess | None = None,
     ) -> None:
         """Connect to the proxy at ``url``; with ``heartbeats``, trials beat at the proxy's interval and a stale one
-        is handed to ``stale_trial_callback`` (the storage's retry)."""
+        is handed to ``stale_trial_callback`` (the storage's retry). ``access`` is the token and CA to use (default:
+        ``$SPCL_SEARCH_TOKEN_FILE``, ``$SPCL_SEARCH_CA_FILE``)."""
         self.url = url
         self.retry_deadline = retry_deadline
-        host, port = parse_proxy_url(url)
+        host, port, tls = parse_proxy_url(url)
+        self.access = access if access is not None else ClientAccess.from_environment()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             super().__init__(host=host, port=port)
+        internals.use_channel(self, client_channel(host, port, self.access, tls=tls))
         try:
             self.wait_server_ready(timeout=CONNECT_TIMEOUT)
         except ConnectionError:
+            hint = f"; over TLS the certificate must be trusted (${CA_ENV})" if tls else ""
             raise StorageError(
                 f"no storage proxy answers at {url} within {CONNECT_TIMEOUT:.0f} s; start it with "
-                f"`spcl-search storage-proxy --storage DATABASE --host {host} --port {port}` or check the address"
+                f"`spcl-search storage-proxy --host {host} --port {port}` or check the address{hint}"
             ) from None
-        import grpc
-
-        self._coordinator = grpc.insecure_channel(f"{host}:{port}")
+        self._coordinator = self._channel
         self._calls: dict[str, Callable[..., Any]] = {}
-        config = self.call("Config", {})
+        try:
+            config = self.call("Config", {})
+        except Exception as exc:
+            refused = refusal(exc, url)
+            if refused is None:
+                raise
+            hint = "" if self.access.token else f" (this client has no token: set ${TOKEN_ENV})"
+            raise StorageError(f"{refused}{hint}") from None
         self.database: str = config["database"]
         self.grace_period: int = int(config["grace_period"])
         self._interval: int | None = int(config["heartbeat_interval"]) if heartbeats else None
@@ -124,9 +154,14 @@ class ProxyStorage(optuna.storages.GrpcStorageProxy, internals.BaseHeartbeat):
         """``fn()`` with this storage's retries (a proxy restart is waited for)."""
         return retry_call(fn, what=what, url=self.url, deadline=self.retry_deadline)
 
-    def close(self) -> None:
-        super().close()
-        self._coordinator.close()
+    def wait_server_ready(self, timeout: float | None = None) -> None:
+        """Wait until the proxy answers on this client's own channel (TLS and all)."""
+        import grpc
+
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError as exc:
+            raise ConnectionError("gRPC connection timeout") from exc
 
     # ---------------------------------------------------------------------------- heartbeats
 
@@ -134,6 +169,10 @@ class ProxyStorage(optuna.storages.GrpcStorageProxy, internals.BaseHeartbeat):
         self.call("Heartbeat", {"trial_id": trial_id})
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        return self.stale_trial_ids(study_id)
+
+    def stale_trial_ids(self, study_id: int) -> list[int]:
+        """RUNNING trials whose heartbeat is older than the proxy's grace period (queried by the proxy)."""
         return [int(i) for i in self.call("StaleTrials", {"study_id": study_id})]
 
     def get_heartbeat_interval(self) -> int | None:
@@ -184,6 +223,8 @@ class ProxyStorage(optuna.storages.GrpcStorageProxy, internals.BaseHeartbeat):
         while token is None:
             answer = self.call("Lock", {"study": study_name, "wait": LOCK_WAIT}, timeout=LOCK_WAIT + 60)
             token = answer.get("token")
+            if answer.get("absent"):
+                raise StorageError(f"the storage proxy at {self.url} has no study {study_name!r} to lock")
             if token is None and answer.get("busy"):
                 time.sleep(random.uniform(0.05, 0.2))  # the proxy's waiting room is full
         released = False
@@ -210,7 +251,7 @@ def _retried(name: str) -> Callable[..., Any]:
     return call
 
 
-for _name in (*internals.RETRIED_METHODS, "orphan_trial_ids", "set_trial_user_attrs"):
+for _name in (*internals.RETRIED_METHODS, "orphan_trial_ids", "stale_trial_ids", "set_trial_user_attrs"):
     if _name in ("_get_trials", "_get_best_trial_id", "_set_trial_param"):
         continue  # RDBStorage internals: the client has no such steps
     setattr(ProxyStorage, _name, _retried(_name))

@@ -1,9 +1,10 @@
 """Workers known to a study: each worker keeps one study system attr up to date.
 
 The record is ``spcl_worker:<host>:<pid>:<token>`` -> ``{host, pid, gpu, packing, threads, started, last_seen,
-state, trial, trials_done}``; ``state`` is ``running`` (a trial), ``waiting`` (the budget is reserved
+state, trial, trials_done, grace_period}``; ``state`` is ``running`` (a trial), ``waiting`` (the budget is reserved
 by others' running trials), or ``exited``. A worker that was killed never writes ``exited``; readers
-treat a record whose ``last_seen`` is older than the grace period as gone.
+treat a record whose ``last_seen`` is older than the worker's own grace period (the one its trials are
+failed after) as gone.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class WorkerRecord:
     trial: int | None = None
     trials_done: int = 0
     token: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    #: seconds without a heartbeat after which this worker's trial is failed (its storage's); None in older records
+    grace_period: float | None = None
 
     @property
     def key(self) -> str:
@@ -55,7 +58,8 @@ class WorkerRecord:
 
 
 def workers(storage: optuna.storages.BaseStorage, study_id: int, *, stale_after: float | None = None) -> list[WorkerRecord]:
-    """Worker records of a study; with ``stale_after``, only those seen that recently and not exited."""
+    """Worker records of a study; with ``stale_after``, only those not exited and seen within their own grace period
+    (``stale_after`` for records that do not say theirs)."""
     out = []
     now = time.time()
     for key, value in storage.get_study_system_attrs(study_id).items():
@@ -63,7 +67,7 @@ def workers(storage: optuna.storages.BaseStorage, study_id: int, *, stale_after:
             continue
         known = {k: v for k, v in value.items() if k in WorkerRecord.__dataclass_fields__}
         rec = WorkerRecord(**known)
-        if stale_after is not None and (rec.state == "exited" or now - rec.last_seen > stale_after):
+        if stale_after is not None and (rec.state == "exited" or now - rec.last_seen > (rec.grace_period or stale_after)):
             continue
         out.append(rec)
     return sorted(out, key=lambda r: r.started)

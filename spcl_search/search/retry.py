@@ -33,7 +33,7 @@ from optuna.trial import TrialState
 from spcl_search.errors import SpclSearchError, StorageError
 from spcl_search.search.optuna_internals import RETRIED_METHODS
 from spcl_search.search.settings import STORAGE_RETRY_DEADLINE, STORAGE_RETRY_FIRST_WAIT, STORAGE_RETRY_MAX_WAIT
-from spcl_search.search.urls import PASSWORD_IN_URL, mask_url, short_error
+from spcl_search.search.urls import mask_text, mask_url, short_error
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def describe(exc: BaseException, url: str | None = None) -> str:
         text = short_error(root, url)
     else:
         lines = str(getattr(root, "orig", None) or root).strip().splitlines()
-        text = PASSWORD_IN_URL.sub(r"\1***\2", lines[0] if lines else "")
+        text = mask_text(lines[0] if lines else "")
     return f"{type(root).__name__}: {text}" if text else type(root).__name__
 
 

@@ -1,12 +1,14 @@
 """Create a study from a spec, or join an existing one and adopt its stored spec.
 
-Creation and joining happen under the study lock, so workers that start at the same moment on a
-fresh database create the study once, store one spec and enqueue the warm-start trials once.
+Workers that start at the same moment on a fresh database create the study once (the database refuses
+a second study of one name), store one spec and enqueue the warm-start trials once (under the study
+lock, which joiners take too).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -92,6 +94,10 @@ def _enqueue(study: optuna.Study, spec: StudySpec, queued: list[dict[str, Any]],
     return notes
 
 
+#: seconds a joining worker waits for a study another process is creating to get its spec
+CREATION_WAIT = 60.0
+
+
 def open_study(
     storage: StudyStorage,
     requested: Mapping[str, Any],
@@ -107,44 +113,71 @@ def open_study(
     stored spec; an explicit field that differs is refused with a ConfigError naming it, except
     ``n_trials`` (the budget may be changed) and ``data`` (paths differ between machines).
     ``fingerprint`` is the dataset's sha256, stored at creation and checked on joining. A study created here
-    also gets the user ``attrs`` and the ``queue`` of (params, trial user attrs) enqueued, under the study lock
-    as the rest of its creation, so no worker ever sees it half made.
+    also gets the user ``attrs`` and the ``queue`` of (params, trial user attrs) enqueued.
+
+    The study is created by one process (the database refuses a second study of that name), which then
+    stores its spec, attrs and first trials under the study lock; a process that joins takes the lock too
+    and waits while the study has no spec yet, so no worker ever sees it half made. The lock is never taken
+    on a study that does not exist (a storage proxy refuses such a lease).
     """
     request = Request.of(requested)
     name = request.study_name
     request = request.but(name=name)
-    notes: list[str] = []
-    with study_lock(storage, name):
-        if study_exists(storage, name):
-            study = optuna.load_study(study_name=name, storage=storage)
-            spec = stored_spec(study)
-            diff = schema.conflicts(spec, request)
-            if diff:
-                text = "; ".join(f"{k} is {have!r} there but {want!r} here" for k, (have, want) in diff.items())
-                raise ConfigError(
-                    f"study {name!r} in {mask_url(storage.url)} has another spec: {text}; drop those options to join it, "
-                    "or pick a new --study name"
-                )
-            stored_fp = study.user_attrs.get("data_sha256")
-            if fingerprint and stored_fp and fingerprint != stored_fp:
-                raise ConfigError(
-                    f"study {name!r} was created on another feature file (sha256 {stored_fp[:12]}..., this one {fingerprint[:12]}...); "
-                    "pass the same --data file or pick a new --study name"
-                )
-            want = request.get("n_trials")
-            if want is not None and want != spec.n_trials:
-                notes.append(f"budget of study {name!r} changed from {spec.n_trials} to {want} trials")
-                spec = replace(spec, n_trials=want)
-                study.set_user_attr(SPEC_ATTR, spec.to_dict())
-            spec = schema.with_runtime(spec, request)
-            return OpenedStudy(load(storage, name, spec), spec, False, notes)
-        if not create or "backbone" not in request:
+    if create and "backbone" in request and not study_exists(storage, name):
+        created = _create(storage, request, name, fingerprint, attrs, queue)
+        if created is not None:
+            return created
+    deadline = time.monotonic() + CREATION_WAIT
+    while True:
+        if not study_exists(storage, name):
             raise ConfigError(
                 f"no study {name!r} in {mask_url(storage.url)}; create it with --backbone or --spec (spcl-search run), "
                 "or check --study and --storage"
             )
-        spec = schema.build(request)
-        queued, baselines = _queued(spec)
+        with study_lock(storage, name):
+            study = optuna.load_study(study_name=name, storage=storage)
+            if SPEC_ATTR in study.user_attrs or time.monotonic() > deadline:
+                return _join(storage, study, request, fingerprint)
+        time.sleep(0.2)  # another process created it a moment ago and is storing its spec
+
+
+def _join(storage: StudyStorage, study: optuna.Study, request: Request, fingerprint: str | None) -> OpenedStudy:
+    name = study.study_name
+    notes: list[str] = []
+    spec = stored_spec(study)
+    diff = schema.conflicts(spec, request)
+    if diff:
+        text = "; ".join(f"{k} is {have!r} there but {want!r} here" for k, (have, want) in diff.items())
+        raise ConfigError(
+            f"study {name!r} in {mask_url(storage.url)} has another spec: {text}; drop those options to join it, or pick a new --study name"
+        )
+    stored_fp = study.user_attrs.get("data_sha256")
+    if fingerprint and stored_fp and fingerprint != stored_fp:
+        raise ConfigError(
+            f"study {name!r} was created on another feature file (sha256 {stored_fp[:12]}..., this one {fingerprint[:12]}...); "
+            "pass the same --data file or pick a new --study name"
+        )
+    want = request.get("n_trials")
+    if want is not None and want != spec.n_trials:
+        notes.append(f"budget of study {name!r} changed from {spec.n_trials} to {want} trials")
+        spec = replace(spec, n_trials=want)
+        study.set_user_attr(SPEC_ATTR, spec.to_dict())
+    spec = schema.with_runtime(spec, request)
+    return OpenedStudy(load(storage, name, spec), spec, False, notes)
+
+
+def _create(
+    storage: StudyStorage,
+    request: Request,
+    name: str,
+    fingerprint: str | None,
+    attrs: Mapping[str, Any] | None,
+    queue: Sequence[tuple[dict[str, Any], dict[str, Any]]],
+) -> OpenedStudy | None:
+    """Create study ``name`` and store its spec and first trials; None when another process created it first."""
+    spec = schema.build(request)
+    queued, baselines = _queued(spec)
+    try:
         study = optuna.create_study(
             study_name=name,
             storage=storage,
@@ -152,7 +185,10 @@ def open_study(
             sampler=make_sampler(spec),
             pruner=make_pruner(spec),
         )
-        try:
+    except optuna.exceptions.DuplicatedStudyError:
+        return None
+    try:
+        with study_lock(storage, name):  # joiners wait until the spec and the first trials are stored
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names(list(spec.metrics))
@@ -169,13 +205,13 @@ def open_study(
                 study.set_user_attr("data_sha256", fingerprint)
             for key, value in (attrs or {}).items():
                 study.set_user_attr(key, value)
-            notes += _enqueue(study, spec, queued, baselines)
+            notes = _enqueue(study, spec, queued, baselines)
             for params, trial_attrs in queue:
                 study.enqueue_trial(params, user_attrs=trial_attrs)
-        except BaseException:
-            optuna.delete_study(study_name=name, storage=storage)
-            raise
-        return OpenedStudy(study, spec, True, notes)
+    except BaseException:
+        optuna.delete_study(study_name=name, storage=storage)
+        raise
+    return OpenedStudy(study, spec, True, notes)
 
 
 def budget(storage: optuna.storages.BaseStorage, study_id: int) -> int:

@@ -6,6 +6,7 @@ import importlib.util
 import os
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.url import URL
@@ -14,26 +15,94 @@ from spcl_search.errors import StorageError
 from spcl_search.search.settings import DEFAULT_SQLITE_FILE, ENV_VAR
 
 PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*(@)")
+#: query parameters that carry a secret (``password=``, ``sslpassword=``, ``token=``...)
+SECRET_QUERY = re.compile(r"((?:^|[?&;])[^=&;#\s]*(?:pass|pwd|secret|token)[^=&;#\s]*=)[^&;#\s]*", re.IGNORECASE)
+#: query keys that name a secret
+SECRET_KEY = re.compile("pass|pwd|secret|token", re.IGNORECASE)
+#: a URL inside a longer text (a driver's error message)
+URL_IN_TEXT = re.compile(r"\b[A-Za-z][\w+.-]*://\S+")
 
 
 def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (also for URLs SQLAlchemy cannot parse)."""
+    """``url`` with every secret replaced by ``***``: parsed with SQLAlchemy's ``make_url`` (a password holding an
+    unescaped ``@`` made whole, ``?password=`` moved into the userinfo) and shown with the password hidden and the
+    query values named like a secret (``sslpassword=``, ``token=``) masked. Text SQLAlchemy cannot parse is masked
+    by its shape: the userinfo's password runs to the authority's last ``@``."""
+    text = str(url)
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparseable URL is still masked below
-        return PASSWORD_IN_URL.sub(r"\1***\2", url)
+        parsed = _normalised(make_url(text))
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: mask by shape
+        return _mask_by_shape(text)
+    secret_keys = {k: "***" for k in parsed.query if SECRET_KEY.search(k)}
+    if secret_keys:
+        parsed = parsed.update_query_dict(secret_keys)
+    return parsed.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+
+
+def _mask_by_shape(text: str) -> str:
+    scheme_end = text.find("://")
+    if scheme_end < 0:
+        return SECRET_QUERY.sub(r"\1***", text)
+    start = scheme_end + 3
+    head, question, query = text[start:].partition("?")
+    if "@" not in head and "@" in query and ":" in head:  # a '?' inside the password
+        head, question, query = text[start:], "", ""
+    at = head.rfind("@")
+    if at >= 0:
+        user, colon, _ = head[:at].partition(":")
+        if colon:
+            head = f"{user}:***{head[at:]}"
+    return text[:start] + head + question + SECRET_QUERY.sub(r"\1***", query)
+
+
+def mask_text(text: str, url: str | None = None) -> str:
+    """``text`` (an error message) with every URL in it masked and ``url``'s own secrets removed wherever they appear."""
+    text = URL_IN_TEXT.sub(lambda m: mask_url(m.group()), text)
+    for secret in sorted(_secrets(url), key=len, reverse=True) if url else ():
+        text = text.replace(secret, "***")
+    return PASSWORD_IN_URL.sub(r"\1***\2", text)
+
+
+def _secrets(url: str) -> set[str]:
+    """The secrets of ``url`` as written and percent-decoded (at least 3 characters, so that masking stays readable)."""
+    found: set[str] = set()
+    try:
+        parsed = _normalised(make_url(url))
+    except Exception:  # noqa: BLE001 - an unparseable URL: mask_url's structure is all there is
+        return found
+    values = [parsed.password] + [v for k, v in parsed.query.items() if SECRET_KEY.search(k)]
+    for value in values:
+        for item in value if isinstance(value, tuple) else (value,):
+            if item is not None and len(str(item)) >= 3:
+                found |= {str(item), quote(str(item), safe="")}
+    return found
+
+
+def _normalised(parsed: URL) -> URL:
+    """The URL meant: a password with an unescaped ``@`` (SQLAlchemy takes its tail for the host) made whole, and
+    ``?password=`` moved into the userinfo, where SQLAlchemy and every log mask it."""
+    host = parsed.host
+    if parsed.password is not None and host and "@" in host:
+        tail, _, host = host.rpartition("@")
+        parsed = parsed.set(password=f"{parsed.password}@{tail}", host=host)
+    if parsed.password is None and "password" in parsed.query:
+        value = parsed.query["password"]
+        parsed = parsed.set(password=value[-1] if isinstance(value, tuple) else value).difference_update_query(["password"])
+    return parsed
 
 
 def resolve_url(url: str | None = None) -> str:
     """The storage URL to use: ``url``, else ``$SPCL_SEARCH_STORAGE``, else ``sqlite:///<cwd>/spcl_search.db``.
 
     ``postgres://`` is read as ``postgresql://``; a PostgreSQL URL without a driver uses psycopg2 when
-    psycopg (3) is not installed. ``grpc://HOST:PORT`` (a storage proxy) is kept as it is.
+    psycopg (3) is not installed. A password written with an unescaped ``@`` is read whole, and ``?password=`` is
+    moved into the userinfo (the same connection; masked wherever SQLAlchemy shows the URL).
+    ``grpc://HOST:PORT`` and ``grpcs://HOST:PORT`` (a storage proxy) are kept as they are.
     """
     raw = url or os.environ.get(ENV_VAR) or f"sqlite:///{Path.cwd() / DEFAULT_SQLITE_FILE}"
-    if raw.startswith("grpc://"):
+    if raw.startswith(("grpc://", "grpcs://")):
         return raw
-    parsed = _parse(raw)
+    parsed = _normalised(_parse(raw))
     if parsed.drivername == "postgres":
         parsed = parsed.set(drivername="postgresql")
     if parsed.drivername == "postgresql":
@@ -67,8 +136,4 @@ def sqlite_path(url: str) -> Path | None:
 def short_error(exc: BaseException, url: str) -> str:
     """First line of a driver error, without the password."""
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    password = _parse(url).password
-    if password:
-        line = line.replace(str(password), "***")
-    return PASSWORD_IN_URL.sub(r"\1***\2", line)
+    return mask_text(text[0] if text else type(exc).__name__, url)

@@ -60,6 +60,8 @@ logger = logging.getLogger(__name__)
 FATAL_ERRORS = (ConfigError, DataError)
 #: ``fail_reason`` of a trial stopped by SIGINT/SIGTERM (retried, unlike the other reasons)
 INTERRUPTED = "interrupted"
+#: ``fail_reason`` of a trial failed because its worker stopped beating (killed, or cut off past the grace period); retried
+HEARTBEAT = "heartbeat"
 
 
 @dataclass
@@ -202,36 +204,52 @@ def trainer_from_env() -> TrainerFactory | None:
 def recover_trials(study: optuna.Study, storage: StudyStorage) -> None:
     """Under the study lock: fail the trials whose worker is gone and give each a retry.
 
-    * a stale heartbeat: Optuna's check fails the trial and its callback enqueues the retry;
+    * a stale heartbeat: failed as Optuna's heartbeat check fails it, with ``fail_reason`` "heartbeat", and
+      the storage's callback enqueues the retry;
     * no heartbeat at all, started over a grace period ago: a worker killed or cut off between starting
-      the trial and its first heartbeat (Optuna's check never fails those);
+      the trial and its first heartbeat (Optuna's check never fails those); also "heartbeat";
     * FAIL as interrupted, or by the heartbeat check, without a retry yet: a worker died or lost the
       database between the two steps. Trials that failed by themselves (``error``) are not retried.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
     grace = float(storage.grace_period or 2 * (storage.get_heartbeat_interval() or 30))
-    if isinstance(storage, ProxyStorage):
-        orphans = storage.orphan_trial_ids(internals.study_id(study), grace)  # the proxy queries the database
+    sid = internals.study_id(study)
+    if isinstance(storage, ProxyStorage):  # the proxy queries the database
+        stale, orphans = storage.stale_trial_ids(sid), storage.orphan_trial_ids(sid, grace)
     else:
-        orphans = internals.orphan_trial_ids(storage, internals.study_id(study), grace)
-    for orphan in orphans:
-        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-            storage.set_trial_state_values(orphan, TrialState.FAIL)
+        stale, orphans = internals.stale_trial_ids(storage, sid), internals.orphan_trial_ids(storage, sid, grace)
     callback = storage.get_heartbeat_stale_trial_callback()
+    for trial_id in stale:
+        if _fail_for_silence(storage, trial_id, f"no heartbeat for over {grace:.0f} s (its worker died or lost the database)"):
+            if callback is not None:
+                callback(study, copy.deepcopy(storage.get_trial(trial_id)))
+    for orphan in orphans:
+        _fail_for_silence(storage, orphan, f"no heartbeat since it started over {grace:.0f} s ago (its worker died before the first)")
     if callback is None:
         return
     trials = study.get_trials(deepcopy=False)
     retried = budgets.retried_numbers(trials)
     for t in trials:
         if t.state == TrialState.FAIL and t.number not in retried:
-            if t.user_attrs.get("fail_reason") == INTERRUPTED or "error" not in t.user_attrs:
+            if t.user_attrs.get("fail_reason") in (INTERRUPTED, HEARTBEAT) or "error" not in t.user_attrs:
                 callback(study, copy.deepcopy(t))  # it applies the retry limit
             elif packing.oom_retry_due(t):
                 again = copy.deepcopy(t)
                 again.user_attrs = {**again.user_attrs, packing.RETRIED_AFTER: packing.OUT_OF_MEMORY}  # once only
                 callback(study, again)
+
+
+def _fail_for_silence(storage: StudyStorage, trial_id: int, error: str) -> bool:
+    """Fail a running trial whose worker went silent, saying so (``fail_reason`` "heartbeat"); False if another worker
+    finished it first. The attrs go first: a finished trial takes none."""
+    try:
+        if isinstance(storage, ProxyStorage):
+            storage.set_trial_user_attrs(trial_id, {"fail_reason": HEARTBEAT, "error": error})
+        elif not internals.upsert_trial_user_attrs(storage, trial_id, {"fail_reason": HEARTBEAT, "error": error}):
+            storage.set_trial_user_attr(trial_id, "fail_reason", HEARTBEAT)
+            storage.set_trial_user_attr(trial_id, "error", error)
+        return bool(storage.set_trial_state_values(trial_id, TrialState.FAIL))
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
 
 
 @dataclass
@@ -450,7 +468,7 @@ def run_worker(
     if packing.cap_memory(cap):
         logger.info("CUDA allocator capped at %.0f%% of the GPU (%d workers share it)", 100 * (cap or 1), options.trials_per_gpu)
     poll = options.poll_interval or _default_poll(storage)
-    record = WorkerRecord(gpu=options.gpu, threads=options.threads, packing=options.trials_per_gpu)
+    record = WorkerRecord(gpu=options.gpu, threads=options.threads, packing=options.trials_per_gpu, grace_period=storage.grace_period)
     report = WorkerReport(study=study.study_name)
     stop_at = None if options.timeout is None else time.monotonic() + options.timeout
     pending = _Pending()
@@ -471,7 +489,7 @@ def run_worker(
                     report.reason = "budget"
                     break
                 if trial is None:
-                    if record.state != "waiting" or time.time() - record.last_seen > 5 * poll:
+                    if record.state != "waiting" or time.time() - record.last_seen > min(5 * poll, (record.grace_period or 120) / 2):
                         record.publish(storage, study_id, state="waiting", trial=None)
                     time.sleep(poll + jitter)
                     continue

@@ -5,27 +5,30 @@ as ``<root>/<key[:2]>/<key>.npy``, written to a temporary name and renamed into 
 either no entry or a whole one. The key is the sha256 of the extractor's settings and versions and of
 the task's inputs (the text, or each file's path, size and modification time), so a changed file or
 setting is extracted again and the same work is never done twice, whatever the output file is called.
-Entries are read without pickle; a damaged one reads as missing. The default root is
+Entries are read without pickle; a damaged one reads as missing. Like the feature cache, the folders are
+0700, the files 0600 and each entry starts with an HMAC-SHA256 under this user's key
+(:mod:`spcl_search.data.private`): an entry someone else planted reads as missing. The default root is
 ``$SPCL_SEARCH_CACHE/extract`` (``~/.cache/spcl-search/extract``); delete it at any time.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from spcl_search.data.cache import default_cache_dir
+from spcl_search.data.private import MAC_BYTES, atomic_write, private_dir, sign, verify
 
 __all__ = ["FEATURE_CACHE_VERSION", "FeatureCache", "default_feature_cache", "task_key"]
 
 #: Bump when an extractor's output changes for the same settings, so old entries are not reused.
-FEATURE_CACHE_VERSION = 1
+FEATURE_CACHE_VERSION = 2
 
 
 def default_feature_cache() -> Path:
@@ -54,7 +57,10 @@ class FeatureCache:
     def get(self, key: str) -> np.ndarray | None:
         """The stored array, or None when absent or unreadable."""
         try:
-            arr = np.load(self.path(key), allow_pickle=False)
+            blob = self.path(key).read_bytes()
+            if not verify(blob[:MAC_BYTES], key.encode(), blob[MAC_BYTES:]):
+                return None
+            arr = np.load(io.BytesIO(blob[MAC_BYTES:]), allow_pickle=False)
         except (OSError, ValueError, EOFError):
             return None
         return arr if arr.dtype == np.float32 and arr.ndim == 2 else None
@@ -62,12 +68,10 @@ class FeatureCache:
     def put(self, key: str, array: np.ndarray) -> None:
         """Store ``array`` (float32 ``[n, dim]``) atomically."""
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{key[:16]}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        private_dir(self.root)
+        private_dir(target.parent)
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+        body = buffer.getvalue()
+        mac = sign(key.encode(), body)
+        atomic_write(target, lambda f: f.write(mac + body))

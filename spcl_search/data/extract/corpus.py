@@ -83,6 +83,19 @@ class Corpus:
     problems: list[Problem] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def root(self) -> Path:
+        """The folder every input must resolve into (the release folder; the manifest CSV's folder)."""
+        return self.source if self.source.is_dir() else self.source.parent
+
+    def outside(self, u: Utterance) -> tuple[str, Path] | None:
+        """``(column, path)`` of the first input of ``u`` that resolves (symlinks followed) outside :attr:`root`."""
+        root = self.root.resolve()
+        for column, path in (("audio", u.audio), ("video", u.video)):
+            if path is not None and not path.resolve().is_relative_to(root):
+                return column, path
+        return None
+
     def dialogues(self) -> dict[str, list[Utterance]]:
         """Utterances grouped by dialogue, in corpus order."""
         groups: dict[str, list[Utterance]] = {}

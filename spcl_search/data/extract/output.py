@@ -11,15 +11,14 @@ write the same bytes.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from spcl_search import outputs
 from spcl_search.data.extract.corpus import SPLITS, Corpus, Utterance
 from spcl_search.data.formats import parse
 from spcl_search.data.types import MODALITY_NAMES, MODALITY_ORDER
@@ -140,18 +139,7 @@ def check_loadable(data: dict[str, Any], name: str) -> None:
 
 def write_atomic(data: dict[str, Any], out: Path) -> None:
     """Pickle ``data`` (protocol 4) to a temporary file beside ``out``, flush it to disk, then rename it into place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)
-            pickle.dump(data, f, protocol=4)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    outputs.write_atomic(out, lambda f: pickle.dump(data, f, protocol=4))
 
 
 def _local_speakers(us: list[Utterance]) -> list[int]:

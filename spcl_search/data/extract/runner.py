@@ -46,6 +46,7 @@ from spcl_search.data.extract.text import DEFAULT_TEXT_MODEL, text_spec
 from spcl_search.data.extract.visual import visual_spec
 from spcl_search.data.types import MODALITY_NAMES, canonical_modalities
 from spcl_search.errors import ConfigError, DataError
+from spcl_search.outputs import check_writable
 
 __all__ = ["ExtractOptions", "ExtractProgress", "Task", "extract", "extract_corpus", "make_specs"]
 
@@ -67,6 +68,8 @@ class ExtractOptions:
     jobs: int = 1
     cache_dir: str | None = None
     on_error: str = "raise"
+    #: read media files that resolve outside the corpus folder (``--allow-outside``)
+    allow_outside: bool = False
 
 
 class ExtractProgress(Protocol):
@@ -139,6 +142,7 @@ def extract(
         raise ConfigError(f"--out {out}: is a folder; give the path of the .pkl to write")
     if target.exists() and not force:
         raise ConfigError(f"{out}: already exists; pass --force to overwrite it")
+    check_writable(target)  # before the work, not after it
     specs = make_specs(options)
     corpus = read_corpus(layout, os.fspath(source), classes=classes, merge_exc=merge_exc, dev_fraction=dev_fraction, dev_seed=dev_seed)
     data, summary = extract_corpus(corpus, options, progress=progress, specs=specs)
@@ -164,6 +168,8 @@ def extract_corpus(
             raise DataError(f"{problem.line()}; fix it or pass --on-error skip to leave such utterances out")
         skipped.append(problem)
 
+    if not options.allow_outside:
+        _confined(corpus)
     utterances = _checked(corpus, specs, defect)
     cache = FeatureCache(options.cache_dir if options.cache_dir is not None else default_feature_cache())
     tasks = _plan(utterances, specs)
@@ -216,6 +222,19 @@ def extract_corpus(
     summary.seconds = round(time.perf_counter() - start, 3)
     summary.jobs = options.jobs
     return data, summary
+
+
+def _confined(corpus: Corpus) -> None:
+    """Refuse an input that resolves outside the corpus folder (``../``, an absolute path, a symlink out): a corpus
+    file must not make the extractor read elsewhere on the machine. The error names the row."""
+    for u in corpus.utterances:
+        found = corpus.outside(u)
+        if found is not None:
+            column, path = found
+            raise DataError(
+                f"{u.where}: {column} path {str(path)!r} resolves outside the corpus folder {corpus.root}; "
+                "move the file inside it, or pass --allow-outside if you trust this corpus file"
+            )
 
 
 def _checked(corpus: Corpus, specs: dict[str, FeatureSpec], defect: Callable[[Problem], None]) -> list[Utterance]:

@@ -155,7 +155,10 @@ class ImportedSpec:
         return f"imported from {self.root}"
 
     def check(self, u: Utterance) -> Problem | None:
-        return missing_file(u, self._path(u), "visual array")
+        path = self._path(u)
+        if not path.resolve().is_relative_to(Path(self.root).resolve()):  # an utterance id with ../ in it
+            return Problem(u.uid, u.dialogue, u.where, f"utterance id '{u.uid}' names {path}, outside --visual-from {self.root}")
+        return missing_file(u, path, "visual array")
 
     def inputs(self, u: Utterance) -> str:
         return str(self._path(u))
