@@ -9,7 +9,8 @@ leaves when the budget is spent for good. While a trial runs, a thread records i
 
 SIGTERM and Ctrl-C fail the running trial (``fail_reason`` "interrupted") and enqueue a retry of it,
 so an interrupted trial neither counts against the budget nor is lost; the worker then exits non-zero.
-A second signal ends the process at once (the heartbeat check retries whatever it left running).
+A second Ctrl-C ends the process at once (the heartbeat check retries whatever it left running); the
+SIGTERM with which ``spcl-search run`` passes a terminal's Ctrl-C on to its workers is not a second one.
 
 A trial that raises (NaN loss, out of GPU or host memory, a bug) is FAIL with ``error`` and
 ``fail_reason`` and uses its slot; the worker frees memory and goes on. The exception: a trial out of GPU
@@ -108,7 +109,8 @@ class _Heartbeat(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
-        self.join(timeout=10)
+        if self.ident is not None:  # started
+            self.join(timeout=10)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -119,25 +121,69 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+class StopSignals:
+    """What :func:`sigterm_as_interrupt` has seen: the first signal, and whether it is held back.
+
+    Within :meth:`deferred` the first signal is held until the block ends, so a short database step
+    (reserving a trial) is never cut in half and leaves no trial RUNNING that nobody owns.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._deferring = False
+        self._pending = False
+
+    def stop(self, signum: int) -> None:
+        """The first signal: raise :class:`Interrupted` now, or when the deferred block ends."""
+        self.signum = signum
+        if self._deferring:
+            self._pending = True
+            return
+        raise Interrupted(signum)
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        if self._deferring:
+            yield
+            return
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+            if self._pending:
+                self._pending = False
+                raise Interrupted(self.signum or signal.SIGINT)
+
+
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[StopSignals]:
     """Turn the first SIGINT or SIGTERM (Ctrl-C, Slurm's time limit, ``kill``) into :class:`Interrupted`
     in the main thread, and let a second one end the process at once (the default action, which also
-    stops a call blocked in the database driver)."""
+    stops a call blocked in the database driver).
+
+    One exception: a SIGTERM that follows a SIGINT is not a second signal. A terminal's Ctrl-C reaches
+    ``spcl-search run`` and its workers together, and ``run`` then passes the stop on to its workers with
+    SIGTERM; a worker already stopping takes that SIGTERM as the same stop and goes on failing and
+    re-enqueueing its trial. A second Ctrl-C (SIGINT) still ends it at once, as does SIGKILL."""
+    stop = StopSignals()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stop
         return
     signals = (signal.SIGINT, signal.SIGTERM)
 
+    def passed_on(signum: int, frame: Any) -> None:
+        os.write(2, b"SIGTERM after SIGINT: the same stop, passed on; still stopping cleanly (Ctrl-C again quits at once)\n")
+
     def handler(signum: int, frame: Any) -> None:
-        for s in signals:
-            signal.signal(s, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, passed_on if signum == signal.SIGINT else signal.SIG_DFL)
         os.write(2, f"{signal.Signals(signum).name}: stopping cleanly; Ctrl-C again quits at once\n".encode())
-        raise Interrupted(signum)
+        stop.stop(signum)
 
     previous = {s: signal.signal(s, handler) for s in signals}
     try:
-        yield
+        yield stop
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
@@ -322,25 +368,20 @@ def _run_trial(
 ) -> tuple[TrialState, bool]:
     """Run ``trial``; returns its state and whether this worker should leave (a CUDA out-of-memory retried
     at lower packing)."""
-    internals.set_trial_user_attrs(trial, {"worker": record.label, **({"gpu": record.gpu} if record.gpu is not None else {})})
-    record.publish(storage, study_id, state="running", trial=trial.number)
     heartbeat = _Heartbeat(storage, internals.trial_id(trial), lambda: record.publish(storage, study_id))
-    heartbeat.start()
     start = time.perf_counter()
     values: Any = None
     state = TrialState.COMPLETE
     fatal: BaseException | None = None
     final: dict[str, Any] = {}
     taken = False
-    try:
+    try:  # an interrupt anywhere in here reaches run_worker, which fails and re-enqueues the trial
+        internals.set_trial_user_attrs(trial, {"worker": record.label, **({"gpu": record.gpu} if record.gpu is not None else {})})
+        record.publish(storage, study_id, state="running", trial=trial.number)
+        heartbeat.start()
         values = objective(trial)
     except optuna.TrialPruned:
         state = TrialState.PRUNED
-    except KeyboardInterrupt:
-        logger.warning("trial %d interrupted: failing it and enqueueing its retry", trial.number)
-        heartbeat.stop()
-        _interrupted(study, storage, trial, time.perf_counter() - start)
-        raise
     except optuna.exceptions.UpdateFinishedTrialError:
         taken = True
     except StorageError:
@@ -397,6 +438,9 @@ def _run_trial(
 
 def _interrupted(study: optuna.Study, storage: StudyStorage, trial: optuna.Trial, seconds: float) -> None:
     """Fail an interrupted trial and enqueue its retry (a second signal ends the process meanwhile)."""
+    if storage.get_trial(internals.trial_id(trial)).state != TrialState.RUNNING:
+        return  # told already, or failed by the heartbeat check (which enqueued the retry)
+    logger.warning("trial %d interrupted: failing it and enqueueing its retry", trial.number)
     attrs = {"error": "interrupted (SIGTERM or Ctrl-C); retried", "fail_reason": INTERRUPTED, "trial_seconds": round(seconds, 3)}
     try:
         internals.set_trial_user_attrs(trial, attrs)
@@ -458,15 +502,20 @@ def run_worker(
     # workers that start together should not all wake at the same instant
     jitter = (zlib.crc32(record.key.encode()) % 1000) / 1000 * poll * 0.2
     logger.info("worker %s joined study %r (budget %d trials)", record.label, study.study_name, spec.n_trials)
-    with sigterm_as_interrupt():
+    active: optuna.Trial | None = None  # the trial this worker runs, until it is told
+    started = time.perf_counter()
+    with sigterm_as_interrupt() as signals:
+
+        def reserve() -> tuple[optuna.Trial | None, bool]:
+            with signals.deferred():  # a signal waits for the trial to be reserved (or not), never half way
+                return _reserve(study, storage, study_id, pending)
+
         try:
             while True:
                 if stop_at is not None and time.monotonic() >= stop_at:
                     report.reason = "timeout"
                     break
-                trial, done = retry_call(
-                    lambda: _reserve(study, storage, study_id, pending), what="reserve a trial", url=storage.url, deadline=deadline
-                )
+                trial, done = retry_call(reserve, what="reserve a trial", url=storage.url, deadline=deadline)
                 if done:
                     report.reason = "budget"
                     break
@@ -475,7 +524,9 @@ def run_worker(
                         record.publish(storage, study_id, state="waiting", trial=None)
                     time.sleep(poll + jitter)
                     continue
+                active, started = trial, time.perf_counter()
                 state, leave = _run_trial(study, storage, trial, objective, record, study_id)
+                active = None
                 report.trials.append(trial.number)
                 report.states[state.name] = report.states.get(state.name, 0) + 1
                 record.trials_done += 1
@@ -487,6 +538,9 @@ def run_worker(
                     break
         except KeyboardInterrupt:
             report.reason = "interrupted"
+            for left in (active, pending.trial):  # the trial it ran; one a lost attempt started
+                if left is not None:
+                    _interrupted(study, storage, left, time.perf_counter() - started)
             raise
         finally:
             with contextlib.suppress(Exception), paused():  # best effort: never wait for the database here
