@@ -29,8 +29,9 @@ from spcl_search.data.batching import Batch, iter_batches
 from spcl_search.data.standardise import standardise
 from spcl_search.data.types import ERCDataset, canonical_modalities
 from spcl_search.errors import ConfigError, NonFiniteLossError
-from spcl_search.methods import DEFAULT_METHOD, make_method
+from spcl_search.methods import DEFAULT_METHOD, make_method, method_options
 from spcl_search.results import EpochRecord, TrainResult
+from spcl_search.schema import limits
 from spcl_search.spcl import SPCLConfig, joint_logits, modality_ratio
 
 __all__ = ["EpochRecord", "TrainConfig", "TrainResult", "effective_protocol", "library_versions", "resolve_device", "train"]
@@ -70,6 +71,16 @@ class TrainConfig:
     spcl: SPCLConfig = field(default_factory=SPCLConfig)
     model: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        """Every value given checked (one-line ConfigError naming its option), before any data is loaded."""
+        for name in ("epochs", "lr", "weight_decay", "batch_size", "patience", "threads"):
+            limits.check_optional(name, getattr(self, name))
+        limits.check("clip_grad_norm", self.clip_grad_norm, "--clip")
+        limits.check("seed", self.seed)
+        for name in ("dropout", "hidden"):
+            limits.check_optional(name, self.model.get(name), f"model option {name}")
+        method_options(self.method, self.method_options)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

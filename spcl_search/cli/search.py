@@ -18,6 +18,7 @@ from rich.table import Table
 
 from spcl_search.cli import app
 from spcl_search.errors import ConfigError, SpclSearchError
+from spcl_search.schema.limits import check_optional
 from spcl_search.search.settings import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_RETRY
 
 if TYPE_CHECKING:
@@ -205,6 +206,7 @@ def run(
     from spcl_search.search.worker import sigterm_as_interrupt
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    check_optional("threads", threads)
     requested = _requested(
         spec_file=spec_file,
         name=study,
@@ -276,6 +278,26 @@ def run(
         console.print(f"study {spec.name!r} finished its budget of {final.n_trials} trials (`spcl-search best` shows the table)")
     else:
         console.print(f"study {spec.name!r}: {final.counts.finished}/{final.n_trials} trials finished; run again to continue")
+    if final.counts.failed:
+        raise SpclSearchError(_failures(reader, spec.name, final.counts.failed, log_dir / spec.name))
+
+
+def _failures(storage: Any, name: str, n_failed: int, logs: Path) -> str:
+    """One line on the failed trials nobody retries: how many, their most common error, where to look."""
+    import collections
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from spcl_search.search.budget import retried_numbers
+
+    trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+    retried = retried_numbers(trials)
+    errors = collections.Counter(
+        str(t.user_attrs.get("error") or "its worker died") for t in trials if t.state == TrialState.FAIL and t.number not in retried
+    )
+    common = f"; most often ({errors.most_common(1)[0][1]}x): {errors.most_common(1)[0][0]}" if errors else ""
+    return f"{n_failed} trial(s) of study {name!r} failed and were not retried{common} (spcl-search status --study {name} --trials; logs in {logs}/)"
 
 
 def _check_data(data: str | None, dataset: str | None) -> None:
@@ -329,6 +351,7 @@ def worker(
     from spcl_search.search.worker import WorkerOptions, run_worker
 
     _setup_logging()
+    check_optional("threads", threads)
     requested = _requested(
         spec_file=spec_file,
         name=study,

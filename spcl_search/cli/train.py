@@ -86,7 +86,10 @@ def train(
     from spcl_search.train import TrainConfig, effective_protocol
     from spcl_search.train import train as run_training
 
-    ds = load_dataset(dataset, dev_fraction=dev_fraction)
+    if variant not in VARIANTS:
+        raise ConfigError(f"--variant {variant!r}: choose one of {', '.join(VARIANTS)}")
+    if reference_arithmetic and variant != "spcl":
+        raise ConfigError("--reference-arithmetic applies to --variant spcl only")
     config = TrainConfig(
         backbone=backbone,
         variant=variant,
@@ -117,6 +120,7 @@ def train(
     )
     if json_out is not None and json_out.is_dir():
         raise ConfigError(f"--json {json_out}: is a directory; give a file path")
+    ds = load_dataset(dataset, dev_fraction=dev_fraction)  # every option is checked by now
 
     progress = Progress(
         TextColumn("[bold]epoch"),
@@ -126,10 +130,6 @@ def train(
         TimeElapsedColumn(),
         console=console,
     )
-    if variant not in VARIANTS:
-        raise ConfigError(f"--variant {variant!r}: choose one of {', '.join(VARIANTS)}")
-    if reference_arithmetic and variant != "spcl":
-        raise ConfigError("--reference-arithmetic applies to --variant spcl only")
     total = effective_protocol(config, ds.name)["epochs"]
     with progress:
         task = progress.add_task("train", total=total, stats="")

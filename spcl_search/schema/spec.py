@@ -37,6 +37,7 @@ from backbones.defaults import (
     training_defaults,
 )
 from spcl_search.errors import ConfigError
+from spcl_search.schema.limits import LIMITS
 
 KINDS = ("search", "balance")
 SAMPLERS = ("tpe", "nsga2", "random")
@@ -245,7 +246,9 @@ def _range(name: str, value: Any, where: str) -> ParamRange:
             raise ConfigError(f"{where}: space.{name}.choices must be a non-empty list (and alone)")
         for c in choices:
             _number(c, f"{where}: each of space.{name}.choices", integer=PARAMS[name])
-        return ParamRange(choices=tuple(choices))
+        out = ParamRange(choices=tuple(choices))
+        _check_range(name, out, where)
+        return out
     try:
         low, high = float(value["low"]), float(value["high"])
     except (KeyError, TypeError, ValueError):
@@ -265,8 +268,20 @@ def _range(name: str, value: Any, where: str) -> ParamRange:
     if PARAMS[name]:
         if low != int(low) or high != int(high) or (step is not None and step != int(step)):
             raise ConfigError(f"{where}: space.{name} is an integer parameter; low, high and step must be integers")
-        return ParamRange(int(low), int(high), log, int(step) if step is not None else None)
-    return ParamRange(low, high, log, step)
+        out = ParamRange(int(low), int(high), log, int(step) if step is not None else None)
+    else:
+        out = ParamRange(low, high, log, step)
+    _check_range(name, out, where)
+    return out
+
+
+def _check_range(name: str, rng: ParamRange, where: str) -> None:
+    """Every value of a searched range lies in the parameter's allowed range (:data:`~spcl_search.schema.limits.LIMITS`)."""
+    limit = LIMITS.get(name)
+    values = rng.choices if rng.choices is not None else rng.bounds
+    bad = next((v for v in values if limit is not None and not limit.holds(v)), None)
+    if limit is not None and bad is not None:
+        raise ConfigError(f"{where}: space.{name} must hold only values that are {limit.describe()}, got {bad!r}")
 
 
 def _space(value: Any, where: str) -> dict[str, ParamRange]:
@@ -285,6 +300,9 @@ def _ints(value: Any, where: str) -> tuple[int, ...]:
         raise ConfigError(f"{where}: seeds must be a list of integers such as [0, 1, 2]") from None
     if not out:
         raise ConfigError(f"{where}: seeds must not be empty")
+    bad = next((seed for seed in out if not LIMITS["seed"].holds(seed)), None)
+    if bad is not None:
+        raise ConfigError(f"{where}: seeds must be integers >= 0, got {bad}")
     return out
 
 
@@ -329,15 +347,15 @@ def _check_train(key: str, value: Any, what: str) -> None:
     if key == "standardise":
         if not isinstance(value, bool):
             raise ConfigError(f"{what} must be true or false, got {value!r}")
-    elif key == "patience":
-        if _number(value, what, integer=True) < 0:
-            raise ConfigError(f"{what} must be >= 0 (0: no early stopping), got {value!r}")
-    elif key == "batch_size":
-        _number(value, what, positive=True, integer=True)
-    elif key == "lr":
-        _number(value, what, positive=True)
-    elif _number(value, what) < 0:
-        raise ConfigError(f"{what} must be >= 0, got {value!r}")
+    elif not LIMITS[key].holds(value):
+        extra = " (0: no early stopping)" if key == "patience" else ""
+        raise ConfigError(f"{what} must be {LIMITS[key].describe()}{extra}, got {value!r}")
+
+
+def _check_model(key: str, value: Any, what: str) -> None:
+    """The model options every backbone shares (``dropout``, ``hidden``); the others are the backbone's."""
+    if key in ("dropout", "hidden") and not LIMITS[key].holds(value):
+        raise ConfigError(f"{what} must be {LIMITS[key].describe()}, got {value!r}")
 
 
 def _check_spcl(key: str, value: Any, what: str) -> None:
@@ -394,7 +412,7 @@ FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "warm_start": _warm_start,
     "baseline": lambda value, where: bool(value),
     "train": _table("train", TRAIN_KEYS, _check_train),
-    "model": _table("model"),
+    "model": _table("model", check=_check_model),
     "spcl": _table("spcl", SPCL_KEYS, _check_spcl),
 }
 assert set(FIELDS) == {f.name for f in fields(StudySpec)}, "every StudySpec field needs a parser"
@@ -533,9 +551,15 @@ def requested_fields(spec_file: str | Path | None = None, **options: Any) -> Req
     """
     out: dict[str, Any] = dict(load_file(spec_file, options.get("kind"))) if spec_file else {}
     space_opts = options.pop("space", None) or []
-    out.update({key: value for key, value in options.items() if value is not None})
+    given = {key: value for key, value in options.items() if value is not None}
+    if set(given) - set(FIELDS):
+        Request(given, where="options")  # a ConfigError naming the unknown fields
+    for key, value in given.items():  # an error names the option: "--seeds: seeds must be ..."
+        out[key] = FIELDS[key](value, "--" + key.replace("_", "-"))
     if space_opts:
-        out["space"] = {**out.get("space", {}), **dict(parse_space_option(text) for text in space_opts)}
+        asked = dict(parse_space_option(text) for text in space_opts)
+        _space(asked, "--space")
+        out["space"] = {**out.get("space", {}), **asked}
     return Request(out, where="options")
 
 

@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from spcl_search.errors import ConfigError, DataError, NonFiniteLossError, SpclSearchError, StorageError
+from spcl_search.errors import ConfigError, DataError, NonFiniteLossError, SpclSearchError, StorageError, StudyFailing
 from spcl_search.schema.spec import StudySpec
 from spcl_search.search import budget as budgets
 from spcl_search.search import optuna_internals as internals
@@ -61,6 +61,8 @@ logger = logging.getLogger(__name__)
 FATAL_ERRORS = (ConfigError, DataError)
 #: ``fail_reason`` of a trial stopped by SIGINT/SIGTERM (retried, unlike the other reasons)
 INTERRUPTED = "interrupted"
+#: a study whose first this many trials (since a worker joined) all failed with one error stops its workers
+REPEATED_FAILURES = 3
 
 
 @dataclass
@@ -299,19 +301,44 @@ def _still_ours(storage: StudyStorage, trial: optuna.Trial, counts: budgets.Budg
     return False
 
 
+def repeated_failure(trials: list[FrozenTrial], before: frozenset[int], n: int = REPEATED_FAILURES) -> str | None:
+    """The error with which the first ``n`` trials to finish after ``before`` (the trials finished when the
+    worker joined) all failed, or None. Interrupted trials and those whose worker died are no such error."""
+    fresh = [
+        t
+        for t in trials
+        if t.state.is_finished() and t.number not in before and t.datetime_complete is not None
+        if t.state != TrialState.FAIL or ("error" in t.user_attrs and t.user_attrs.get("fail_reason") != INTERRUPTED)
+    ]
+    first = sorted(fresh, key=lambda t: (t.datetime_complete, t.number))[:n]
+    errors = {str(t.user_attrs.get("error")) for t in first if t.state == TrialState.FAIL}
+    if len(first) == n and all(t.state == TrialState.FAIL for t in first) and len(errors) == 1:
+        return errors.pop()
+    return None
+
+
 def _reserve(
-    study: optuna.Study, storage: StudyStorage, study_id: int, pending: _Pending | None = None
+    study: optuna.Study, storage: StudyStorage, study_id: int, pending: _Pending | None = None, before: frozenset[int] | None = None
 ) -> tuple[optuna.Trial | None, bool]:
     """Under the study lock: recover dead workers' trials, then start a trial if a slot is free.
 
     Returns ``(trial, done)``: ``done`` when the budget is spent for good. Redo it from the start after
     a transient storage error (``retry_call``): a trial an earlier attempt started is in ``pending``.
+    With ``before`` (the trials finished when the worker joined), raises :class:`StudyFailing` once the
+    first trials finished since all failed with the same error (:func:`repeated_failure`).
     """
     pending = pending if pending is not None else _Pending()
     with study_lock(storage, study.study_name):
         recover_trials(study, storage)
         n_trials = study_budget(storage, study_id)
-        counts = budgets.count(study.get_trials(deepcopy=False))
+        trials = study.get_trials(deepcopy=False)
+        error = None if before is None or pending.trial is not None else repeated_failure(trials, before)
+        if error is not None:
+            raise StudyFailing(
+                f"the first {REPEATED_FAILURES} trials of study {study.study_name!r} failed with the same error, so its workers stop: "
+                f"{error}"
+            )
+        counts = budgets.count(trials)
         trial = pending.trial
         if trial is not None and not _still_ours(storage, trial, counts, n_trials):
             pending.trial = trial = None
@@ -503,12 +530,13 @@ def run_worker(
     jitter = (zlib.crc32(record.key.encode()) % 1000) / 1000 * poll * 0.2
     logger.info("worker %s joined study %r (budget %d trials)", record.label, study.study_name, spec.n_trials)
     active: optuna.Trial | None = None  # the trial this worker runs, until it is told
+    before = frozenset(t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished())
     started = time.perf_counter()
     with sigterm_as_interrupt() as signals:
 
         def reserve() -> tuple[optuna.Trial | None, bool]:
             with signals.deferred():  # a signal waits for the trial to be reserved (or not), never half way
-                return _reserve(study, storage, study_id, pending)
+                return _reserve(study, storage, study_id, pending, before)
 
         try:
             while True:
