@@ -159,7 +159,10 @@ def run(
     variant: Variant = None,
     method: Method = None,
     precision: Precision = None,
-    dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset name: synthetic, iemocap, meld (default: synthetic).")] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", help="Dataset name: synthetic, iemocap, meld, ... (default: the --data file's name, else synthetic)."),
+    ] = None,
     data: Annotated[str | None, typer.Option("--data", help="Feature pickle for the dataset ('synthetic' for the embedded one).")] = None,
     kind: Kind = None,
     modalities: Annotated[
@@ -228,6 +231,7 @@ def run(
         space=space,
     )
     _check_data(requested.get("data"), requested.get("dataset"))
+    requested = _named_after_data(requested)
     url = resolve_url(storage)
     rdb = open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
     opened = open_study(rdb, requested)
@@ -300,6 +304,24 @@ def _failures(storage: Any, name: str, n_failed: int, logs: Path) -> str:
     return f"{n_failed} trial(s) of study {name!r} failed and were not retried{common} (spcl-search status --study {name} --trials; logs in {logs}/)"
 
 
+def _named_after_data(requested: Request) -> Request:
+    """A new study on a feature file (``--backbone`` with ``--data FILE``) takes the file's dataset name when
+    ``--dataset`` is not given (its meta name, IEMOCAP or MELD recognised, else its stem), so it gets the real
+    data's defaults and its own study name; "synthetic" names the embedded set only."""
+    data = requested.get("data")
+    if not data or data == "synthetic" or "backbone" not in requested:
+        return requested
+    if requested.get("dataset") == "synthetic":
+        raise ConfigError(
+            f"--dataset synthetic names the embedded synthetic set, not --data {data}; leave --dataset out (the file names its dataset)"
+        )
+    if "dataset" in requested:
+        return requested
+    from spcl_search.data.load import dataset_name
+
+    return requested.but(dataset=dataset_name(data))
+
+
 def _check_data(data: str | None, dataset: str | None) -> None:
     if data and data != "synthetic" and not Path(data).exists():
         raise ConfigError(f"--data {data}: no such file; pass the feature pickle of dataset {dataset or '?'!r} with --data PATH")
@@ -367,6 +389,8 @@ def worker(
     )
     if "name" not in requested and "backbone" not in requested:
         raise ConfigError("worker needs --study NAME (or --spec FILE to create the study)")
+    _check_data(requested.get("data"), requested.get("dataset"))
+    requested = _named_after_data(requested)
     rdb = open_storage(storage, heartbeat_interval=heartbeat_interval, grace_period=grace_period, max_retry=max_retry)
     options = WorkerOptions(
         device=device, threads=threads, gpu=gpu, timeout=timeout, data=data, trials_per_gpu=trials_per_gpu, memory_fraction=memory_fraction
