@@ -30,7 +30,7 @@ from spcl_search.data.standardise import standardise
 from spcl_search.data.types import ERCDataset, canonical_modalities
 from spcl_search.errors import ConfigError, NonFiniteLossError
 from spcl_search.methods import DEFAULT_METHOD, make_method, method_options
-from spcl_search.results import EpochRecord, TrainResult
+from spcl_search.results import EPOCH_BASE, EpochRecord, TrainResult
 from spcl_search.schema import limits
 from spcl_search.spcl import SPCLConfig, joint_logits, modality_ratio
 
@@ -310,7 +310,7 @@ def train(dataset: ERCDataset, config: TrainConfig, callback: Callable[[EpochRec
             n_batches += 1
         mean_loss = float(total_loss.item()) / max(n_batches, 1)
         if not math.isfinite(mean_loss):
-            raise NonFiniteLossError(f"training loss became {mean_loss} at epoch {epoch}; lower --lr or check the features")
+            raise NonFiniteLossError(f"training loss became {mean_loss} at epoch {epoch + EPOCH_BASE}; lower --lr or check the features")
         method.end_epoch()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -318,7 +318,7 @@ def train(dataset: ERCDataset, config: TrainConfig, callback: Callable[[EpochRec
         dev_f1, dev_acc = evaluate(model, dev_batches, device, config.precision)
         test_f1, test_acc = evaluate(model, test_batches, device, config.precision)
         record = EpochRecord(
-            epoch=epoch,
+            epoch=epoch + EPOCH_BASE,  # the loop counts from 0 (the shuffle seeds stay what they were)
             train_loss=mean_loss,
             take_rate=float(take.item()) / max(n_utts, 1),
             threshold=threshold,
@@ -336,7 +336,7 @@ def train(dataset: ERCDataset, config: TrainConfig, callback: Callable[[EpochRec
         if improved:
             best, stale = record, 0
             if config.checkpoint:
-                _save_checkpoint(config.checkpoint, model, {"epoch": epoch, "config": config.to_dict()})
+                _save_checkpoint(config.checkpoint, model, {"epoch": record.epoch, "epoch_base": EPOCH_BASE, "config": config.to_dict()})
         else:
             stale += 1
         if callback is not None:

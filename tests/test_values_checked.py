@@ -159,7 +159,7 @@ def test_run_stops_when_the_first_trials_fail_alike_and_prints_the_error_and_the
     result = _cli(["run", "--backbone", "mmgcn", "--n-trials", "20", "--epochs", "2", "--workers", "1"], tmp_path, fault="error")
     assert result.returncode == 2, result.stdout + result.stderr
     line = result.stderr.strip().splitlines()[-1]
-    assert "same error" in line and "simulated failure at epoch 0" in line
+    assert "same error" in line and "simulated failure at epoch 1" in line
     assert "spcl-search-logs/mmgcn-synthetic-search/worker-0.log" in line
 
 
@@ -172,6 +172,6 @@ def test_run_exits_non_zero_when_failed_trials_are_left(tmp_path):
     assert result.returncode == 2, result.stdout + result.stderr
     assert "finished its budget of 2 trials" in " ".join(result.stdout.split())
     line = result.stderr.strip().splitlines()[-1]
-    assert "1 trial(s) of study 'left' failed" in line and "simulated failure at epoch 0" in line
+    assert "1 trial(s) of study 'left' failed" in line and "simulated failure at epoch 1" in line
     states = sorted(t.state.name for t in optuna.load_study(study_name="left", storage=url).trials)
     assert states == ["COMPLETE", "FAIL"]

@@ -156,7 +156,7 @@ def train(
     table = Table(title=title)
     for col in ("split", "weighted-F1 %", "accuracy %"):
         table.add_column(col, justify="right" if col != "split" else "left")
-    table.add_row(f"dev (best, epoch {result.best_epoch})", f"{result.dev_f1:.2f}", f"{result.dev_acc:.2f}")
+    table.add_row(f"dev (best: epoch {result.best_epoch} of {len(result.history)})", f"{result.dev_f1:.2f}", f"{result.dev_acc:.2f}")
     table.add_row("test (at best dev epoch)", f"{result.test_f1:.2f}", f"{result.test_acc:.2f}")
     console.print(table)
     if method == "spcl" and not no_cl:

@@ -43,6 +43,8 @@ def _hover(trial: FrozenTrial) -> str:
             lines.append(f"dev F1 {records.modality_label(m)} = {v:.2f}")
     if (v := records.metric(trial, "test_f1", records.TRI_MODAL)) is not None:
         lines.append(f"test F1 T+A+V = {v:.2f}")
+    if (epoch := records.best_epoch(trial, records.TRI_MODAL)) is not None:
+        lines.append(f"best dev epoch T+A+V = {epoch}")
     return "<br>".join(lines)
 
 

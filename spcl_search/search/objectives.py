@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import optuna
 
 from backbones.defaults import SPCL as SPCL_DEFAULTS
-from spcl_search.results import EpochRecord, TrainResult
+from spcl_search.results import EPOCH_BASE, EpochRecord, TrainResult
 from spcl_search.schema.records import SetResult, TrialRecord
 from spcl_search.schema.spec import BIMODAL, METHOD_PARAMS, TRI_MODAL, StudySpec
 from spcl_search.search import optuna_internals as internals
@@ -223,6 +223,7 @@ def make_objective(spec: StudySpec, trainer: Trainer) -> Callable[[optuna.Trial]
             device=trainer.device,
             versions=dict(trainer.versions),
             data_surrogate=trainer.surrogate or None,
+            epoch_base=EPOCH_BASE,
         )
         try:
             return run(trial, setting, record)
