@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from spcl_search import __version__
 from spcl_search.errors import SpclSearchError
 from spcl_search.openmp import apply_at_entry
 
@@ -26,6 +28,20 @@ app = typer.Typer(
 )
 
 err_console = Console(stderr=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"spcl-search {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Options of ``spcl-search`` itself (``--version``); the commands are registered below."""
+
 
 #: sub-modules that register commands on ``app`` (imported in this order; a missing one is an ImportError)
 COMMAND_MODULES = ("data", "train", "search", "report")

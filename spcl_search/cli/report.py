@@ -25,7 +25,9 @@ IMAGE_FORMATS = ("png", "svg", "pdf", "jpeg", "webp")
 def report(
     study: Annotated[str, typer.Option("--study", "-s", help="Study name.")],
     storage: Annotated[str | None, typer.Option("--storage", help=STORAGE_HELP)] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for <study>.html (and <study>/ images).")] = Path("reports"),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="The page: a .html file, or a folder for <study>.html (images go to <study>/ beside it).")
+    ] = Path("reports"),
     fmt: Annotated[str, typer.Option("--format", "-f", help="html, or png (svg, pdf) to also write each figure as an image.")] = "html",
     png: Annotated[bool, typer.Option("--png", help="Same as --format png.")] = False,
     importance: Annotated[str, typer.Option("--importance", help="Importance evaluator: ped-anova or fanova.")] = "ped-anova",
@@ -55,13 +57,16 @@ def report(
     if fmt != "html":
         from spcl_search.reports.images import write_images
 
-        paths = write_images(built.figures, out / safe_name(built.info.name), fmt)
-        console.print(f"{len(paths)} {fmt} images in {out / safe_name(built.info.name)}", highlight=False)
+        folder = page.parent / safe_name(built.info.name)
+        paths = write_images(built.figures, folder, fmt)
+        console.print(f"{len(paths)} {fmt} images in {folder}", highlight=False)
 
 
 @app.command()
 def dashboard(
-    study: Annotated[str, typer.Option("--study", "-s", help="Study name (its figures are pushed to the dashboard).")],
+    study: Annotated[
+        str | None, typer.Option("--study", "-s", help="Open this study's page (default: the list of every study; all are served).")
+    ] = None,
     storage: Annotated[str | None, typer.Option("--storage", help=STORAGE_HELP)] = None,
     port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on (0: any free port).")] = 8080,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
@@ -72,22 +77,24 @@ def dashboard(
         str, typer.Option("--importance", help="Importance evaluator for pushed figures: ped-anova or fanova.")
     ] = "ped-anova",
 ) -> None:
-    """Serve optuna-dashboard on the study's storage until Ctrl-C."""
+    """Serve optuna-dashboard on the storage (every study in it) until Ctrl-C."""
     from spcl_search.reports.dashboard import push_report, start_dashboard
     from spcl_search.reports.report import build_report
     from spcl_search.reports.study import load_study, open_storage
+    from spcl_search.search.storage import list_studies
 
     opened = open_storage(storage)
-    loaded = load_study(study, opened)
-    if push:
+    studies = [load_study(name, opened) for name in ([study] if study is not None else list_studies(opened))]
+    for loaded in studies if push else []:
         ids = push_report(loaded, build_report(loaded, importance))
-        console.print(f"pushed {len(ids)} figures and a note to study {study!r}", highlight=False)
+        console.print(f"pushed {len(ids)} figures and a note to study {loaded.study_name!r}", highlight=False)
     # the dashboard's own importance plot warns on every request of a small study
     warnings.simplefilter("ignore", UserWarning)
     # Ctrl-C stops the server even where the parent ignored SIGINT (an ignored signal is inherited)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     server = start_dashboard(opened, host, port)
-    console.print(f"optuna-dashboard: {server.study_url(loaded)}  (Ctrl-C to stop)", highlight=False)
+    page = server.study_url(studies[0]) if study is not None else server.url
+    console.print(f"optuna-dashboard: {page}  ({len(studies)} studies; Ctrl-C to stop)", highlight=False)
     server.wait()
 
 

@@ -143,6 +143,14 @@ Timeout = Annotated[float | None, typer.Option("--timeout", help="Workers start 
 HeartbeatInterval = Annotated[int, typer.Option("--heartbeat-interval", hidden=True, help="Seconds between trial heartbeats.")]
 GracePeriod = Annotated[int, typer.Option("--grace-period", hidden=True, help="Seconds without heartbeat before a trial is retried.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+#: the proxy's own: it records heartbeats and finds stale trials for its workers, which adopt these two
+ProxyHeartbeatInterval = Annotated[
+    int, typer.Option("--heartbeat-interval", min=1, help="Seconds between trial heartbeats (the workers adopt it).")
+]
+ProxyGracePeriod = Annotated[
+    int,
+    typer.Option("--grace-period", min=1, help="Seconds without a heartbeat before a trial is failed and retried (the workers adopt it)."),
+]
 
 
 @app.command()
@@ -444,8 +452,8 @@ def storage_proxy(
     ] = 13000,
     threads: Annotated[int, typer.Option("--threads", min=2, help="Threads answering calls (about 2 per worker).")] = 128,
     connections: Annotated[int, typer.Option("--connections", min=1, help="Database connections of the proxy's pool.")] = 8,
-    heartbeat_interval: HeartbeatInterval = DEFAULT_HEARTBEAT_INTERVAL,
-    grace_period: GracePeriod = DEFAULT_GRACE_PERIOD,
+    heartbeat_interval: ProxyHeartbeatInterval = DEFAULT_HEARTBEAT_INTERVAL,
+    grace_period: ProxyGracePeriod = DEFAULT_GRACE_PERIOD,
 ) -> None:
     """Serve the study database to workers over gRPC (Optuna's storage proxy): only the proxy holds connections."""
     from spcl_search.search.proxy_server import serve
