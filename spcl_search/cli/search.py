@@ -28,6 +28,14 @@ if TYPE_CHECKING:
     from spcl_search.search.status import StudyStatus
 
 console = Console()
+#: columns of tables written to a pipe or file (a terminal's own width otherwise): wide enough that nothing is cut
+PIPED_WIDTH = 160
+
+
+def _out() -> Console:
+    """The console for tables: this one on a terminal, else one :data:`PIPED_WIDTH` columns wide."""
+    return console if console.is_terminal else Console(width=max(console.width, PIPED_WIDTH))
+
 
 _SPEC_HELP = "Study spec (TOML, see studies/); options below override it."
 _STORAGE_HELP = (
@@ -57,8 +65,20 @@ def _params(params: dict[str, Any] | None) -> str:
     return ", ".join(f"{k}={_fmt(v)}" for k, v in (params or {}).items())
 
 
-def _status_table(status: StudyStatus) -> Table:
-    """Two columns: what, value (wraps well on narrow terminals)."""
+def _duration(seconds: float | None) -> str:
+    """``41s``, ``3m05s``, ``1h02m``."""
+    if seconds is None:
+        return "-"
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def _status_table(status: StudyStatus, elapsed: float | None = None) -> Table:
+    """Two columns: what, value (wraps well on narrow terminals); ``elapsed``: seconds this ``run`` has run."""
     c = status.counts
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
@@ -80,21 +100,51 @@ def _status_table(status: StudyStatus) -> Table:
     else:
         best = "-"
     table.add_row("best so far", best)
+    if elapsed is not None or status.mean_trial_seconds is not None:
+        when = [] if elapsed is None else [f"elapsed {_duration(elapsed)}"]
+        if status.done:
+            when.append("budget spent")
+        elif status.eta_seconds is not None:
+            workers = len(status.workers)
+            when.append(f"ETA {_duration(status.eta_seconds)} ({workers} worker{'s' if workers != 1 else ''} at this pace)")
+        else:
+            when.append("ETA after the first finished trial")
+        if status.mean_trial_seconds is not None:
+            when.append(f"mean trial {_duration(status.mean_trial_seconds)} over {c.finished} finished")
+        table.add_row("time", "; ".join(when))
+    return table
+
+
+def _trials_table(status: StudyStatus) -> Table:
+    """``status --trials``: one row per trial."""
+    table = Table(title=f"trials of {status.name}", title_justify="left")
+    names = status.metric_names or ["value"]
+    for col in ("trial", "state", "params", ", ".join(names), "seconds", "worker", "note"):
+        table.add_column(col, justify="right" if col in ("trial", "seconds") else "left", overflow="fold")
+    for row in status.trials or []:
+        value = "-" if row.values is None else ", ".join(f"{v:.2f}" for v in row.values)
+        seconds = "-" if row.seconds is None else f"{row.seconds:.1f}"
+        table.add_row(str(row.number), row.state, escape(_params(row.params)), value, seconds, row.worker or "-", escape(row.note))
     return table
 
 
 def _workers_table(status: StudyStatus, local: list[LocalWorker] | None = None) -> Table:
     table = Table(title="workers", title_justify="left")
-    for col in ("worker", "gpu", "threads", "state", "trial", "trials done", "last seen"):
+    for col in ("worker", "gpu", "threads", "state", "trial", "epoch", "dev F1", "trial time", "trials done", "last seen"):
         table.add_column(col)
     now = time.time()
     for w in status.workers:
+        running = w.state == "running" and w.trial is not None
+        epoch = f"{w.epoch}/{w.epochs} {w.part or ''}".strip() if running and w.epoch is not None else "-"
         table.add_row(
             f"{w.host}:{w.pid}",
             _gpu(w.gpu, w.packing),
             _fmt(w.threads or "-"),
             w.state,
             _fmt(w.trial if w.trial is not None else "-"),
+            escape(epoch),
+            f"{w.dev_f1:.2f}" if running and w.dev_f1 is not None else "-",
+            _duration(now - w.trial_started) if running and w.trial_started else "-",
             str(w.trials_done),
             f"{now - w.last_seen:.0f} s ago",
         )
@@ -105,9 +155,7 @@ def _workers_table(status: StudyStatus, local: list[LocalWorker] | None = None) 
                 _gpu(lw.slot.gpu, lw.slot.packing),
                 _fmt(lw.slot.threads or "-"),
                 f"exited {lw.returncode}",
-                "-",
-                "-",
-                "-",
+                *["-"] * 6,
             )
     return table
 
@@ -263,10 +311,11 @@ def run(
     where = ", ".join(f"GPU {_gpu(s.gpu, s.packing)}" if s.gpu is not None else f"{s.threads} CPU thread(s)" for s in slots)
     console.print(f"  {n_workers} worker(s): {where}; logs in {log_dir / spec.name}/")
     reader = open_storage(url, heartbeat_interval=None)
+    began = time.monotonic()
 
     def render() -> Group:
         st = study_status(reader, spec.name, stale_after=float(grace_period))
-        return Group(_status_table(st), _workers_table(st, procs))
+        return Group(_status_table(st, elapsed=time.monotonic() - began), _workers_table(st, procs))
 
     try:
         with sigterm_as_interrupt(), Live(render(), console=console, refresh_per_second=2, transient=False) as live:
@@ -418,8 +467,11 @@ def status(
     study: Annotated[str | None, typer.Option("--study", help="Study name (default: every study).")] = None,
     storage: Storage = None,
     json_out: JsonOut = False,
+    trials: Annotated[
+        bool, typer.Option("--trials", help="Also list every trial: number, state, params, value, seconds, worker, note.")
+    ] = False,
 ) -> None:
-    """Trials by state, best so far and live workers of a study (or of every study)."""
+    """Trials by state, best so far, ETA and live workers of a study (or of every study); --trials lists the trials."""
     from spcl_search.search.status import all_statuses, study_status
     from spcl_search.search.storage import open_storage, study_exists
 
@@ -427,18 +479,21 @@ def status(
     if study is not None:
         if not study_exists(rdb, study):
             raise ConfigError(f"no study {study!r} in {_masked(rdb.url)}; run `spcl-search status` to list them")
-        statuses = [study_status(rdb, study)]
+        statuses = [study_status(rdb, study, trials=trials)]
     else:
-        statuses = all_statuses(rdb)
+        statuses = all_statuses(rdb, trials=trials)
     if json_out:
         print(json.dumps([s.to_dict() for s in statuses], indent=2, default=str))
         return
     if not statuses:
         console.print(f"no studies in {_masked(rdb.url)}")
+    out = _out()
     for st in statuses:
-        console.print(_status_table(st))
+        out.print(_status_table(st))
         if st.workers:
-            console.print(_workers_table(st))
+            out.print(_workers_table(st))
+        if st.trials is not None:
+            out.print(_trials_table(st))
 
 
 @app.command("storage-proxy")

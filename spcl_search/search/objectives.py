@@ -62,6 +62,27 @@ class Trainer(Protocol):
 TrainerFactory = Callable[[StudySpec], Trainer]
 
 
+@dataclass(frozen=True)
+class TrialProgress:
+    """Where a running trial is: epoch ``epoch`` of ``epochs`` (counted from 1) of training ``modalities`` with
+    seed number ``seed_index`` (of ``n_seeds``), set ``set_index`` of ``n_sets``; ``dev_f1`` of that epoch."""
+
+    modalities: str
+    set_index: int
+    n_sets: int
+    seed_index: int
+    n_seeds: int
+    epoch: int
+    epochs: int
+    dev_f1: float
+
+    @property
+    def part(self) -> str:
+        """``atv``, or ``at (set 2/4), seed 2/3`` when the trial trains several sets or seeds."""
+        out = self.modalities + (f" (set {self.set_index + 1}/{self.n_sets})" if self.n_sets > 1 else "")
+        return out + (f", seed {self.seed_index + 1}/{self.n_seeds}" if self.n_seeds > 1 else "")
+
+
 def suggest(trial: optuna.Trial, spec: StudySpec) -> Setting:
     """Draw (or take the enqueued) setting of ``trial`` from the spec's search space."""
     values: dict[str, Any] = {}
@@ -169,8 +190,10 @@ def _partial(epochs: list[EpochRecord]) -> SetResult:
     )
 
 
-def make_objective(spec: StudySpec, trainer: Trainer) -> Callable[[optuna.Trial], float | tuple[float, float]]:
-    """The objective of ``spec.kind`` using ``trainer``.
+def make_objective(
+    spec: StudySpec, trainer: Trainer, progress: Callable[[TrialProgress], None] | None = None
+) -> Callable[[optuna.Trial], float | tuple[float, float]]:
+    """The objective of ``spec.kind`` using ``trainer``; ``progress`` hears of every epoch (the worker shows it).
 
     The trial's record is written in one statement when the trial ends (also when it is pruned or fails,
     with what is known by then).
@@ -179,11 +202,15 @@ def make_objective(spec: StudySpec, trainer: Trainer) -> Callable[[optuna.Trial]
 
     def train_set(trial: optuna.Trial, setting: Setting, m: str, prune: bool, record: TrialRecord) -> SetResult:
         runs: list[TrainResult] = []
+        where = setting.modalities.index(m)
         for k, seed in enumerate(spec.seeds):
             seen: list[EpochRecord] = []
 
             def on_epoch(e: EpochRecord, k: int = k, seed: int = seed, seen: list[EpochRecord] = seen) -> None:
                 seen.append(e)
+                if progress is not None:
+                    n_sets, n_seeds = len(setting.modalities), len(spec.seeds)
+                    progress(TrialProgress(m, where, n_sets, k, n_seeds, len(seen), spec.epochs, e.dev_f1))
                 if not prune:
                     return
                 step = k * spec.epochs + len(seen) - 1

@@ -42,12 +42,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from spcl_search.errors import ConfigError, DataError, NonFiniteLossError, SpclSearchError, StorageError, StudyFailing
+from spcl_search.schema.records import TrialRecord
 from spcl_search.schema.spec import StudySpec
 from spcl_search.search import budget as budgets
 from spcl_search.search import optuna_internals as internals
 from spcl_search.search import packing
 from spcl_search.search.lock import study_lock
-from spcl_search.search.objectives import Trainer, TrainerFactory, make_objective, real_trainer
+from spcl_search.search.objectives import Trainer, TrainerFactory, TrialProgress, make_objective, real_trainer
 from spcl_search.search.proxy import ProxyStorage, StudyStorage
 from spcl_search.search.registry import WorkerRecord
 from spcl_search.search.retry import paused, retry_call
@@ -404,7 +405,8 @@ def _run_trial(
     taken = False
     try:  # an interrupt anywhere in here reaches run_worker, which fails and re-enqueues the trial
         internals.set_trial_user_attrs(trial, {"worker": record.label, **({"gpu": record.gpu} if record.gpu is not None else {})})
-        record.publish(storage, study_id, state="running", trial=trial.number)
+        progress = {"epoch": None, "epochs": None, "part": None, "dev_f1": None}
+        record.publish(storage, study_id, state="running", trial=trial.number, trial_started=time.time(), **progress)
         heartbeat.start()
         values = objective(trial)
     except optuna.TrialPruned:
@@ -434,6 +436,7 @@ def _run_trial(
             internals.set_trial_user_attrs(trial, final)
             frozen = study.tell(trial, values) if state == TrialState.COMPLETE else study.tell(trial, state=state)
             state = frozen.state
+            logger.info("%s", finished_line(frozen, study.metric_names))
         except optuna.exceptions.UpdateFinishedTrialError:
             taken = True
     if taken:
@@ -463,6 +466,25 @@ def _run_trial(
     return state, False
 
 
+def finished_line(trial: FrozenTrial, metric_names: list[str] | None = None) -> str:
+    """One log line on a finished trial: number, state, seconds, value(s) and params, e.g.
+    ``trial 5 COMPLETE in 41.2 s: dev_f1 61.23; cl_threshold=0.7, cl_growth=1.3``; a pruned trial gives its
+    best dev F1 and the epoch it stopped at, a failed one its error."""
+    record = TrialRecord.of(trial)
+    seconds = record.trial_seconds
+    head = f"trial {trial.number} {trial.state.name}" + ("" if seconds is None else f" in {seconds:.1f} s")
+    if trial.state == TrialState.COMPLETE and trial.values is not None:
+        names = metric_names or (["value"] if len(trial.values) == 1 else [f"value {i}" for i in range(len(trial.values))])
+        what = ", ".join(f"{n} {v:.2f}" for n, v in zip(names, trial.values))
+    elif trial.state == TrialState.PRUNED:
+        run = next(iter(record.sets.values()), None)
+        what = "pruned" if run is None or run.dev_f1 is None else f"dev F1 {run.dev_f1:.2f} by epoch {run.epochs}"
+    else:
+        what = f"{record.fail_reason or 'error'}: {record.error or '-'}"
+    params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+    return f"{head}: {what}" + (f"; {params}" if params else "") + ("" if record.use_cl else " (no-SPCL baseline)")
+
+
 def _interrupted(study: optuna.Study, storage: StudyStorage, trial: optuna.Trial, seconds: float) -> None:
     """Fail an interrupted trial and enqueue its retry (a second signal ends the process meanwhile)."""
     if storage.get_trial(internals.trial_id(trial)).state != TrialState.RUNNING:
@@ -478,6 +500,23 @@ def _interrupted(study: optuna.Study, storage: StudyStorage, trial: optuna.Trial
     retry_call(
         lambda: _recover_locked(study, storage), what="enqueue the retry of an interrupted trial", url=storage.url, deadline=deadline
     )
+
+
+#: seconds between the worker record's writes of a running trial's progress (the heartbeat writes it too)
+PROGRESS_EVERY = 2.0
+
+
+def _progress(storage: StudyStorage, study_id: int, record: WorkerRecord) -> Callable[[TrialProgress], None]:
+    """What the objective calls after every epoch: the record's progress fields, written at most every
+    :data:`PROGRESS_EVERY` seconds (a lost write is harmless: the next one or the heartbeat brings it)."""
+
+    def progress(p: TrialProgress) -> None:
+        record.epoch, record.epochs, record.part, record.dev_f1 = p.epoch, p.epochs, p.part, round(p.dev_f1, 4)
+        if time.time() - record.last_seen >= PROGRESS_EVERY:
+            with contextlib.suppress(Exception), paused():  # never hold a trial up for its progress
+                record.publish(storage, study_id)
+
+    return progress
 
 
 def _default_poll(storage: StudyStorage) -> float:
@@ -516,12 +555,14 @@ def run_worker(
     if options.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(options.gpu)  # before anything starts CUDA
     factory = trainer or trainer_from_env()
-    objective = make_objective(spec, factory(spec) if factory else load_trainer(spec, study, options, dataset))
+    record = WorkerRecord(gpu=options.gpu, threads=options.threads, packing=options.trials_per_gpu)
+    objective = make_objective(
+        spec, factory(spec) if factory else load_trainer(spec, study, options, dataset), progress=_progress(storage, study_id, record)
+    )
     cap = options.memory_fraction if options.memory_fraction is not None else packing.memory_fraction(options.trials_per_gpu)
     if packing.cap_memory(cap):
         logger.info("CUDA allocator capped at %.0f%% of the GPU (%d workers share it)", 100 * (cap or 1), options.trials_per_gpu)
     poll = options.poll_interval or _default_poll(storage)
-    record = WorkerRecord(gpu=options.gpu, threads=options.threads, packing=options.trials_per_gpu)
     report = WorkerReport(study=study.study_name)
     stop_at = None if options.timeout is None else time.monotonic() + options.timeout
     pending = _Pending()
@@ -558,7 +599,6 @@ def run_worker(
                 report.trials.append(trial.number)
                 report.states[state.name] = report.states.get(state.name, 0) + 1
                 record.trials_done += 1
-                logger.info("trial %d %s", trial.number, state.name)
                 if on_trial is not None:
                     on_trial(trial.number, state)
                 if leave:
