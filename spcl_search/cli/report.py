@@ -121,26 +121,31 @@ def compare(
         return "-" if v is None else f"{v:+.2f}"
 
     out = console if console.is_terminal else Console(width=max(console.width, 150))
-    table = Table(title="Gain (%): tri-modal minus bi-modal, test split; 'with' = best SPCL setting on dev")
+    table = Table(
+        title="Gain (%): tri-modal minus bi-modal, test split; 'without' = no balance method, "
+        "'with' = the study's method at its best setting on dev (SPCL's as cl_growth/cl_threshold)"
+    )
     for col in (
         "study",
         "backbone",
         "form",
         "dataset",
+        "method",
         "versus",
         "w-F1 without",
         "w-F1 with",
         "acc without",
         "acc with",
-        "cl_growth/cl_threshold",
+        "setting",
     ):
-        table.add_column(col, justify="left" if col in ("study", "backbone", "form", "dataset", "versus") else "right")
+        table.add_column(col, justify="left" if col in ("study", "backbone", "form", "dataset", "method", "versus") else "right")
     for r in rows:
         table.add_row(
             r.study,
             r.backbone,
             r.variant,
             r.dataset,
+            r.method,
             r.label,
             signed(r.f1_without),
             signed(r.f1_with),

@@ -317,16 +317,24 @@ def run(
         st = study_status(reader, spec.name, stale_after=float(grace_period))
         return Group(_status_table(st, elapsed=time.monotonic() - began), _workers_table(st, procs))
 
+    out = _out()
     try:
-        with sigterm_as_interrupt(), Live(render(), console=console, refresh_per_second=2, transient=False) as live:
+        with sigterm_as_interrupt(), Live(render(), console=out, refresh_per_second=2, transient=False) as live:
             while any(p.returncode is None for p in procs):
                 time.sleep(1.0)
                 live.update(render())
             live.update(render())
     except KeyboardInterrupt as exc:
+        _after_live(out)
         console.print("interrupted: stopping workers (their running trials are re-enqueued); a second Ctrl-C quits at once")
         launcher.stop_workers(procs)
+        st = study_status(reader, spec.name)
+        console.print(
+            f"study {spec.name!r} stopped: {st.counts.finished}/{st.n_trials} trials finished, {st.counts.running} running, "
+            f"{st.counts.waiting} waiting (the interrupted ones among them); run again to continue"
+        )
         raise typer.Exit(128 + getattr(exc, "signum", signal.SIGINT)) from None
+    _after_live(out)
     final = study_status(reader, spec.name)
     failed = [p for p in procs if p.returncode not in (0, None)]
     if failed and not final.done:
@@ -334,7 +342,7 @@ def run(
         raise SpclSearchError(f"worker #{failed[0].slot.index} stopped: {last.removeprefix('error: ')} (log: {failed[0].log})")
     rows = best_settings(optuna.load_study(study_name=spec.name, storage=reader))
     if rows:
-        console.print(_detail_table(rows))
+        out.print(_detail_table(rows))
     if final.done:
         console.print(f"study {spec.name!r} finished its budget of {final.n_trials} trials (`spcl-search best` shows the table)")
     else:
@@ -359,6 +367,12 @@ def _failures(storage: Any, name: str, n_failed: int, logs: Path) -> str:
     )
     common = f"; most often ({errors.most_common(1)[0][1]}x): {errors.most_common(1)[0][0]}" if errors else ""
     return f"{n_failed} trial(s) of study {name!r} failed and were not retried{common} (spcl-search status --study {name} --trials; logs in {logs}/)"
+
+
+def _after_live(out: Console) -> None:
+    """End the live view's last frame with a newline where rich does not (a pipe or a file)."""
+    if not out.is_terminal:
+        out.line()
 
 
 def _named_after_data(requested: Request) -> Request:
@@ -551,8 +565,9 @@ def best(
     if not rows:
         console.print("no complete trials yet")
         return
-    console.print(_paper_table(rows))
-    console.print(_detail_table(rows))
+    out = _out()
+    out.print(_paper_table(rows))
+    out.print(_detail_table(rows))
 
 
 def _paper_table(rows: list[BestSetting]) -> Table:
@@ -562,7 +577,7 @@ def _paper_table(rows: list[BestSetting]) -> Table:
     header, body = paper_table(rows)
     table = Table(title="best cl_growth/cl_threshold per modality set (selected on dev F1)", title_justify="left")
     for i, col in enumerate(header):
-        table.add_column(col, justify="left" if i == 0 else "center")
+        table.add_column(col, justify="left" if i == 0 else "center", overflow="fold")  # wrapped, never cut
     for line in body:
         table.add_row(*map(escape, line))  # "mmgcn [spcl]" is text, not rich markup
     return table
@@ -570,10 +585,11 @@ def _paper_table(rows: list[BestSetting]) -> Table:
 
 def _detail_table(rows: list[BestSetting]) -> Table:
     table = Table(title="details (F1 = weighted-F1 %, test at the best dev epoch)", title_justify="left")
-    for col in ("study", "modalities", "trial", "params", "dev F1", "test F1", "no-SPCL dev F1", "SPCL gain (dev)"):
-        table.add_column(col)
+    columns = ("study", "modalities", "trial", "params", "dev F1", "test F1", "no-SPCL dev F1", "no-SPCL test F1")
+    for col in (*columns, "SPCL gain (dev F1)", "SPCL gain (test F1)"):
+        table.add_column(col, overflow="fold")  # wrapped, never cut
     for r in rows:
-        gain = r.spcl_gain_dev
+        gain_test = None if r.test_f1 is None or r.baseline_test_f1 is None else r.test_f1 - r.baseline_test_f1
         table.add_row(
             r.study,
             r.modalities,
@@ -582,6 +598,8 @@ def _detail_table(rows: list[BestSetting]) -> Table:
             f"{r.dev_f1:.2f}",
             "-" if r.test_f1 is None else f"{r.test_f1:.2f}",
             "-" if r.baseline_dev_f1 is None else f"{r.baseline_dev_f1:.2f}",
-            "-" if gain is None else f"{gain:+.2f}",
+            "-" if r.baseline_test_f1 is None else f"{r.baseline_test_f1:.2f}",
+            "-" if r.spcl_gain_dev is None else f"{r.spcl_gain_dev:+.2f}",
+            "-" if gain_test is None else f"{gain_test:+.2f}",
         )
     return table
