@@ -102,9 +102,15 @@ def dashboard(
 def compare(
     studies: Annotated[list[str], typer.Argument(help="Study names (e.g. one per backbone or dataset).")],
     storage: Annotated[str | None, typer.Option("--storage", help=STORAGE_HELP)] = None,
-    csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write the gain table as CSV here.")] = None,
+    csv_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv", help="Also write every table as CSV: the gain table here, the others beside it (NAME-methods.csv, NAME-best.csv)."
+        ),
+    ] = None,
 ) -> None:
     """Gain table (tri-modal minus bi-modal, without/with SPCL) and best settings across studies."""
+    from spcl_search.reports.csv_tables import csv_text, methods_csv, table_path
     from spcl_search.reports.gain import gain_csv, gain_rows
     from spcl_search.reports.html import write_atomic
     from spcl_search.reports.study import load_study, open_storage
@@ -158,10 +164,13 @@ def compare(
     if missing:
         console.print(f"no tri- and bi-modal results yet in: {', '.join(missing)}", highlight=False)
 
+    tables = {"gain": gain_csv(rows)}
     if len({study_info(s).method for s in loaded}) > 1:
-        _print_methods(out, loaded)
+        tables["methods"] = methods_csv(_print_methods(out, loaded))
 
     header, body = paper_table([b for s in loaded for b in best_settings(s)])
+    if body:
+        tables["best"] = csv_text(header, body)
     if body:
         best = Table(title="Best SPCL settings (cl_growth/cl_threshold), chosen on dev F1")
         for col in header:
@@ -170,12 +179,12 @@ def compare(
             best.add_row(*map(escape, line))  # "mmgcn [spcl]" is text, not rich markup
         out.print(best)
     if csv_out is not None:
-        write_atomic(csv_out, gain_csv(rows))
-        console.print(f"csv: {csv_out}", highlight=False)
+        written = [write_atomic(table_path(csv_out, name), text) for name, text in tables.items()]
+        console.print(f"csv: {', '.join(map(str, written))}", highlight=False)
 
 
-def _print_methods(out: Console, studies: list[Any]) -> None:
-    """The method view: each balance method's best tri-modal setting, seeds' mean +- std, gain, trial count."""
+def _print_methods(out: Console, studies: list[Any]) -> list[Any]:
+    """The method view: each balance method's best tri-modal setting, seeds' mean +- std, gain, trial count (its rows)."""
     from spcl_search.reports.methods import method_rows
 
     def pm(mean: float | None, std: float | None) -> str:
@@ -184,10 +193,12 @@ def _print_methods(out: Console, studies: list[Any]) -> None:
     table = Table(title="Balance methods (best tri-modal setting on dev; mean ± std over its seeds; * fewer trials than the others)")
     for col in ("backbone", "form", "dataset", "method", "trials", "setting", "seeds", "dev w-F1", "test w-F1", "gain dev", "gain test"):
         table.add_column(col, justify="left" if col in ("backbone", "form", "dataset", "method", "setting") else "right")
-    for r in method_rows(studies):
+    rows = method_rows(studies)
+    for r in rows:
         table.add_row(
             r.backbone, r.variant, r.dataset, r.method + (" *" if r.flagged else ""), str(r.n_trials), r.setting, str(r.n_seeds),
             pm(r.dev_f1, r.dev_f1_std), pm(r.test_f1, r.test_f1_std),
             "-" if r.gain is None else f"{r.gain:+.2f}", "-" if r.gain_test is None else f"{r.gain_test:+.2f}",
         )  # fmt: skip
     out.print(table)
+    return rows
