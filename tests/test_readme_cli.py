@@ -50,8 +50,8 @@ def test_every_option_a_readme_command_line_names_is_in_its_help(command):
     assert _named()[command] <= shown, f"spcl-search {command} --help lacks {_named()[command] - shown}"
 
 
-#: options the README names of other tools: sbatch's, and benchmarks/quality_table.py's
-FOREIGN = {"--array", "--cpus-per-task", "--export", "--gres", "--variants"}
+#: options the README names of other tools: sbatch's, benchmarks/quality_table.py's, mlflow ui's
+FOREIGN = {"--array", "--cpus-per-task", "--export", "--gres", "--variants", "--backend-store-uri"}
 
 
 def test_every_option_the_readme_names_anywhere_is_in_some_commands_help():

@@ -31,6 +31,10 @@ def report(
     fmt: Annotated[str, typer.Option("--format", "-f", help="html, or png (svg, pdf) to also write each figure as an image.")] = "html",
     png: Annotated[bool, typer.Option("--png", help="Same as --format png.")] = False,
     importance: Annotated[str, typer.Option("--importance", help="Importance evaluator: ped-anova or fanova.")] = "ped-anova",
+    track: Annotated[
+        str | None,
+        typer.Option("--track", help="Also log the page to the study's MLflow run: mlflow or mlflow:URI (default: the study's --track)."),
+    ] = None,
 ) -> None:
     """Write one self-contained HTML report of a study (plotly embedded, opens offline)."""
     from spcl_search.reports.html import safe_name, write_html
@@ -54,12 +58,29 @@ def report(
     built = build_report(loaded, importance, siblings=sibling_studies(opened, loaded))
     page = write_html(built, out)
     console.print(f"report: {page}  ({len(built.figures)} figures)", highlight=False)
+    _track_report(loaded, track, page)
     if fmt != "html":
         from spcl_search.reports.images import write_images
 
         folder = page.parent / safe_name(built.info.name)
         paths = write_images(built.figures, folder, fmt)
         console.print(f"{len(paths)} {fmt} images in {folder}", highlight=False)
+
+
+def _track_report(study: Any, track: str | None, page: Path) -> None:
+    """Log the page as an artifact of the study's tracked run (``--track``, else the study's own setting)."""
+    from spcl_search.schema.records import SPEC_ATTR
+    from spcl_search.schema.spec import from_dict
+    from spcl_search.tracking import parse_target, require, study_tracker
+
+    stored = study.user_attrs.get(SPEC_ATTR)
+    spec = from_dict(stored) if isinstance(stored, dict) and "backbone" in stored else None
+    target = parse_target(track if track is not None else (spec.track if spec is not None else None))
+    if target is None or spec is None:
+        return
+    require(target)
+    if study_tracker(target, spec, study.study_name).log_report(page):
+        console.print(f"logged the page to the study's run in {target}", highlight=False)
 
 
 @app.command()

@@ -191,6 +191,14 @@ Timeout = Annotated[float | None, typer.Option("--timeout", help="Workers start 
 HeartbeatInterval = Annotated[int, typer.Option("--heartbeat-interval", hidden=True, help="Seconds between trial heartbeats.")]
 GracePeriod = Annotated[int, typer.Option("--grace-period", hidden=True, help="Seconds without heartbeat before a trial is retried.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+Track = Annotated[
+    str | None,
+    typer.Option(
+        "--track",
+        help="Track each trial as an MLflow run nested under the study's: mlflow (./mlruns) or mlflow:URI; none: off "
+        "(default: the spec's [track]).",
+    ),
+]
 #: the proxy's own: it records heartbeats and finds stale trials for its workers, which adopt these two
 ProxyHeartbeatInterval = Annotated[
     int, typer.Option("--heartbeat-interval", min=1, help="Seconds between trial heartbeats (the workers adopt it).")
@@ -251,6 +259,7 @@ def run(
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda (workers on GPUs use their own).")] = "auto",
     timeout: Timeout = None,
     log_dir: Annotated[Path, typer.Option("--log-dir", help="Worker logs go to LOG_DIR/<study>/.")] = Path("spcl-search-logs"),
+    track: Track = None,
     heartbeat_interval: HeartbeatInterval = DEFAULT_HEARTBEAT_INTERVAL,
     grace_period: GracePeriod = DEFAULT_GRACE_PERIOD,
 ) -> None:
@@ -285,9 +294,11 @@ def run(
         warm_start=warm_start,
         baseline=baseline,
         space=space,
+        track=track,
     )
     _check_data(requested.get("data"), requested.get("dataset"))
     requested = _named_after_data(requested)
+    _require_tracking(requested.get("track"))
     url = resolve_url(storage)
     rdb = open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
     opened = open_study(rdb, requested)
@@ -296,6 +307,9 @@ def run(
     console.print(f"study [bold]{spec.name}[/] ({'created' if opened.created else 'resumed'}) in {_masked(url)}")
     for note in opened.notes:
         console.print(f"  {note}")
+    if spec.track:
+        _require_tracking(spec.track)
+        console.print(f"  trials tracked with {spec.track} (MLflow experiment {spec.name!r})")
     if workers == 0:
         console.print("no local workers (--workers 0); join with: spcl-search worker --study " + spec.name)
         return
@@ -307,6 +321,8 @@ def run(
         extra += ["--timeout", str(timeout)]
     if data is not None:
         extra += ["--data", data]
+    if track is not None:
+        extra += ["--track", track]
     procs = launcher.start_workers(spec.name, url, slots, log_dir, extra)
     where = ", ".join(f"GPU {_gpu(s.gpu, s.packing)}" if s.gpu is not None else f"{s.threads} CPU thread(s)" for s in slots)
     console.print(f"  {n_workers} worker(s): {where}; logs in {log_dir / spec.name}/")
@@ -367,6 +383,13 @@ def _failures(storage: Any, name: str, n_failed: int, logs: Path) -> str:
     )
     common = f"; most often ({errors.most_common(1)[0][1]}x): {errors.most_common(1)[0][0]}" if errors else ""
     return f"{n_failed} trial(s) of study {name!r} failed and were not retried{common} (spcl-search status --study {name} --trials; logs in {logs}/)"
+
+
+def _require_tracking(track: str | None) -> None:
+    """A one-line error before anything starts when ``--track``'s backend is not installed."""
+    from spcl_search.tracking import parse_target, require
+
+    require(parse_target(track))
 
 
 def _after_live(out: Console) -> None:
@@ -438,6 +461,7 @@ def worker(
     max_retry: Annotated[
         int, typer.Option("--max-retry", hidden=True, min=0, help="Retries of a trial whose worker died before it counts as failed.")
     ] = DEFAULT_MAX_RETRY,
+    track: Track = None,
 ) -> None:
     """Join a study and run trials until its budget is spent (run one per GPU or node)."""
     from spcl_search.search.storage import open_storage
@@ -457,11 +481,13 @@ def worker(
         n_trials=n_trials,
         data=data,
         warm_start=warm_start,
+        track=track,
     )
     if "name" not in requested and "backbone" not in requested:
         raise ConfigError("worker needs --study NAME (or --spec FILE to create the study)")
     _check_data(requested.get("data"), requested.get("dataset"))
     requested = _named_after_data(requested)
+    _require_tracking(requested.get("track"))
     rdb = open_storage(storage, heartbeat_interval=heartbeat_interval, grace_period=grace_period, max_retry=max_retry)
     options = WorkerOptions(
         device=device, threads=threads, gpu=gpu, timeout=timeout, data=data, trials_per_gpu=trials_per_gpu, memory_fraction=memory_fraction

@@ -16,6 +16,7 @@ from rich.table import Table
 from backbones.defaults import RUN, SPCL
 from spcl_search.cli import app
 from spcl_search.errors import ConfigError
+from spcl_search.tracking import parse_target, require, training_tracker
 
 console = Console()
 
@@ -78,6 +79,10 @@ def train(
     ] = "fp32",
     checkpoint: Annotated[Path | None, typer.Option(help="Write the best-dev model here (atomically).")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the full result (config, history, figures) as JSON.")] = None,
+    track: Annotated[
+        str | None,
+        typer.Option("--track", help="Track the run in MLflow: mlflow (./mlruns) or mlflow:URI (experiment spcl-search-train)."),
+    ] = None,
 ) -> None:
     """Train one SPCL-wrapped backbone; select on dev, report test at the best dev epoch."""
     from backbones.defaults import VARIANTS
@@ -120,7 +125,11 @@ def train(
     )
     if json_out is not None and json_out.is_dir():
         raise ConfigError(f"--json {json_out}: is a directory; give a file path")
+    target = parse_target(track)
+    require(target)
     ds = load_dataset(dataset, dev_fraction=dev_fraction)  # every option is checked by now
+    tags = {"backbone": backbone, "form": variant, "method": "none" if no_cl else method, "dataset": ds.name, "seed": str(seed)}
+    tracked = training_tracker(target, f"{backbone} {modalities} on {ds.name}", tags) if target is not None else None
 
     progress = Progress(
         TextColumn("[bold]epoch"),
@@ -142,8 +151,12 @@ def train(
                 + ("" if r.threshold is None else f"  thr {r.threshold:.2f}")
                 + f"  dev F1 {r.dev_f1:.2f}  ({r.seconds:.1f}s)",
             )
+            if tracked is not None:
+                tracked.epoch(config.modalities, r.epoch, r)
 
         result = run_training(ds, config, callback=on_epoch)
+    if tracked is not None:
+        tracked.finish_training(result)
 
     surrogate = ds.info.get("surrogate") or []
     if ds.name == "synthetic":

@@ -62,7 +62,7 @@ BIMODAL = frozenset({"at", "tv", "av"})
 #: the sets a balance study (and a search on a real dataset) trains by default, in the order its spec stores them
 TRAINED_SETS = ("atv", "at", "av", "tv")
 #: keys that do not identify a study: they may differ between workers without a conflict
-RUNTIME_KEYS = ("data", "n_trials")
+RUNTIME_KEYS = ("data", "n_trials", "track")
 #: metric names per kind (``study.set_metric_names``); every objective is maximised
 METRICS = {"search": ("dev_f1",), "balance": ("dev_f1_atv", "gain")}
 #: stored fields that older versions wrote and this one ignores (``objectives`` is derived from ``kind``;
@@ -132,6 +132,8 @@ class StudySpec:
     train: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     spcl: dict[str, Any] = field(default_factory=dict)
+    #: experiment tracking of the trials (``mlflow`` or ``mlflow:URI``; empty: none), a runtime setting like ``data``
+    track: str = ""
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -391,6 +393,14 @@ def _data(value: Any, where: str) -> str | None:
     return None if value is None else str(value)
 
 
+def _track(value: Any, where: str) -> str:
+    """``mlflow``, ``mlflow:URI`` or a ``[track]`` table (backend, uri) as ``mlflow[:URI]``; ``""``: no tracking."""
+    from spcl_search.tracking import parse_target
+
+    target = parse_target(value, where if where.startswith("--") else f"{where}: track")
+    return "" if target is None else str(target)
+
+
 #: field name -> parser(value, where) -> canonical value; one entry per StudySpec field
 FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "backbone": _text("backbone"),
@@ -414,6 +424,7 @@ FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "train": _table("train", TRAIN_KEYS, _check_train),
     "model": _table("model", check=_check_model),
     "spcl": _table("spcl", SPCL_KEYS, _check_spcl),
+    "track": _track,
 }
 assert set(FIELDS) == {f.name for f in fields(StudySpec)}, "every StudySpec field needs a parser"
 
@@ -684,6 +695,8 @@ def conflicts(stored: StudySpec, requested: Mapping[str, Any]) -> dict[str, tupl
 
 
 def with_runtime(spec: StudySpec, requested: Mapping[str, Any]) -> StudySpec:
-    """``spec`` with the runtime keys (``data``) that ``requested`` sets."""
-    data = Request.of(requested).get("data")
-    return replace(spec, data=data) if data else spec
+    """``spec`` with the runtime keys (``data``, ``track``) that ``requested`` sets."""
+    request = Request.of(requested)
+    data, track = request.get("data"), request.get("track")
+    spec = replace(spec, data=data) if data else spec
+    return replace(spec, track=track) if track is not None else spec

@@ -65,7 +65,7 @@ TrainerFactory = Callable[[StudySpec], Trainer]
 @dataclass(frozen=True)
 class TrialProgress:
     """Where a running trial is: epoch ``epoch`` of ``epochs`` (counted from 1) of training ``modalities`` with
-    seed number ``seed_index`` (of ``n_seeds``), set ``set_index`` of ``n_sets``; ``dev_f1`` of that epoch."""
+    seed number ``seed_index`` (of ``n_seeds``), set ``set_index`` of ``n_sets``; ``record``: that epoch's figures."""
 
     modalities: str
     set_index: int
@@ -74,7 +74,16 @@ class TrialProgress:
     n_seeds: int
     epoch: int
     epochs: int
-    dev_f1: float
+    record: EpochRecord
+
+    @property
+    def dev_f1(self) -> float:
+        return self.record.dev_f1
+
+    @property
+    def step(self) -> int:
+        """The epoch counted over this set's seeds (seed 2's first epoch follows seed 1's last), from 1."""
+        return self.seed_index * self.epochs + self.epoch
 
     @property
     def part(self) -> str:
@@ -210,7 +219,7 @@ def make_objective(
                 seen.append(e)
                 if progress is not None:
                     n_sets, n_seeds = len(setting.modalities), len(spec.seeds)
-                    progress(TrialProgress(m, where, n_sets, k, n_seeds, len(seen), spec.epochs, e.dev_f1))
+                    progress(TrialProgress(m, where, n_sets, k, n_seeds, len(seen), spec.epochs, e))
                 if not prune:
                     return
                 step = k * spec.epochs + len(seen) - 1

@@ -55,6 +55,7 @@ from spcl_search.search.retry import paused, retry_call
 from spcl_search.search.settings import TRAINER_ENV_VAR
 from spcl_search.search.study import budget as study_budget
 from spcl_search.search.study import open_study
+from spcl_search.tracking import RunTracker, StudyTracker, effective_settings, parse_target, study_tracker
 
 logger = logging.getLogger(__name__)
 
@@ -393,6 +394,7 @@ def _run_trial(
     objective: Callable[[optuna.Trial], Any],
     record: WorkerRecord,
     study_id: int,
+    hooks: _TrialHooks | None = None,
 ) -> tuple[TrialState, bool]:
     """Run ``trial``; returns its state and whether this worker should leave (a CUDA out-of-memory retried
     at lower packing)."""
@@ -408,6 +410,8 @@ def _run_trial(
         progress = {"epoch": None, "epochs": None, "part": None, "dev_f1": None}
         record.publish(storage, study_id, state="running", trial=trial.number, trial_started=time.time(), **progress)
         heartbeat.start()
+        if hooks is not None:
+            hooks.started(trial)
         values = objective(trial)
     except optuna.TrialPruned:
         state = TrialState.PRUNED
@@ -437,9 +441,13 @@ def _run_trial(
             frozen = study.tell(trial, values) if state == TrialState.COMPLETE else study.tell(trial, state=state)
             state = frozen.state
             logger.info("%s", finished_line(frozen, study.metric_names))
+            if hooks is not None:
+                hooks.finished(frozen)
         except optuna.exceptions.UpdateFinishedTrialError:
             taken = True
     if taken:
+        if hooks is not None:
+            hooks.finished(storage.get_trial(internals.trial_id(trial)))
         logger.warning(
             "trial %d was failed by the heartbeat check while this worker could not reach the database; its retry runs it again",
             trial.number,
@@ -506,17 +514,32 @@ def _interrupted(study: optuna.Study, storage: StudyStorage, trial: optuna.Trial
 PROGRESS_EVERY = 2.0
 
 
-def _progress(storage: StudyStorage, study_id: int, record: WorkerRecord) -> Callable[[TrialProgress], None]:
-    """What the objective calls after every epoch: the record's progress fields, written at most every
-    :data:`PROGRESS_EVERY` seconds (a lost write is harmless: the next one or the heartbeat brings it)."""
+class _TrialHooks:
+    """What happens around each trial besides training: the worker record's progress (written at most every
+    :data:`PROGRESS_EVERY` seconds; a lost write is harmless, the next one or the heartbeat brings it) and, with
+    tracking on, the trial's tracked run (:mod:`spcl_search.tracking`, which never fails a trial)."""
 
-    def progress(p: TrialProgress) -> None:
-        record.epoch, record.epochs, record.part, record.dev_f1 = p.epoch, p.epochs, p.part, round(p.dev_f1, 4)
-        if time.time() - record.last_seen >= PROGRESS_EVERY:
+    def __init__(self, storage: StudyStorage, study_id: int, record: WorkerRecord, spec: StudySpec, tracker: StudyTracker | None) -> None:
+        self.storage, self.study_id, self.record, self.spec, self.tracker = storage, study_id, record, spec, tracker
+        self.run: RunTracker | None = None
+
+    def started(self, trial: optuna.Trial) -> None:
+        if self.tracker is not None:
+            self.run = self.tracker.trial(trial.number, worker=self.record.label, gpu=self.record.gpu)
+
+    def epoch(self, p: TrialProgress) -> None:
+        self.record.epoch, self.record.epochs, self.record.part, self.record.dev_f1 = p.epoch, p.epochs, p.part, round(p.dev_f1, 4)
+        if time.time() - self.record.last_seen >= PROGRESS_EVERY:
             with contextlib.suppress(Exception), paused():  # never hold a trial up for its progress
-                record.publish(storage, study_id)
+                self.record.publish(self.storage, self.study_id)
+        if self.run is not None:
+            self.run.epoch(p.modalities, p.step, p.record)
 
-    return progress
+    def finished(self, trial: FrozenTrial) -> None:
+        """``trial`` as stored once it ended (complete, pruned, failed or interrupted)."""
+        if self.run is not None:
+            self.run.finish_trial(trial, effective_settings(self.spec, trial.params, TrialRecord.of(trial).use_cl))
+            self.run = None
 
 
 def _default_poll(storage: StudyStorage) -> float:
@@ -556,9 +579,14 @@ def run_worker(
         os.environ["CUDA_VISIBLE_DEVICES"] = str(options.gpu)  # before anything starts CUDA
     factory = trainer or trainer_from_env()
     record = WorkerRecord(gpu=options.gpu, threads=options.threads, packing=options.trials_per_gpu)
-    objective = make_objective(
-        spec, factory(spec) if factory else load_trainer(spec, study, options, dataset), progress=_progress(storage, study_id, record)
-    )
+    target = parse_target(spec.track, "track")
+    tracker = study_tracker(target, spec, study.study_name) if target is not None else None
+    if tracker is not None:
+        with study_lock(storage, study.study_name):  # the workers of a study make its tracked run once
+            tracker.open()
+        logger.info("trials tracked with %s", target)
+    hooks = _TrialHooks(storage, study_id, record, spec, tracker)
+    objective = make_objective(spec, factory(spec) if factory else load_trainer(spec, study, options, dataset), progress=hooks.epoch)
     cap = options.memory_fraction if options.memory_fraction is not None else packing.memory_fraction(options.trials_per_gpu)
     if packing.cap_memory(cap):
         logger.info("CUDA allocator capped at %.0f%% of the GPU (%d workers share it)", 100 * (cap or 1), options.trials_per_gpu)
@@ -594,7 +622,7 @@ def run_worker(
                     time.sleep(poll + jitter)
                     continue
                 active, started = trial, time.perf_counter()
-                state, leave = _run_trial(study, storage, trial, objective, record, study_id)
+                state, leave = _run_trial(study, storage, trial, objective, record, study_id, hooks)
                 active = None
                 report.trials.append(trial.number)
                 report.states[state.name] = report.states.get(state.name, 0) + 1
@@ -609,8 +637,13 @@ def run_worker(
             for left in (active, pending.trial):  # the trial it ran; one a lost attempt started
                 if left is not None:
                     _interrupted(study, storage, left, time.perf_counter() - started)
+            if active is not None:
+                with contextlib.suppress(Exception), paused():  # tracking is best effort; the interrupt goes on
+                    hooks.finished(storage.get_trial(internals.trial_id(active)))
             raise
         finally:
             with contextlib.suppress(Exception), paused():  # best effort: never wait for the database here
                 record.publish(storage, study_id, state="exited", trial=None)
+    if tracker is not None:
+        tracker.close(finished=report.reason == "budget")
     return report
