@@ -28,12 +28,14 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from spcl_search.errors import ConfigError
+from spcl_search.schema.track import BACKENDS, Target, parse_target
+
+__all__ = ["BACKENDS", "EXTRA", "RunTracker", "StudyTracker", "Target", "parse_target", "require", "study_tracker", "training_tracker"]
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -43,9 +45,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: tracking backends, by the name ``--track`` takes
-BACKENDS = ("mlflow",)
-#: the package extra that installs them
+#: the package extra that installs the backends
 EXTRA = "track"
 #: the experiment of ``spcl-search train`` runs
 TRAIN_EXPERIMENT = "spcl-search-train"
@@ -53,35 +53,6 @@ TRAIN_EXPERIMENT = "spcl-search-train"
 ROLE_TAG = "spcl.role"
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where runs go: ``backend`` (``mlflow``) and its ``uri`` (None: the backend's default, ``./mlruns``)."""
-
-    backend: str
-    uri: str | None = None
-
-    def __str__(self) -> str:
-        return self.backend if self.uri is None else f"{self.backend}:{self.uri}"
-
-
-def parse_target(value: Any, where: str = "--track") -> Target | None:
-    """``mlflow`` or ``mlflow:URI`` (or a spec's ``[track]`` table with ``backend`` and ``uri``) as a :class:`Target`;
-    ``none`` or empty: no tracking. Anything else is a one-line ConfigError naming ``where``."""
-    if isinstance(value, Mapping):
-        unknown = set(value) - {"backend", "uri"}
-        if unknown or not isinstance(value.get("backend", "mlflow"), str):
-            raise ConfigError(f"{where}: a [track] table takes backend (mlflow) and uri, got {', '.join(sorted(map(str, value)))}")
-        uri = value.get("uri")
-        value = str(value.get("backend", "mlflow")) + ("" if uri in (None, "") else f":{uri}")
-    text = "" if value is None else str(value).strip()
-    if text in ("", "none"):
-        return None
-    backend, _, uri = text.partition(":")
-    if backend not in BACKENDS:
-        raise ConfigError(f"{where} {text!r}: track with {' or '.join(f'{b}[:URI]' for b in BACKENDS)} (or none)")
-    return Target(backend, uri.strip() or None)
 
 
 class RunTracker(Protocol):

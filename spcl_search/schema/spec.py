@@ -38,6 +38,7 @@ from backbones.defaults import (
 )
 from spcl_search.errors import ConfigError
 from spcl_search.schema.limits import LIMITS
+from spcl_search.schema.track import parse_target
 
 KINDS = ("search", "balance")
 SAMPLERS = ("tpe", "nsga2", "random")
@@ -395,8 +396,6 @@ def _data(value: Any, where: str) -> str | None:
 
 def _track(value: Any, where: str) -> str:
     """``mlflow``, ``mlflow:URI`` or a ``[track]`` table (backend, uri) as ``mlflow[:URI]``; ``""``: no tracking."""
-    from spcl_search.tracking import parse_target
-
     target = parse_target(value, where if where.startswith("--") else f"{where}: track")
     return "" if target is None else str(target)
 
