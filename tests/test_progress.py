@@ -77,7 +77,7 @@ def _render(*tables) -> str:
 
 def test_the_live_view_shows_elapsed_eta_and_each_running_trials_epoch_and_dev_f1(rdb, caplog):
     open_study(rdb, {"name": "live", "backbone": "mmgcn", "n_trials": 3, "epochs": 8, "pruner": "none"})
-    worker = threading.Thread(target=run_worker, args=(rdb, "live"), kwargs={"trainer": simulated.factory(seconds=0.3)})
+    worker = threading.Thread(target=run_worker, args=(rdb, "live"), kwargs={"trainer": simulated.factory(seconds=0.2)})
     with caplog.at_level(logging.INFO, logger="spcl_search.search.worker"):
         worker.start()
         try:

@@ -15,7 +15,7 @@ import simulated
 from optuna.trial import TrialState, create_trial
 from typer.testing import CliRunner
 
-from spcl_search.cli import app
+from spcl_search.cli import app, main
 from spcl_search.errors import ConfigError, StudyFailing
 from spcl_search.schema.limits import LIMITS
 from spcl_search.search.storage import open_storage
@@ -92,12 +92,12 @@ def test_train_refuses_a_value_out_of_range_before_loading_data_or_drawing(args,
     assert output == ""  # no progress bar
 
 
-def test_train_with_negative_epochs_prints_one_error_line_and_nothing_else(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "spcl_search", "train", "--epochs", "-3"], cwd=tmp_path, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.strip() == "error: --epochs must be an integer >= 1, got -3"
+def test_train_with_negative_epochs_prints_one_error_line_and_nothing_else(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--epochs", "-3"])
+    out, err = capsys.readouterr()
+    assert done.value.code == 2 and out == ""
+    assert err.strip() == "error: --epochs must be an integer >= 1, got -3"
 
 
 def test_every_limit_says_what_it_allows():

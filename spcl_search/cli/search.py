@@ -14,6 +14,7 @@ import typer
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 
 from spcl_search.cli import app
@@ -28,13 +29,18 @@ if TYPE_CHECKING:
     from spcl_search.search.status import StudyStatus
 
 console = Console()
-#: columns of tables written to a pipe or file (a terminal's own width otherwise): wide enough that nothing is cut
+#: columns of the live view written to a pipe or file (a terminal's own width otherwise)
 PIPED_WIDTH = 160
 
 
-def _out() -> Console:
-    """The console for tables: this one on a terminal, else one :data:`PIPED_WIDTH` columns wide."""
-    return console if console.is_terminal else Console(width=max(console.width, PIPED_WIDTH))
+def _out(*tables: Table) -> Console:
+    """The console for ``tables``: this one on a terminal (the tables fold to fit it); written to a pipe or a file,
+    one as wide as the widest table's natural width (at least :data:`PIPED_WIDTH`), so that no cell is wrapped or cut."""
+    if console.is_terminal:
+        return console
+    wide = Console(width=1_000_000)
+    natural = max((Measurement.get(wide, wide.options, t).maximum for t in tables), default=0)
+    return Console(width=max(console.width, PIPED_WIDTH, natural))
 
 
 _SPEC_HELP = "Study spec (TOML, see studies/); options below override it."
@@ -358,7 +364,8 @@ def run(
         raise SpclSearchError(f"worker #{failed[0].slot.index} stopped: {last.removeprefix('error: ')} (log: {failed[0].log})")
     rows = best_settings(optuna.load_study(study_name=spec.name, storage=reader))
     if rows:
-        out.print(_detail_table(rows))
+        detail = _detail_table(rows)
+        _out(detail).print(detail)
     if final.done:
         console.print(f"study {spec.name!r} finished its budget of {final.n_trials} trials (`spcl-search best` shows the table)")
     else:
@@ -527,13 +534,11 @@ def status(
         return
     if not statuses:
         console.print(f"no studies in {_masked(rdb.url)}")
-    out = _out()
     for st in statuses:
-        out.print(_status_table(st))
-        if st.workers:
-            out.print(_workers_table(st))
-        if st.trials is not None:
-            out.print(_trials_table(st))
+        tables = [_status_table(st), *([_workers_table(st)] if st.workers else []), *([_trials_table(st)] if st.trials is not None else [])]
+        out = _out(*tables)
+        for table in tables:
+            out.print(table)
 
 
 @app.command("storage-proxy")
@@ -591,9 +596,10 @@ def best(
     if not rows:
         console.print("no complete trials yet")
         return
-    out = _out()
-    out.print(_paper_table(rows))
-    out.print(_detail_table(rows))
+    tables = (_paper_table(rows), _detail_table(rows))
+    out = _out(*tables)
+    for table in tables:
+        out.print(table)
 
 
 def _paper_table(rows: list[BestSetting]) -> Table:

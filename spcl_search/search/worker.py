@@ -511,7 +511,7 @@ def _interrupted(study: optuna.Study, storage: StudyStorage, trial: optuna.Trial
 
 
 #: seconds between the worker record's writes of a running trial's progress (the heartbeat writes it too)
-PROGRESS_EVERY = 2.0
+PROGRESS_EVERY = 5.0
 
 
 class _TrialHooks:
