@@ -143,16 +143,21 @@ DEFAULT_METHOD = METHODS[0]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 DEFAULT_PRECISION = PRECISIONS[0]
 
-#: method -> option -> default (SPCL's own settings are the SPCL table above). OGM-GE: BalanceBenchmark's alpha;
-#: OPM: the released Modality_drop's drop frequency 0.7, base rate and strength mid-range; MMPareto: the released
-#: code's magnitude factor gamma
-METHOD_OPTIONS: dict[str, dict[str, float]] = {
+#: method -> option -> default (SPCL's own settings are the SPCL table above). OGM-GE: BalanceBenchmark's alpha,
+#: the paper's Eq. 10 (``smooth`` true: OPM's ``tanh(relu(ratio - 1))`` instead), modulated from the first epoch to
+#: the last (``modulation_ends`` None); OPM: the released Modality_drop's drop frequency 0.7, base rate and
+#: strength mid-range; MMPareto: the released code's magnitude factor gamma. An option's type is its default's
+#: (true/false, a number), except the :data:`EPOCH_OPTIONS`.
+METHOD_OPTIONS: dict[str, dict[str, float | bool | int | None]] = {
     "spcl": {},
     "none": {},
-    "ogm_ge": {"alpha": 0.3},
+    "ogm_ge": {"alpha": 0.3, "smooth": False, "modulation_starts": 0, "modulation_ends": None},
     "opm": {"alpha": 1.0, "q_base": 0.5, "p_exe": 0.7},
     "mmpareto": {"gamma": 1.5},
 }
+
+#: options that are epochs (0-based, both ends included, as OGM-GE's window): whole numbers >= 0; None: no bound
+EPOCH_OPTIONS: tuple[str, ...] = ("modulation_starts", "modulation_ends")
 
 #: method -> searched parameter -> (low, high, log scale): what a study of the method searches; every default
 #: above lies inside; SPCL's ranges hold every value of the paper's table

@@ -5,7 +5,9 @@ for every method with settings; ``none`` has nothing to tune and trains once), t
 dev setting is trained again with three seeds on the tri-modal set and the bi-modal sets (a ``balance`` study
 holding that one setting, so the gain is the tri-modal minus the best bi-modal dev F1). Selection is on dev only.
 Prints the method view (``spcl-search compare`` over the confirmation studies), every method's tuning trial
-count, and its seconds per training epoch against plain training (the method's overhead).
+count, its seconds per training epoch against plain training (the method's overhead), and, when ``none`` ran,
+each method's paired difference from it on the shared seeds (tri-modal dev and test weighted-F1, mean and 95%
+t interval, :func:`spcl_search.stats.paired_difference`).
 
     python benchmarks/methods.py                                   # MMGCN and DialogueGCN, SPCL forms, IEMOCAP
     python benchmarks/methods.py --variant original --standardise --epochs 20 --trials 6
@@ -38,6 +40,26 @@ def _run(rdb, request: dict, dataset, threads: int) -> str:
     opened = open_study(rdb, request)
     run_worker(rdb, opened.spec.name, trainer=lambda spec: real_trainer(spec, dataset, device="cpu", threads=threads))
     return opened.spec.name
+
+
+def seed_figures(study, trial_number: int) -> dict[int, tuple[float, float]]:
+    """seed -> (dev, test) tri-modal weighted-F1 of one confirmation trial (``per_seed`` is in the spec's seed order)."""
+    from spcl_search.schema.records import TrialRecord
+
+    record = TrialRecord.of(study.trials[trial_number])
+    per_seed = record.sets["atv"].per_seed or [{"dev_f1": record.metric("dev_f1", "atv"), "test_f1": record.metric("test_f1", "atv")}]
+    return {int(seed): (float(s["dev_f1"]), float(s["test_f1"])) for seed, s in zip(record.seeds or [record.seed], per_seed, strict=True)}
+
+
+def paired(method: dict[int, tuple[float, float]], plain: dict[int, tuple[float, float]]) -> tuple[list[int], list[str]]:
+    """The shared seeds and, for dev then test, method minus plain: ``mean [low, high]`` (95% t interval) and the verdict."""
+    from spcl_search.stats import paired_difference
+
+    out = []
+    for k in (0, 1):
+        d = paired_difference({s: v[k] for s, v in method.items()}, {s: v[k] for s, v in plain.items()})
+        out.append("-" if d is None else f"{d.interval()}: {d.verdict('none')}")
+    return sorted(set(method) & set(plain)), out
 
 
 def main() -> None:
@@ -111,6 +133,16 @@ def main() -> None:
             print(f"| {r.method} | {trials} | {r.setting} | {r.n_seeds} | {pm(r.dev_f1, r.dev_f1_std)} | {pm(r.test_f1, r.test_f1_std)} | "
                   f"{'-' if r.gain is None else f'{r.gain:+.2f}'} | {'-' if r.gain_test is None else f'{r.gain_test:+.2f}'} | "
                   f"{seconds:.2f} | {overhead} |", flush=True)  # fmt: skip
+        rows = {r.method: r for r in method_rows(studies) if r.trial is not None}
+        if "none" in rows and len(rows) > 1:
+            by_name = {s.study_name: s for s in studies}
+            plain_seeds = seed_figures(by_name[rows["none"].study], rows["none"].trial)
+            print("\n| method | shared seeds | dev w-F1 minus none (95% t interval) | test w-F1 minus none (95% t interval) |")
+            print("|---|---|---|---|")
+            for method, r in rows.items():
+                if method != "none":
+                    shared, (dev, test) = paired(seed_figures(by_name[r.study], r.trial), plain_seeds)
+                    print(f"| {method} | {', '.join(map(str, shared))} | {dev} | {test} |", flush=True)
     sys.stdout.flush()
 
 

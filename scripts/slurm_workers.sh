@@ -6,6 +6,8 @@
 #   sbatch --array=0-15%4 --export=ALL,SPEC=... scripts/slurm_workers.sh       # 16 tasks, 4 at a time
 #   sbatch --gres=none --cpus-per-task=2 --export=ALL,SPEC=... scripts/slurm_workers.sh   # CPU-only nodes
 #   sbatch --export=ALL,SPEC=...,TRIALS_PER_GPU=4 scripts/slurm_workers.sh     # 4 workers share each task's GPU
+#   sbatch --export=ALL,STUDY=mmgcn-iemocap-search-confirm scripts/slurm_workers.sh   # join an existing study by name
+#                     (e.g. the confirmation `spcl-search confirm --study S --workers 0` creates)
 #
 # Resources: the #SBATCH lines below are defaults; sbatch options (or SBATCH_* variables, e.g.
 # SBATCH_GRES=none) override them. Each task asks for one GPU (--gres=gpu:1); on a cluster without GPUs Slurm
@@ -58,7 +60,11 @@ fi
 
 threads=$(( ${SLURM_CPUS_PER_TASK:-1} / TRIALS_PER_GPU ))
 (( threads >= 1 )) || threads=1
-args=(worker --spec "$SPEC" --kind "$KIND" --threads "$threads" --trials-per-gpu "$TRIALS_PER_GPU")
+if [[ -n "${STUDY:-}" ]]; then
+  args=(worker --study "$STUDY" --threads "$threads" --trials-per-gpu "$TRIALS_PER_GPU")
+else
+  args=(worker --spec "$SPEC" --kind "$KIND" --threads "$threads" --trials-per-gpu "$TRIALS_PER_GPU")
+fi
 if [[ -n "$DATA" ]]; then
   args+=(--data "$DATA")
 fi

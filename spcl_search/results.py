@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -58,3 +59,16 @@ class TrainResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form; ``epoch_base`` says that ``best_epoch`` and each ``history[i].epoch`` count from 1."""
         return {**asdict(self), "epoch_base": EPOCH_BASE}
+
+
+def drive(run: Generator[EpochRecord, None, TrainResult], on_epoch: Callable[[EpochRecord], None] | None = None) -> TrainResult:
+    """Run ``run`` (a training that yields one :class:`EpochRecord` per epoch) to its end, calling ``on_epoch``
+    after each epoch; whatever ``on_epoch`` raises propagates and leaves the run unfinished."""
+    while True:
+        try:
+            record = next(run)
+        except StopIteration as stop:
+            result: TrainResult = stop.value
+            return result
+        if on_epoch is not None:
+            on_epoch(record)

@@ -6,7 +6,7 @@ run per trial nested under it (tag ``mlflow.parentRunId``), holding
 
 * params: the trial's effective settings (its searched values over the study's protocol and switches);
 * per-epoch metrics ``train_loss_<set>``, ``dev_f1_<set>``, ``take_rate_<set>``, ``threshold_<set>`` (step: the
-  epoch counted from 1, over the seeds of the set one after the other);
+  epoch, counted from 1; a trial of several seeds has them per seed: ``dev_f1_<set>_seed<S>``);
 * final metrics: ``final_dev_f1_<set>``, ``final_test_f1_<set>`` (test at the best dev epoch), the accuracies,
   ``best_epoch_<set>``, the gain, the objective values (``objective_0``, ...);
 * tags ``study``, ``trial``, ``worker``, ``gpu``, ``form``, ``method``, ``state``; the run ends FINISHED (complete),
@@ -56,10 +56,10 @@ T = TypeVar("T")
 
 
 class RunTracker(Protocol):
-    """One tracked run (a trial's, or ``train``'s): per-epoch figures (``step``: the epoch, counted from 1 over the
-    seeds of ``modalities``), then the end."""
+    """One tracked run (a trial's, or ``train``'s): per-epoch figures of a training ``run`` (a modality set, with
+    ``_seed<S>`` when the trial trains several seeds; ``step``: the epoch, counted from 1), then the end."""
 
-    def epoch(self, modalities: str, step: int, record: EpochRecord) -> None: ...
+    def epoch(self, run: str, step: int, record: EpochRecord) -> None: ...
 
     def finish_trial(self, trial: FrozenTrial, settings: Mapping[str, Any]) -> None: ...
 
@@ -221,8 +221,8 @@ class MlflowRun:
         for metric, param, tag in calls:
             self._log(partial(self.client.log_batch, self.run_id, metrics=metric, params=param, tags=tag))
 
-    def epoch(self, modalities: str, step: int, record: EpochRecord) -> None:
-        m, r = modalities, record
+    def epoch(self, run: str, step: int, record: EpochRecord) -> None:
+        m, r = run, record
         self.log(
             metrics={
                 f"train_loss_{m}": r.train_loss,

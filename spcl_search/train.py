@@ -13,7 +13,7 @@ import os
 import platform
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,11 +30,11 @@ from spcl_search.data.standardise import standardise
 from spcl_search.data.types import ERCDataset, canonical_modalities
 from spcl_search.errors import ConfigError, NonFiniteLossError
 from spcl_search.methods import DEFAULT_METHOD, make_method, method_options
-from spcl_search.results import EPOCH_BASE, EpochRecord, TrainResult
+from spcl_search.results import EPOCH_BASE, EpochRecord, TrainResult, drive
 from spcl_search.schema import limits
 from spcl_search.spcl import SPCLConfig, joint_logits, modality_ratio
 
-__all__ = ["EpochRecord", "TrainConfig", "TrainResult", "effective_protocol", "library_versions", "resolve_device", "train"]
+__all__ = ["EpochRecord", "TrainConfig", "TrainResult", "effective_protocol", "library_versions", "resolve_device", "train", "training"]
 
 #: datasets whose backbone defaults differ from the generic ones
 KNOWN_DATASETS = ("iemocap", "meld")
@@ -66,7 +66,7 @@ class TrainConfig:
     patience: int | None = None
     standardise: bool = False
     method: str = DEFAULT_METHOD
-    method_options: dict[str, float] = field(default_factory=dict)
+    method_options: dict[str, Any] = field(default_factory=dict)
     precision: str = DEFAULT_PRECISION
     spcl: SPCLConfig = field(default_factory=SPCLConfig)
     model: dict[str, Any] = field(default_factory=dict)
@@ -124,6 +124,30 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+@dataclass
+class RngState:
+    """The global random streams a run draws from (Python, NumPy, torch CPU and CUDA): saved when a run yields
+    an epoch and put back when it resumes, so runs driven side by side (the seeds of one trial in lockstep) each
+    see their own stream and give what they give alone."""
+
+    python: Any
+    numpy: Any
+    torch_cpu: torch.Tensor
+    cuda: list[torch.Tensor] | None
+
+    @classmethod
+    def capture(cls) -> RngState:
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+        return cls(random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda)
+
+    def restore(self) -> None:
+        random.setstate(self.python)
+        np.random.set_state(self.numpy)
+        torch.set_rng_state(self.torch_cpu)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state_all(self.cuda)
 
 
 def _dataset_key(dataset: ERCDataset) -> str | None:
@@ -233,7 +257,17 @@ def _save_checkpoint(path: str, model: torch.nn.Module, meta: dict[str, Any]) ->
 
 
 def train(dataset: ERCDataset, config: TrainConfig, callback: Callable[[EpochRecord], None] | None = None) -> TrainResult:
-    """Train ``config.backbone`` with SPCL on ``dataset``; select on dev, report test at the best dev epoch."""
+    """Train ``config.backbone`` with SPCL on ``dataset``; select on dev, report test at the best dev epoch.
+
+    ``callback`` runs after every epoch; whatever it raises (``optuna.TrialPruned``) propagates."""
+    return drive(training(dataset, config), callback)
+
+
+def training(dataset: ERCDataset, config: TrainConfig) -> Generator[EpochRecord, None, TrainResult]:
+    """:func:`train` one epoch at a time: yields each epoch's record and returns the :class:`TrainResult`.
+
+    Several runs may be advanced side by side (a trial's seeds in lockstep): each keeps its own random streams
+    (:class:`RngState`), so a run's figures do not depend on what ran beside it."""
     try:
         modalities = canonical_modalities(config.modalities)
     except ValueError as exc:
@@ -339,14 +373,20 @@ def train(dataset: ERCDataset, config: TrainConfig, callback: Callable[[EpochRec
                 _save_checkpoint(config.checkpoint, model, {"epoch": record.epoch, "epoch_base": EPOCH_BASE, "config": config.to_dict()})
         else:
             stale += 1
-        if callback is not None:
-            callback(record)
+        rng = RngState.capture()
+        yield record
+        rng.restore()
         if eff["patience"] is not None and stale >= eff["patience"]:
             break
 
     assert best is not None
     return TrainResult(
-        config={**config.to_dict(), **eff, "modalities": modalities},
+        config={
+            **config.to_dict(),
+            **eff,
+            "modalities": modalities,
+            "method_options": method_options(config.method, config.method_options),
+        },
         best_epoch=best.epoch,
         dev_f1=best.dev_f1,
         dev_acc=best.dev_acc,

@@ -16,7 +16,7 @@ import platform
 import random
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,12 +75,13 @@ class SimulatedTrainer:
     versions: dict[str, str] = field(default_factory=light_versions)
     surrogate: str = ""
 
-    def __call__(self, modalities: str, seed: int, setting: Setting, on_epoch: Callable[[EpochRecord], None]) -> TrainResult:
+    def run(self, modalities: str, seed: int, setting: Setting) -> Generator[EpochRecord, None, TrainResult]:
         peak = BASE.get(modalities, 40.0) - 40 * (setting.cl_threshold - 0.7) ** 2 - 30 * (setting.cl_growth - 1.3) ** 2
-        peak -= sum(10 * (v - 0.5) ** 2 for v in setting.method_options.values())  # other balance methods' settings
+        numbers = {k: v for k, v in setting.method_options.items() if isinstance(v, float)}  # not switches or epochs
+        peak -= sum(10 * (v - 0.5) ** 2 for v in numbers.values())  # other balance methods' settings
         if not setting.use_cl:
             peak -= 3.0 if modalities == "atv" else 1.0
-        options = ":".join(f"{k}={v:.6f}" for k, v in sorted(setting.method_options.items()))
+        options = ":".join(f"{k}={v:.6f}" for k, v in sorted(numbers.items()))
         rng = random.Random(zlib.crc32(f"{modalities}:{seed}:{setting.cl_threshold:.6f}:{setting.cl_growth:.6f}:{options}".encode()))
         history: list[EpochRecord] = []
         for epoch in range(self.epochs):
@@ -91,9 +92,10 @@ class SimulatedTrainer:
                 _inject(self.fault, epoch + 1)
             dev = peak * (1 - 0.5 ** (epoch + 1)) + rng.uniform(-0.5, 0.5)
             take = 1.0 if not setting.use_cl else min(1.0, setting.cl_threshold * setting.cl_growth**epoch)
-            record = EpochRecord(epoch + 1, 0.0, take, 0.0, dev, dev + 2.0, dev - 1.0, dev + 1.0, time.perf_counter() - t0, 0.0, {}, {})
+            threshold = setting.cl_threshold * setting.cl_growth**epoch if setting.use_cl else None
+            record = EpochRecord(epoch + 1, 0.0, take, threshold, dev, dev + 2.0, dev - 1.0, dev + 1.0, time.perf_counter() - t0, 0.0, {}, {})
             history.append(record)
-            on_epoch(record)
+            yield record
         best = max(history, key=lambda r: r.dev_f1)
         return TrainResult(
             config={}, best_epoch=best.epoch, dev_f1=best.dev_f1, dev_acc=best.dev_acc, test_f1=best.test_f1, test_acc=best.test_acc,
@@ -123,7 +125,8 @@ def raising(exc: BaseException) -> Callable[[StudySpec], SimulatedTrainer]:
     """A trainer factory whose trainer raises ``exc`` as soon as it trains."""
 
     class Raising(SimulatedTrainer):
-        def __call__(self, modalities: str, seed: int, setting: Setting, on_epoch: Callable[[EpochRecord], None]) -> TrainResult:
+        def run(self, modalities: str, seed: int, setting: Setting) -> Generator[EpochRecord, None, TrainResult]:
             raise exc
+            yield  # a generator, like every trainer's run()
 
     return lambda spec: Raising(spec.epochs, versions={"optuna": optuna.__version__})

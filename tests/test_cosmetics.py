@@ -15,7 +15,9 @@ from typer.testing import CliRunner
 
 from spcl_search.cli import app
 from spcl_search.reports import figures
+from spcl_search.reports.records import modality_label
 from spcl_search.reports.report import build_report
+from spcl_search.schema.best import GAIN_COLUMNS
 from spcl_search.search.storage import open_storage
 from spcl_search.search.study import open_study
 from spcl_search.search.worker import run_worker
@@ -57,11 +59,14 @@ def test_compare_names_the_method_of_each_row_and_its_own_setting(url):
 def test_the_cli_and_the_html_report_give_the_same_spcl_gain_columns(url):
     study = optuna.load_study(study_name="mmgcn-synthetic-balance", storage=url)
     (table,) = [t for s in build_report(study).sections for t in s.tables if t.caption == "Best trial per modality set"]
-    html_gains = [h for h in table.header if "gain" in h]
+    html_gains = [i for i, h in enumerate(table.header) if "gain" in h]
     result = CliRunner().invoke(app, ["best", "--storage", url, "--study", study.study_name], env={"COLUMNS": "400"})
     header = next(line for line in result.output.splitlines() if "SPCL gain" in line)
-    assert html_gains == ["SPCL gain (dev F1)", "SPCL gain (test F1)"]
-    assert all(h in header for h in html_gains)
+    assert [table.header[i] for i in html_gains] == list(GAIN_COLUMNS) and all(h in header for h in GAIN_COLUMNS)
+    sets = {modality_label(m): m for m in ("atv", "at", "tv", "av")}
+    for row in table.rows:  # the same numbers too
+        line = next(line for line in result.output.splitlines() if f"│ {sets[row[0]]} " in line)
+        assert all(row[i] in line for i in html_gains), (row, line)
 
 
 def test_an_empty_studys_report_gives_its_budget_not_zero_of_zero(url):

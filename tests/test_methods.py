@@ -15,7 +15,7 @@ from spcl_search.errors import ConfigError
 from spcl_search.methods import make_method, method_options
 from spcl_search.methods.base import dominance, plain_loss, unimodal_loss
 from spcl_search.methods.mmpareto import MMPareto, min_norm_weight
-from spcl_search.methods.ogm_ge import OGMGE, ogm_coefficients
+from spcl_search.methods.ogm_ge import OGMGE
 from spcl_search.methods.opm import OPM, drop_probabilities
 from spcl_search.spcl import SPCLConfig
 
@@ -37,12 +37,6 @@ def _grads(model) -> dict[str, torch.Tensor]:
 def test_dominance_is_the_two_modality_ratio_and_measures_three_against_the_weakest():
     assert dominance({"a": 3.0, "t": 1.5}) == {"a": 2.0, "t": 1.0}
     assert dominance({"a": 2.0, "t": 4.0, "v": 1.0}) == {"a": 2.0, "t": 4.0, "v": 1.0}
-
-
-def test_ogm_coefficient_is_one_minus_tanh_of_alpha_times_the_excess_ratio():
-    k = ogm_coefficients({"a": 3.0, "t": 1.0}, alpha=0.5)
-    assert k["a"] == pytest.approx(1 - math.tanh(0.5 * (3.0 - 1.0)))
-    assert k["t"] == 1.0
 
 
 def test_ogm_scales_the_encoder_weight_gradients_and_nothing_else():
@@ -141,9 +135,9 @@ def test_agreeing_gradients_weigh_one_half_each():
 
 
 def test_method_options_take_defaults_and_refuse_unknown_keys():
-    assert method_options("ogm_ge") == {"alpha": 0.3}
+    assert method_options("mmpareto") == {"gamma": 1.5}
     assert method_options("opm", {"alpha": 2}) == {"alpha": 2.0, "q_base": 0.5, "p_exe": 0.7}
-    with pytest.raises(ConfigError, match="--method ogm_ge: unknown option\\(s\\) beta; it takes alpha"):
+    with pytest.raises(ConfigError, match="--method ogm_ge: unknown option\\(s\\) beta; it takes alpha, smooth, modulation_starts, modulation_ends"):
         method_options("ogm_ge", {"beta": 1.0})
     with pytest.raises(ConfigError, match="--method 'sgd': choose one of spcl, none, ogm_ge, opm, mmpareto"):
         method_options("sgd")

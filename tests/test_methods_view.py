@@ -93,7 +93,7 @@ def test_compare_csv_writes_every_table_compare_prints(storage, tmp_path):
     names = sorted(s.study_name for s in _studies(storage))
     result = CliRunner().invoke(app, ["compare", *names, "--storage", storage, "--csv", str(out)], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cmp-best.csv", "cmp-methods.csv", "cmp.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cmp-answers.csv", "cmp-best.csv", "cmp-methods.csv", "cmp.csv"]
     methods = list(csv.DictReader((tmp_path / "cmp-methods.csv").open()))
     shown = {r.method: r for r in method_rows(_studies(storage))}
     assert [r["method"] for r in methods] == list(shown) == ["none", "spcl", "ogm_ge", "opm"]
@@ -101,3 +101,25 @@ def test_compare_csv_writes_every_table_compare_prints(storage, tmp_path):
     best = list(csv.reader((tmp_path / "cmp-best.csv").open()))
     assert len(best) >= 2 and all(cell in result.output for cell in best[0] if cell)  # the printed table's header
     assert next(csv.reader(out.open()))[:2] == ["study", "backbone"]  # the gain table (no bi-modal sets here: header only)
+    answers = list(csv.DictReader((tmp_path / "cmp-answers.csv").open()))
+    assert {r["study"] for r in answers} == set(names) and all(r["verdict"] for r in answers)  # the answers table
+
+
+def test_a_fixed_method_option_reaches_training_and_is_recorded_with_each_trial(tmp_path):
+    rdb = open_storage(f"sqlite:///{tmp_path / 'smooth.db'}", heartbeat_interval=1, grace_period=3)
+    request = {"backbone": "mmgcn", "method": "ogm_ge", "method_options": {"smooth": True}, "epochs": 2, "n_trials": 2, "sampler": "random"}
+    opened = open_study(rdb, request)
+    seen = []
+
+    class Spy(simulated.SimulatedTrainer):
+        def run(self, modalities, seed, setting):
+            seen.append(setting.method_options)
+            return (yield from super().run(modalities, seed, setting))
+
+    run_worker(rdb, opened.spec.name, trainer=lambda spec: Spy(spec.epochs))
+    trials = optuna.load_study(study_name=opened.spec.name, storage=rdb).trials
+    assert [s["smooth"] for s in seen] == [True, True]
+    for trial in trials:
+        assert TrialRecord.of(trial).method_options == {"alpha": trial.params["alpha"], "smooth": True, "modulation_starts": 0, "modulation_ends": None}
+    (row,) = method_rows([optuna.load_study(study_name=opened.spec.name, storage=rdb)])
+    assert row.setting.endswith(" smooth=true")

@@ -26,7 +26,8 @@ def storage(tmp_path_factory):
     """A search study over two modality sets, trained by workers with the simulated trainer (with baselines)."""
     url = f"sqlite:///{tmp_path_factory.mktemp('best') / 'best.db'}"
     rdb = open_storage(url, heartbeat_interval=1, grace_period=3)
-    open_study(rdb, {"backbone": "mmgcn", "epochs": 2, "n_trials": 10, "modalities": "atv,tv", "baseline": True, "sampler": "random"})
+    open_study(rdb, {"backbone": "mmgcn", "epochs": 2, "n_trials": 10, "modalities": "atv,tv", "baseline": True, "sampler": "random",
+                         "pruner": "none"})  # every set gets complete trials, whatever the random draws
     run_worker(rdb, STUDY, trainer=simulated.factory())
     return url
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import optuna
 import pytest
 import simulated
 from typer.testing import CliRunner
@@ -124,3 +125,13 @@ def test_run_takes_the_precision_into_the_study_spec(tmp_path):
     status = _cli("status", "--json", cwd=tmp_path)
     (st,) = json.loads(status.stdout)
     assert st["precision"] == "bf16"
+
+
+def test_run_takes_a_fixed_method_option_into_the_study_spec(tmp_path):
+    url = f"sqlite:///{tmp_path / 'opts.db'}"
+    args = ["run", "--backbone", "mmgcn", "--method", "ogm_ge", "--method-option", "smooth=true", "--workers", "0", "--storage", url]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rdb = open_storage(url, heartbeat_interval=None)
+    study = optuna.load_study(study_name="mmgcn-synthetic-ogm_ge-search", storage=rdb)
+    assert study.user_attrs["spec"]["method_options"] == {"smooth": True}

@@ -196,6 +196,19 @@ def test_an_spcl_study_file_run_with_another_method_keeps_only_what_applies():
     assert spec.method == "ogm_ge" and set(spec.space) == {"alpha"}
 
 
+def test_a_methods_fixed_options_are_parsed_checked_and_stored():
+    spec = specs.build(specs.requested_fields(backbone="mmgcn", method="ogm_ge", method_option=["smooth=true", "modulation_ends=9"]))
+    assert spec.method_options == {"smooth": True, "modulation_ends": 9}
+    assert specs.from_dict(spec.to_dict()).method_options == spec.method_options
+
+
+def test_a_bad_fixed_option_is_refused_naming_it():
+    with pytest.raises(ConfigError, match="^--method ogm_ge: option smooth must be true or false, got 2$"):
+        specs.build({"backbone": "mmgcn", "method": "ogm_ge", "method_options": {"smooth": 2}})
+    with pytest.raises(ConfigError, match="^method_options.alpha is searched \\(space.alpha\\); fix it in one place only$"):
+        specs.build({"backbone": "mmgcn", "method": "ogm_ge", "method_options": {"alpha": 0.5}})
+
+
 def test_the_papers_warm_start_is_for_spcl_only():
     with pytest.raises(ConfigError, match="--warm-start paper: the paper's settings are SPCL's; method mmpareto has none"):
         specs.build({"backbone": "mmgcn", "method": "mmpareto", "warm_start": "paper"})

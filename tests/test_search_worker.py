@@ -11,7 +11,9 @@ import simulated
 from optuna.trial import TrialState
 
 from spcl_search.errors import ConfigError
+from spcl_search.search.objectives import Setting
 from spcl_search.search.storage import open_storage
+from spcl_search.search.study import stored_spec
 from spcl_search.search.worker import WorkerOptions
 from spcl_search.search.worker import run_worker as _run_worker
 
@@ -102,9 +104,21 @@ def test_several_seeds_average_and_record_each(rdb):
     run_worker(rdb, requested=_cheap(n_trials=1, seeds=[0, 1]))
     (trial,) = _study(rdb, "mmgcn-synthetic-search").trials
     per_seed = trial.user_attrs["per_seed_atv"]
-    assert len(per_seed) == 2
+    assert [p["seed"] for p in per_seed] == [0, 1]
     assert trial.value == pytest.approx(sum(p["dev_f1"] for p in per_seed) / 2, abs=1e-5)
-    assert sorted(trial.intermediate_values) == list(range(6))
+
+
+def test_the_pruner_sees_the_mean_over_seeds_at_each_epoch(rdb):
+    """Seeds train in lockstep: step e is epoch e, its value the seeds' mean dev F1 at that epoch."""
+    run_worker(rdb, requested=_cheap(n_trials=1, seeds=[0, 1], epochs=3))
+    (trial,) = _study(rdb, "mmgcn-synthetic-search").trials
+    spec = stored_spec(_study(rdb, "mmgcn-synthetic-search"))
+    trainer = simulated.SimulatedTrainer(3)
+    setting = Setting(("atv",), trial.params["cl_threshold"], trial.params["cl_growth"])
+    curves = [[r.dev_f1 for r in trainer.run("atv", seed, setting)] for seed in spec.seeds]
+    assert sorted(trial.intermediate_values) == [0, 1, 2]
+    for epoch, value in trial.intermediate_values.items():
+        assert value == pytest.approx((curves[0][epoch] + curves[1][epoch]) / 2, abs=1e-9)
 
 
 def test_timeout_stops_the_worker_before_new_trials(rdb):
@@ -186,8 +200,8 @@ def test_real_training_trials_train_at_the_studys_precision(rdb, monkeypatch):
     import spcl_search.train as training
 
     seen = []
-    real = training.train
-    monkeypatch.setattr(training, "train", lambda data, config, **kw: seen.append(config.precision) or real(data, config, **kw))
+    real = training.training
+    monkeypatch.setattr(training, "training", lambda data, config: seen.append(config.precision) or real(data, config))
     _run_worker(rdb, options=WorkerOptions(threads=1, device="cpu"),
                 requested={"backbone": "late_fusion", "epochs": 1, "n_trials": 1, "precision": "bf16"})
     (trial,) = _study(rdb, "late_fusion-synthetic-search").trials

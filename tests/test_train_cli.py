@@ -75,16 +75,23 @@ def test_an_unknown_precision_is_one_line_naming_the_option(_train):
 
 def test_method_and_its_options_are_recorded(_train, tmp_path):
     out = tmp_path / "run.json"
-    proc = _train("--method", "ogm_ge", "--method-option", "alpha=0.5", "--json", str(out))
+    proc = _train("--method", "ogm_ge", "--method-option", "alpha=0.5", "--method-option", "smooth=true", "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     config = json.loads(out.read_text())["config"]
-    assert config["method"] == "ogm_ge" and config["method_options"] == {"alpha": 0.5}
+    assert config["method"] == "ogm_ge"
+    assert config["method_options"] == {"alpha": 0.5, "smooth": True, "modulation_starts": 0, "modulation_ends": None}
 
 
 def test_an_unknown_method_is_one_line_naming_the_option(_train):
     proc = _train("--method", "gradblend")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: --method 'gradblend': choose one of spcl, none, ogm_ge, opm, mmpareto"]
+
+
+def test_an_ill_typed_option_is_one_line_naming_it(_train):
+    proc = _train("--method", "ogm_ge", "--method-option", "smooth=2")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: --method ogm_ge: option smooth must be true or false, got 2"]
 
 
 def test_an_option_the_method_does_not_have_is_named(_train):

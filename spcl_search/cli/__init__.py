@@ -44,7 +44,7 @@ def _root(
 
 
 #: sub-modules that register commands on ``app`` (imported in this order; a missing one is an ImportError)
-COMMAND_MODULES = ("data", "train", "search", "report")
+COMMAND_MODULES = ("data", "train", "search", "confirm", "report")
 
 
 def _register() -> None:

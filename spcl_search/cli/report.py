@@ -52,10 +52,11 @@ def report(
         require_browser(fmt)
     from spcl_search.reports.methods import sibling_studies
     from spcl_search.reports.study import open_storage
+    from spcl_search.search.confirm import confirmation_of
 
     opened = open_storage(storage)
     loaded = load_study(study, opened)
-    built = build_report(loaded, importance, siblings=sibling_studies(opened, loaded))
+    built = build_report(loaded, importance, siblings=sibling_studies(opened, loaded), confirmation=confirmation_of(opened, loaded))
     page = write_html(built, out)
     console.print(f"report: {page}  ({len(built.figures)} figures)", highlight=False)
     _track_report(loaded, track, page)
@@ -106,9 +107,12 @@ def dashboard(
 
     opened = open_storage(storage)
     studies = [load_study(name, opened) for name in ([study] if study is not None else list_studies(opened))]
-    for loaded in studies if push else []:
-        ids = push_report(loaded, build_report(loaded, importance))
-        console.print(f"pushed {len(ids)} figures and a note to study {loaded.study_name!r}", highlight=False)
+    if push:
+        from spcl_search.search.confirm import confirmation_of
+
+        for loaded in studies:
+            ids = push_report(loaded, build_report(loaded, importance, confirmation=confirmation_of(opened, loaded)))
+            console.print(f"pushed {len(ids)} figures and a note to study {loaded.study_name!r}", highlight=False)
     # the dashboard's own importance plot warns on every request of a small study
     warnings.simplefilter("ignore", UserWarning)
     # Ctrl-C stops the server even where the parent ignored SIGINT (an ignored signal is inherited)
@@ -189,7 +193,24 @@ def compare(
     if len({study_info(s).method for s in loaded}) > 1:
         tables["methods"] = methods_csv(_print_methods(out, loaded))
 
-    header, body = paper_table([b for s in loaded for b in best_settings(s)])
+    from spcl_search.search.confirm import confirmation_of
+
+    answers = [b for s in loaded for b in best_settings(s, confirmation_of(opened, s))]
+    if answers:
+        table = Table(title="Answer per study and modality set (mean ± std over the seeds; differences paired on shared seeds, 95% CI)")
+        columns = ("study", "set", "setting", "stage", "dev w-F1", "test w-F1", "vs baseline (dev)", "verdict")
+        for col in columns:
+            table.add_column(col)
+        cells = [
+            [a.study, a.modalities, a.setting, a.stage, _pm(a.dev_f1, a.dev_f1_std), _pm(a.test_f1, a.test_f1_std),
+             "-" if a.vs_baseline is None else a.vs_baseline.interval(), a.verdict]
+            for a in answers
+        ]  # fmt: skip
+        for row in cells:
+            table.add_row(*map(escape, row))
+        out.print(table)
+        tables["answers"] = csv_text(columns, cells)
+    header, body = paper_table(answers)
     if body:
         tables["best"] = csv_text(header, body)
     if body:
@@ -202,6 +223,10 @@ def compare(
     if csv_out is not None:
         written = [write_atomic(table_path(csv_out, name), text) for name, text in tables.items()]
         console.print(f"csv: {', '.join(map(str, written))}", highlight=False)
+
+
+def _pm(mean: float | None, std: float | None) -> str:
+    return "-" if mean is None else f"{mean:.2f}" + ("" if std is None else f" ± {std:.2f}")
 
 
 def _print_methods(out: Console, studies: list[Any]) -> list[Any]:

@@ -105,7 +105,9 @@ def _status_table(status: StudyStatus, elapsed: float | None = None) -> Table:
             best += f"  [{status.pareto_size} trial(s) on the Pareto front]"
     else:
         best = "-"
-    table.add_row("best so far", best)
+    table.add_row("best so far", escape(best))
+    for answer in status.answers:
+        table.add_row("answer", escape(answer))
     if elapsed is not None or status.mean_trial_seconds is not None:
         when = [] if elapsed is None else [f"elapsed {_duration(elapsed)}"]
         if status.done:
@@ -250,6 +252,18 @@ def run(
     space: Annotated[
         list[str] | None, typer.Option("--space", help="Search range NAME=LOW:HIGH[:log|:step=S] or NAME=A,B,C (repeatable).")
     ] = None,
+    method_option: Annotated[
+        list[str] | None,
+        typer.Option("--method-option", help="A fixed (not searched) option of the method, KEY=VALUE (repeatable), e.g. smooth=true."),
+    ] = None,
+    race: Annotated[
+        bool | None,
+        typer.Option(
+            "--race/--no-race",
+            help="Race settings over the seeds (default 0-4): a setting gets the next seed only while it is not significantly worse "
+            "than the incumbent on the seeds both have (spec [race]).",
+        ),
+    ] = None,
     storage: Storage = None,
     workers: Annotated[
         int | None,
@@ -301,6 +315,8 @@ def run(
         baseline=baseline,
         space=space,
         track=track,
+        method_option=method_option,
+        race=None if race is None else {"enabled": race},
     )
     _check_data(requested.get("data"), requested.get("dataset"))
     requested = _named_after_data(requested)
@@ -362,10 +378,17 @@ def run(
     if failed and not final.done:
         last = failed[0].tail(1).strip() or f"exit code {failed[0].returncode}"
         raise SpclSearchError(f"worker #{failed[0].slot.index} stopped: {last.removeprefix('error: ')} (log: {failed[0].log})")
-    rows = best_settings(optuna.load_study(study_name=spec.name, storage=reader))
+    from spcl_search.search.confirm import CONFIRMS_ATTR, confirmation_of
+
+    shown = optuna.load_study(study_name=spec.name, storage=reader)
+    parent = shown.user_attrs.get(CONFIRMS_ATTR)
+    if parent:  # a confirmation study: its answer is its parent's
+        shown = optuna.load_study(study_name=parent, storage=reader)
+    rows = best_settings(shown, confirmation_of(reader, shown))
     if rows:
         detail = _detail_table(rows)
         _out(detail).print(detail)
+        _print_verdicts(rows)
     if final.done:
         console.print(f"study {spec.name!r} finished its budget of {final.n_trials} trials (`spcl-search best` shows the table)")
     else:
@@ -577,11 +600,19 @@ def best(
     study: Annotated[list[str] | None, typer.Option("--study", help="Study name (repeatable) (default: every study).")] = None,
     storage: Storage = None,
     json_out: JsonOut = False,
+    command: Annotated[
+        bool, typer.Option("--command", help="Print, per modality set, the spcl-search train line that reproduces the chosen trial.")
+    ] = False,
+    toml: Annotated[
+        Path | None,
+        typer.Option("--toml", help="Write the chosen setting as a study spec (a file; a folder when several rows are chosen)."),
+    ] = None,
 ) -> None:
-    """Best SPCL setting per modality set, laid out like the paper's table (cl_growth/cl_threshold)."""
+    """Best setting per modality set with its uncertainty (paired on shared seeds), laid out like the paper's table."""
     import optuna
 
     from spcl_search.schema.best import best_settings
+    from spcl_search.search.confirm import confirmation_of, is_confirmation
     from spcl_search.search.storage import list_studies, open_storage, study_exists
 
     rdb = open_storage(storage, heartbeat_interval=None, must_exist=True)
@@ -589,17 +620,47 @@ def best(
     for name in names:
         if not study_exists(rdb, name):
             raise ConfigError(f"no study {name!r} in {_masked(rdb.url)}; run `spcl-search status` to list them")
-    rows = [row for name in names for row in best_settings(optuna.load_study(study_name=name, storage=rdb))]
+    loaded = [optuna.load_study(study_name=name, storage=rdb) for name in names]
+    if not study:  # every study: a confirmation is shown as its parent's answer
+        loaded = [s for s in loaded if not is_confirmation(s)]
+    rows = [row for s in loaded for row in best_settings(s, confirmation_of(rdb, s))]
     if json_out:
         print(json.dumps([r.to_dict() for r in rows], indent=2, default=str))
         return
     if not rows:
         console.print("no complete trials yet")
         return
+    if command or toml is not None:
+        _reproduce(rdb, rows, command, toml)
+        return
     tables = (_paper_table(rows), _detail_table(rows))
     out = _out(*tables)
     for table in tables:
         out.print(table)
+    _print_verdicts(rows)
+
+
+def _reproduce(rdb: Any, rows: list[BestSetting], command: bool, toml: Path | None) -> None:
+    """``best --command`` / ``--toml``: what reproduces each chosen trial."""
+    import optuna
+
+    from spcl_search.schema.reproduce import shell_line, spec_fragment, train_command
+    from spcl_search.search.study import stored_spec
+
+    if toml is not None and len(rows) > 1 and toml.suffix == ".toml":
+        raise ConfigError(f"--toml {toml}: {len(rows)} settings are chosen; give a folder (or one --study with one modality set)")
+    for r in rows:
+        source = optuna.load_study(study_name=r.source, storage=rdb)
+        spec, trial = stored_spec(source), next(t for t in source.get_trials(deepcopy=False) if t.number == r.trial)
+        if command:
+            print(f"# {r.study} {r.modalities}: trial {r.trial} of {r.source}, dev F1 {r.dev_f1:.4f} ({r.stage})")
+            print(shell_line(train_command(spec, trial, r.modalities)))
+        if toml is not None:
+            path = toml / f"{r.study}-{r.modalities}.toml" if len(rows) > 1 or toml.is_dir() else toml
+            from spcl_search.reports.html import write_atomic
+
+            write_atomic(path, spec_fragment(spec, trial, r.modalities, f"{r.study}-best-{r.modalities}"))
+            console.print(f"wrote {path}", highlight=False)
 
 
 def _paper_table(rows: list[BestSetting]) -> Table:
@@ -615,23 +676,38 @@ def _paper_table(rows: list[BestSetting]) -> Table:
     return table
 
 
+def _pm(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.2f}" + ("" if std is None else f" ± {std:.2f}")
+
+
 def _detail_table(rows: list[BestSetting]) -> Table:
-    table = Table(title="details (F1 = weighted-F1 %, test at the best dev epoch)", title_justify="left")
-    columns = ("study", "modalities", "trial", "params", "dev F1", "test F1", "no-SPCL dev F1", "no-SPCL test F1")
-    for col in (*columns, "SPCL gain (dev F1)", "SPCL gain (test F1)"):
+    from spcl_search.schema.best import GAIN_COLUMNS, gain_cells
+
+    table = Table(title="details (F1 = weighted-F1 %, mean ± std over the seeds; test at the best dev epoch)", title_justify="left")
+    columns = ("study", "modalities", "trial", "params", "seeds", "dev F1", "test F1", "no-SPCL dev F1", "no-SPCL test F1")
+    for col in (*columns, *GAIN_COLUMNS):
         table.add_column(col, overflow="fold")  # wrapped, never cut
     for r in rows:
-        gain_test = None if r.test_f1 is None or r.baseline_test_f1 is None else r.test_f1 - r.baseline_test_f1
         table.add_row(
-            r.study,
+            escape(r.study if r.source == r.study else f"{r.study} (confirmed in {r.source})"),
             r.modalities,
             str(r.trial),
-            _params(r.params),
-            f"{r.dev_f1:.2f}",
-            "-" if r.test_f1 is None else f"{r.test_f1:.2f}",
+            escape(_params(r.params)),
+            str(len(r.seeds) or 1),
+            _pm(r.dev_f1, r.dev_f1_std),
+            _pm(r.test_f1, r.test_f1_std),
             "-" if r.baseline_dev_f1 is None else f"{r.baseline_dev_f1:.2f}",
             "-" if r.baseline_test_f1 is None else f"{r.baseline_test_f1:.2f}",
-            "-" if r.spcl_gain_dev is None else f"{r.spcl_gain_dev:+.2f}",
-            "-" if gain_test is None else f"{gain_test:+.2f}",
+            *gain_cells(r),
         )
     return table
+
+
+def _print_verdicts(rows: list[BestSetting]) -> None:
+    """One line per answer: how it was reached and what it beats."""
+    for r in rows:
+        console.print(f"{r.study} {r.modalities} {r.setting}: {r.stage}; {r.verdict}", highlight=False, markup=False)
+    for name in dict.fromkeys(r.study for r in rows if not r.confirmed):
+        console.print(f"confirm {name} on fresh seeds: spcl-search confirm --study {name}", highlight=False, markup=False)

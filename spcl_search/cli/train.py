@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -16,7 +17,8 @@ from rich.table import Table
 from backbones.defaults import RUN, SPCL
 from spcl_search.cli import app
 from spcl_search.errors import ConfigError
-from spcl_search.tracking import parse_target, require, training_tracker
+from spcl_search.results import EPOCH_BASE
+from spcl_search.tracking import RunTracker, parse_target, require, training_tracker
 
 console = Console()
 
@@ -58,7 +60,9 @@ def train(
     method_option: Annotated[
         list[str] | None,
         typer.Option(
-            "--method-option", help="A method option KEY=VALUE (repeatable): ogm_ge alpha; opm alpha, q_base, p_exe; mmpareto gamma."
+            "--method-option",
+            help="A method option KEY=VALUE (repeatable): ogm_ge alpha, smooth=true|false, modulation_starts/modulation_ends "
+            "(epochs); opm alpha, q_base, p_exe; mmpareto gamma.",
         ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs [default: the form's protocol].")] = None,
@@ -70,6 +74,14 @@ def train(
         int | None, typer.Option(help="Stop after this many epochs without a better dev F1 [default: the form's; 0: never].")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (model init, batch order).")] = RUN["seed"],
+    seeds: Annotated[
+        str | None,
+        typer.Option("--seeds", help="Comma list of seeds, e.g. 0,1,2: trains each and prints each plus mean ± std (replaces --seed)."),
+    ] = None,
+    model_option: Annotated[
+        list[str] | None,
+        typer.Option("--model-option", help="A backbone constructor option KEY=VALUE (repeatable), e.g. dropout=0.3, hidden=128."),
+    ] = None,
     dev_fraction: Annotated[float, typer.Option(help="Dev fraction of train dialogues when the file has no validVid.")] = 0.1,
     device: Annotated[str, typer.Option(help="auto (CUDA if available), cpu, cuda or cuda:N.")] = "auto",
     threads: Annotated[int | None, typer.Option(help="torch CPU threads [default: torch's].")] = None,
@@ -95,6 +107,8 @@ def train(
         raise ConfigError(f"--variant {variant!r}: choose one of {', '.join(VARIANTS)}")
     if reference_arithmetic and variant != "spcl":
         raise ConfigError("--reference-arithmetic applies to --variant spcl only")
+    seed_list = _seed_list(seeds, seed)
+    model = {**_model_options(model_option or []), **({"reference_arithmetic": True} if reference_arithmetic else {})}
     config = TrainConfig(
         backbone=backbone,
         variant=variant,
@@ -112,7 +126,7 @@ def train(
         standardise=standardise,
         method=method,
         method_options=_method_options(method_option or []),
-        model={"reference_arithmetic": True} if reference_arithmetic else {},
+        model=model,
         spcl=SPCLConfig(
             enabled=not no_cl,
             threshold=cl_threshold,
@@ -128,8 +142,8 @@ def train(
     target = parse_target(track)
     require(target)
     ds = load_dataset(dataset, dev_fraction=dev_fraction)  # every option is checked by now
-    tags = {"backbone": backbone, "form": variant, "method": "none" if no_cl else method, "dataset": ds.name, "seed": str(seed)}
-    tracked = training_tracker(target, f"{backbone} {modalities} on {ds.name}", tags) if target is not None else None
+    tags = {"backbone": backbone, "form": variant, "method": "none" if no_cl else method, "dataset": ds.name}
+    tracked: RunTracker | None = None
 
     progress = Progress(
         TextColumn("[bold]epoch"),
@@ -140,23 +154,31 @@ def train(
         console=console,
     )
     total = effective_protocol(config, ds.name)["epochs"]
+    results = []
     with progress:
-        task = progress.add_task("train", total=total, stats="")
+        task = progress.add_task("train", total=total * len(seed_list), stats="")
 
         def on_epoch(r) -> None:
             progress.update(
                 task,
                 advance=1,
-                stats=f"loss {r.train_loss:.3f}  take {r.take_rate:.0%}"
+                stats=(f"seed {config.seed}  " if len(seed_list) > 1 else "")
+                + f"loss {r.train_loss:.3f}  take {r.take_rate:.0%}"
                 + ("" if r.threshold is None else f"  thr {r.threshold:.2f}")
                 + f"  dev F1 {r.dev_f1:.2f}  ({r.seconds:.1f}s)",
             )
             if tracked is not None:
                 tracked.epoch(config.modalities, r.epoch, r)
 
-        result = run_training(ds, config, callback=on_epoch)
-    if tracked is not None:
-        tracked.finish_training(result)
+        for s in seed_list:
+            config = replace(config, seed=s)
+            if target is not None:  # one tracked run per seed
+                tracked = training_tracker(target, f"{backbone} {modalities} on {ds.name}, seed {s}", {**tags, "seed": str(s)})
+            result = run_training(ds, config, callback=on_epoch)
+            results.append(result)
+            progress.update(task, completed=total * len(results))  # a run stopped early leaves no gap
+            if tracked is not None:
+                tracked.finish_training(result)
 
     surrogate = ds.info.get("surrogate") or []
     if ds.name == "synthetic":
@@ -167,39 +189,97 @@ def train(
         tag = ""
     title = f"{backbone} ({variant} form) {result.config['modalities']} on {ds.name}{tag}"
     table = Table(title=title)
-    for col in ("split", "weighted-F1 %", "accuracy %"):
-        table.add_column(col, justify="right" if col != "split" else "left")
-    table.add_row(f"dev (best: epoch {result.best_epoch} of {len(result.history)})", f"{result.dev_f1:.2f}", f"{result.dev_acc:.2f}")
-    table.add_row("test (at best dev epoch)", f"{result.test_f1:.2f}", f"{result.test_acc:.2f}")
+    if len(results) == 1:
+        for col in ("split", "weighted-F1 %", "accuracy %"):
+            table.add_column(col, justify="right" if col != "split" else "left")
+        table.add_row(f"dev (best: epoch {result.best_epoch} of {len(result.history)})", f"{result.dev_f1:.2f}", f"{result.dev_acc:.2f}")
+        table.add_row("test (at best dev epoch)", f"{result.test_f1:.2f}", f"{result.test_acc:.2f}")
+    else:
+        for col in ("seed", "best epoch", "dev w-F1 %", "test w-F1 % (at best dev epoch)", "dev acc %", "test acc %"):
+            table.add_column(col, justify="right")
+        for s, r in zip(seed_list, results):
+            table.add_row(
+                str(s),
+                f"{r.best_epoch} of {len(r.history)}",
+                f"{r.dev_f1:.2f}",
+                f"{r.test_f1:.2f}",
+                f"{r.dev_acc:.2f}",
+                f"{r.test_acc:.2f}",
+            )
+        summary = seeds_summary(results)
+        table.add_row(
+            "mean ± std",
+            "-",
+            *(f"{summary['mean'][k]:.2f} ± {summary['std'][k]:.2f}" for k in ("dev_f1", "test_f1", "dev_acc", "test_acc")),
+        )
     console.print(table)
     if method == "spcl" and not no_cl:
         cl = f"SPCL cl_threshold {cl_threshold} cl_growth {cl_growth} normalise {cl_normalise} score {cl_score}"
     else:
         opts = result.config.get("method_options") or {}
         cl = "no balance method" if method in ("spcl", "none") else f"method {method} " + " ".join(f"{k} {v}" for k, v in opts.items())
+    seconds = sum(r.seconds_per_epoch for r in results) / len(results)
     console.print(
-        f"{cl}; {len(result.history)} epochs, {result.seconds_per_epoch:.2f} s/epoch on {result.device}; seed {seed}"
+        f"{cl}; {len(result.history)} epochs, {seconds:.2f} s/epoch on {result.device}; "
+        + (f"seed {seed_list[0]}" if len(seed_list) == 1 else f"seeds {','.join(map(str, seed_list))}")
         + ("; standardised features" if standardise else "")
         + (f"; {precision} autocast" if precision != "fp32" else "")
         + ("; reference arithmetic" if reference_arithmetic else "")
     )
     if json_out is not None:
-        _write_atomic(json_out, json.dumps(result.to_dict(), indent=2, default=str))
+        payload = (
+            results[0].to_dict()
+            if len(results) == 1
+            else {"seeds": seed_list, "epoch_base": EPOCH_BASE, **seeds_summary(results), "runs": [r.to_dict() for r in results]}
+        )
+        _write_atomic(json_out, json.dumps(payload, indent=2, default=str))
         console.print(f"wrote {json_out}")
 
 
-def _method_options(items: list[str]) -> dict[str, float]:
-    """``["alpha=0.5", ...]`` -> ``{"alpha": 0.5}`` (one-line errors naming the option)."""
-    out = {}
+def seeds_summary(results: list) -> dict[str, dict[str, float]]:
+    """``{"mean": {...}, "std": {...}}`` of dev/test weighted-F1 and accuracy over the seeds' runs (std: sample)."""
+    from spcl_search.stats import mean_std
+
+    keys = ("dev_f1", "test_f1", "dev_acc", "test_acc")
+    spread = {k: mean_std([getattr(r, k) for r in results]) for k in keys}
+    return {"mean": {k: float(v[0] or 0.0) for k, v in spread.items()}, "std": {k: v[1] or 0.0 for k, v in spread.items()}}
+
+
+def _seed_list(seeds: str | None, seed: int) -> list[int]:
+    """``--seeds 0,1,2`` as a list (else ``[--seed]``); one-line errors naming the option."""
+    if seeds is None:
+        if seed < 0:
+            raise ConfigError(f"--seed must be >= 0, got {seed}")
+        return [seed]
+    try:
+        out = [int(x) for x in seeds.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds {seeds!r}: give a comma list of integers such as 0,1,2") from None
+    if not out or any(x < 0 for x in out) or len(set(out)) != len(out):
+        raise ConfigError(f"--seeds {seeds!r}: give distinct integers >= 0 such as 0,1,2")
+    return out
+
+
+def _model_options(items: list[str]) -> dict[str, object]:
+    """``["dropout=0.3", "hidden=128"]`` -> ``{"dropout": 0.3, "hidden": 128}`` (JSON values: numbers, true/false,
+    strings); one-line errors naming the option."""
+    out: dict[str, object] = {}
     for item in items:
         key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--model-option {item!r}: use KEY=VALUE, e.g. dropout=0.3")
         try:
-            if not sep or not key.strip():
-                raise ValueError
-            out[key.strip()] = float(value)
+            out[key.strip()] = json.loads(value)
         except ValueError:
-            raise ConfigError(f"--method-option {item!r}: use KEY=NUMBER, e.g. alpha=0.5") from None
+            out[key.strip()] = value
     return out
+
+
+def _method_options(items: list[str]) -> dict[str, Any]:
+    """``["alpha=0.5", "smooth=true"]`` -> ``{"alpha": 0.5, "smooth": True}`` (one-line errors naming the option)."""
+    from spcl_search.schema.method_options import parse_option
+
+    return dict(parse_option(item) for item in items)
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -4,7 +4,8 @@
 ``ogm_ge`` (gradient modulation, :mod:`~spcl_search.methods.ogm_ge`), ``opm`` (feature dropping,
 :mod:`~spcl_search.methods.opm`) and ``mmpareto`` (Pareto-combined unimodal losses,
 :mod:`~spcl_search.methods.mmpareto`). Each has its options with defaults (:data:`OPTIONS`) and the ranges a
-study searches (:data:`SPACES`); :func:`make_method` builds one for the training loop.
+study searches (:data:`SPACES`), checked by :func:`~spcl_search.schema.method_options.method_options` (no torch,
+so a study spec is checked before any worker starts); :func:`make_method` builds one for the training loop.
 """
 
 from __future__ import annotations
@@ -15,38 +16,11 @@ from typing import Any
 from backbones.defaults import DEFAULT_METHOD, METHOD_OPTIONS, METHOD_SPACES, METHODS
 from spcl_search.errors import ConfigError
 from spcl_search.methods.base import BalanceMethod
+from spcl_search.schema.method_options import check_method, method_options
 from spcl_search.spcl import SPCLConfig
 
 #: the methods, their options' defaults and their search ranges live in the one defaults table
 OPTIONS, SPACES = METHOD_OPTIONS, METHOD_SPACES
-
-
-def check_method(name: str) -> str:
-    """``name`` if it is a known method, else ConfigError naming the choices."""
-    if name not in METHODS:
-        raise ConfigError(f"--method {name!r}: choose one of {', '.join(METHODS)}")
-    return name
-
-
-def method_options(name: str, given: Mapping[str, Any] | None = None) -> dict[str, float]:
-    """The method's options: its defaults overridden by ``given`` (unknown or non-numeric ones refused)."""
-    defaults = OPTIONS[check_method(name)]
-    given = dict(given or {})
-    unknown = set(given) - set(defaults)
-    if unknown:
-        allowed = ", ".join(defaults) or "none"
-        raise ConfigError(f"--method {name}: unknown option(s) {', '.join(sorted(unknown))}; it takes {allowed}")
-    out = {}
-    for key, default in defaults.items():
-        value = given.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"--method {name}: option {key} must be a number, got {value!r}")
-        out[key] = float(value)
-    if name == "opm" and not (0 <= out["q_base"] <= 1 and 0 <= out["p_exe"] <= 1):
-        raise ConfigError(f"--method opm: q_base and p_exe are probabilities in [0, 1], got {out['q_base']} and {out['p_exe']}")
-    if any(v < 0 for v in out.values()):
-        raise ConfigError(f"--method {name}: options must be >= 0, got {out}")
-    return out
 
 
 def make_method(name: str, options: Mapping[str, Any] | None, spcl: SPCLConfig, modalities: str) -> BalanceMethod:
@@ -66,7 +40,7 @@ def make_method(name: str, options: Mapping[str, Any] | None, spcl: SPCLConfig, 
     if len(modalities) < 2:
         raise ConfigError(f"--method {name}: balancing needs at least two modalities, got {modalities!r}")
     if name == "ogm_ge":
-        return OGMGE(alpha=opts["alpha"])
+        return OGMGE(opts["alpha"], smooth=opts["smooth"], starts=opts["modulation_starts"], ends=opts["modulation_ends"])
     if name == "opm":
         return OPM(alpha=opts["alpha"], q_base=opts["q_base"], p_exe=opts["p_exe"])
     return MMPareto(gamma=opts["gamma"])

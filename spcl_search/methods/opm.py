@@ -5,8 +5,12 @@ probability of the true label) the dominant modality gets a drop probability
 
     r_m = tanh(relu(ratio_m - 1)),   q_m = clip(q_base * (1 + alpha * r_m), 0, 1) if r_m > 0 else 0,
 
-with ``ratio_m = score_m / min_m' score_m'`` (:func:`~spcl_search.methods.base.dominance`; the two-modality
-rule unchanged, three modalities measured against the weakest). With probability ``p_exe`` the step drops:
+with ``ratio_m = score_m / min_m' score_m'`` (:func:`~spcl_search.methods.base.dominance`). With two
+modalities this is GeWu-Lab/BalanceBenchmark's ``balancemm/trainer/OPM_trainer.py`` (``score_m`` over the other
+score). With three it is not: BalanceBenchmark divides ``score_m`` by the *sum* of the other two scores, so a
+modality gets a drop probability only when it outscores the other two together (rarely, with three
+comparable modalities); here it is measured against the weakest, as OGM-GE's three-modality rule there does,
+so every modality ahead of the weakest is dropped now and then. With probability ``p_exe`` the step drops:
 each utterance keeps modality ``m``'s encoder output with probability ``1 - q_m`` (``batch.feature_scale``,
 rescaled by ``1 / (1 - theta)``, ``theta`` the mean drop probability: the encoders' outputs have equal
 widths here), and utterances that lost every modality leave the loss. The joint loss of that second,

@@ -1,8 +1,8 @@
 """``compare --csv``: every table compare prints, one CSV file per table.
 
 ``--csv gain.csv`` writes the gain table to ``gain.csv`` (as it always did), the method view (when compare shows
-it) to ``gain-methods.csv`` and the best settings in the paper's layout to ``gain-best.csv``. Numbers are written
-unrounded beyond 4 decimals, missing values as empty cells.
+it) to ``gain-methods.csv``, the answers per study to ``gain-answers.csv`` and the best settings in the paper's
+layout to ``gain-best.csv``. Numbers are rounded to 4 decimals, missing values are empty cells.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Plotly figures of a study: Pareto front, gain, history, SPCL landscape, timeline.
+"""Plotly figures of a study: Pareto front, gain, history, SPCL landscape, learning curves, timeline.
 
 Each function returns a :class:`plotly.graph_objects.Figure` whose title names what it shows, or
 raises :class:`NotApplicable` with a sentence for the page when the study cannot fill it.
@@ -18,6 +18,7 @@ from plotly.subplots import make_subplots
 
 from spcl_search.reports import records
 from spcl_search.reports.gain import GainRow
+from spcl_search.schema.records import SetResult, TrialRecord
 
 WITHOUT_COLOUR = "#9e9e9e"
 WITH_COLOUR = "#1f77b4"
@@ -219,4 +220,70 @@ def timeline(study: optuna.Study) -> go.Figure:
         warnings.simplefilter("ignore")
         fig = optuna.visualization.plot_timeline(study)
     fig.update_layout(title_text=f"Timeline of {len(trials)} trials")
+    return fig
+
+
+CURVES = (("dev_f1_curve", "dev weighted-F1 (%)"), ("take_rate_curve", "take rate"), ("threshold_curve", "SPCL threshold"))
+
+
+def _threshold_curve(trial: FrozenTrial, result: SetResult) -> list[float] | None:
+    """The trial's threshold per epoch: recorded, else (older trials) the SPCL schedule from its params."""
+    if result.threshold_curve is not None:
+        return list(result.threshold_curve)
+    t0, growth = trial.params.get(records.THRESHOLD_PARAM), trial.params.get(records.GROWTH_PARAM)
+    if records.is_baseline(trial) or t0 is None or growth is None or not result.dev_f1_curve:
+        return None
+    return [float(t0) * float(growth) ** e for e in range(len(result.dev_f1_curve))]
+
+
+def learning_curves(
+    study: optuna.Study, modalities: str, chosen: tuple[str, int] | None, confirmation: optuna.Study | None = None
+) -> go.Figure:
+    """Per epoch, for every finished trial on ``modalities`` (its first seed): dev F1, take rate and threshold;
+    the ``chosen`` trial (study name, number) highlighted, the confirmation's trials dashed, the baseline dotted black."""
+    groups = [(study, False)] + ([(confirmation, True)] if confirmation is not None else [])
+    drawn = []
+    for source, confirming in groups:
+        for t in source.get_trials(deepcopy=False):
+            result = TrialRecord.of(t).sets.get(modalities)
+            if t.state.is_finished() and result is not None and result.dev_f1_curve:
+                drawn.append((t, result, confirming, (source.study_name, t.number) == chosen))
+    if not drawn:
+        raise NotApplicable(f"No trial on {modalities} recorded its learning curves yet.")
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.05, subplot_titles=[label for _, label in CURVES])
+    shown: set[str] = set()
+    for t, result, confirming, best in sorted(drawn, key=lambda d: (d[2], d[3])):  # the chosen one drawn last, on top
+        baseline = records.is_baseline(t)
+        if baseline:
+            group, style = ("baseline (no curriculum)", {"color": "black", "width": 2, "dash": "dot"})
+        elif best:
+            group, style = ("chosen", {"color": "#d62728", "width": 3})
+        elif confirming:
+            group, style = ("confirmation trials", {"color": WITH_COLOUR, "width": 2, "dash": "dash"})
+        else:
+            group, style = ("search trials", {"color": WITHOUT_COLOUR, "width": 1})
+        name = f"{'confirm ' if confirming else ''}trial {t.number}" + (f" ({records.spcl_setting(t)})" if not baseline else " (baseline)")
+        for row, (key, _) in enumerate(CURVES, start=1):
+            values = _threshold_curve(t, result) if key == "threshold_curve" else getattr(result, key)
+            if not values:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=list(range(1, len(values) + 1)),
+                    y=list(values),
+                    mode="lines",
+                    line=style,
+                    name=name if group in ("chosen", "baseline (no curriculum)") else group,
+                    legendgroup=group,
+                    showlegend=row == 1 and (group not in shown or group in ("chosen", "baseline (no curriculum)")),
+                    hovertemplate=f"{name}<br>epoch %{{x}}: %{{y:.3f}}<extra></extra>",
+                ),
+                row=row,
+                col=1,
+            )
+        shown.add(group)
+    fig.update_xaxes(title_text="epoch (1-based)", row=3, col=1, dtick=1)
+    fig.update_layout(
+        title_text=f"Learning curves on {records.modality_label(modalities)} ({len(drawn)} trials, first seed of each)", height=900
+    )
     return fig

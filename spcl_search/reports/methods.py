@@ -76,7 +76,7 @@ def method_row(study: optuna.Study) -> MethodRow:
         study=info.name,
         n_trials=len(complete),
         trial=None if best is None else best.number,
-        setting="-" if best is None else method_setting(info.method, dict(best.params)),
+        setting="-" if best is None or record is None else method_setting(info.method, dict(best.params), record.method_options),
         dev_f1=dev,
         dev_f1_std=dev_std,
         test_f1=test,
@@ -111,6 +111,8 @@ def sibling_studies(storage: optuna.storages.BaseStorage, study: optuna.Study) -
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         other = optuna.load_study(study_name=summary.study_name, storage=storage)
         o = study_info(other)
+        if other.user_attrs.get("confirms"):  # a confirmation study belongs to its parent, not beside it
+            continue
         if (o.backbone, o.variant, o.dataset, o.kind) == (info.backbone, info.variant, info.dataset, info.kind):
             out.append(other)
     return out

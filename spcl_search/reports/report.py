@@ -17,7 +17,7 @@ from spcl_search.reports import figures, records
 from spcl_search.reports.gain import GainRow, gain_rows
 from spcl_search.reports.importance import make_evaluator, param_importances
 from spcl_search.reports.methods import method_box, method_rows
-from spcl_search.schema.best import BestSetting, best_settings, paper_table
+from spcl_search.schema.best import GAIN_COLUMNS, BestSetting, best_settings, gain_cells, paper_table
 
 
 @dataclass(frozen=True)
@@ -124,8 +124,7 @@ def _best_section(rows: list[BestSetting]) -> Section:
             _num(r.test_acc),
             _num(r.baseline_dev_f1),
             _num(r.baseline_test_f1),
-            _num(r.spcl_gain_dev, True),
-            _num(None if r.test_f1 is None or r.baseline_test_f1 is None else r.test_f1 - r.baseline_test_f1, True),
+            *gain_cells(r),
             str(r.n_trials),
         ]
         for r in rows
@@ -142,8 +141,7 @@ def _best_section(rows: list[BestSetting]) -> Section:
                 "test acc",
                 "no-SPCL dev F1",
                 "no-SPCL test F1",
-                "SPCL gain (dev F1)",
-                "SPCL gain (test F1)",
+                *GAIN_COLUMNS,
                 "trials",
             ],
             detail,
@@ -151,6 +149,70 @@ def _best_section(rows: list[BestSetting]) -> Section:
     )
     if not any(r.baseline_dev_f1 is not None for r in rows):
         section.notices.append("No no-SPCL baseline trial (use_cl False): baseline columns are empty.")
+    return section
+
+
+def _answer_section(rows: list[BestSetting], study: optuna.Study) -> Section:
+    """The study's answer per modality set, with its seeds, spread, paired differences and verdict."""
+    section = Section("answer", "Answer: the setting to use, and how sure it is")
+    baselines = [t.number for t in records.baseline_trials(study.get_trials(deepcopy=False))]
+    if baselines:
+        section.notices.append(
+            f"Trial(s) {', '.join(map(str, baselines))} are the no-curriculum baseline (user attr use_cl = false): never an answer; "
+            "their cl_threshold/cl_growth are placeholders (the space's top corner) for the sampler."
+        )
+    if not rows:
+        section.notices.append("No complete trial yet: no answer to give.")
+        return section
+    section.text = (
+        "Chosen on dev weighted-F1: among the confirmation's trials (the study's top settings trained again on fresh "
+        "seeds beside the baseline) once spcl-search confirm has run, else among the search's trials, which makes the "
+        "figure a maximum of noisy values (optimistic). Differences are paired on the seeds both trials share, with a "
+        "95% t interval (and the Wilcoxon signed-rank p-value from 6 seeds on)."
+    )
+    section.tables.append(
+        Table(
+            "Answer per modality set",
+            ["modalities", "setting", "stage", "seeds", "dev F1", "test F1", "vs baseline (dev)", "vs runner-up (dev)", "verdict"],
+            [
+                [
+                    records.modality_label(r.modalities),
+                    r.setting,
+                    r.stage,
+                    ", ".join(map(str, r.seeds)) or "-",
+                    _pm(r.dev_f1, r.dev_f1_std),
+                    _pm(r.test_f1, r.test_f1_std),
+                    "-" if r.vs_baseline is None else r.vs_baseline.interval(),
+                    "-" if r.vs_runner_up is None else f"{r.vs_runner_up.interval()} vs {r.runner_up_setting}",
+                    r.verdict,
+                ]
+                for r in rows
+            ],
+        )
+    )
+    if not any(r.confirmed for r in rows):
+        section.notices.append(
+            f"Unconfirmed: run spcl-search confirm --study {rows[0].study} to train the top settings again on fresh seeds."
+        )
+    return section
+
+
+def _pm(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.2f}" + ("" if std is None else f" +- {std:.2f}")
+
+
+def _curves_section(study: optuna.Study, rows: list[BestSetting], confirmation: optuna.Study | None) -> Section:
+    section = Section("curves", "Learning curves: dev F1, take rate and threshold per epoch")
+    section.text = "Each trial's first seed; the chosen trial in red, the confirmation's trials dashed, the no-curriculum baseline dotted."
+    chosen = {r.modalities: (r.source, r.trial) for r in rows}
+
+    def curves(m: str) -> Callable[[], go.Figure]:
+        return lambda: figures.learning_curves(study, m, chosen.get(m), confirmation)
+
+    for m in list(chosen) or [records.TRI_MODAL]:
+        _fill(section, f"curves-{m}", curves(m))
     return section
 
 
@@ -256,13 +318,19 @@ def _methods_section(studies: list[optuna.Study]) -> Section:
     return section
 
 
-def build_report(study: optuna.Study, importance: str = "ped-anova", siblings: list[optuna.Study] | None = None) -> Report:
+def build_report(
+    study: optuna.Study,
+    importance: str = "ped-anova",
+    siblings: list[optuna.Study] | None = None,
+    confirmation: optuna.Study | None = None,
+) -> Report:
     """Collect every section of the report on ``study``; ``siblings`` (the studies of other balance methods on
-    the same backbone, form, dataset and kind, ``study`` included) fill the method view."""
+    the same backbone, form, dataset and kind, ``study`` included) fill the method view; ``confirmation`` (the
+    study's confirmation study) gives the confirmed answer."""
     info = records.study_info(study)
     gains = gain_rows(study)
-    best = best_settings(study)
-    sections = [_summary_section(info, study), _best_section(best), _gain_section(gains)]
+    best = best_settings(study, confirmation)
+    sections = [_summary_section(info, study), _answer_section(best, study), _best_section(best), _gain_section(gains)]
     sections.append(_methods_section(siblings or [study]))
 
     pareto = Section("pareto", "Pareto front: tri-modal dev F1 vs gain")
@@ -274,6 +342,8 @@ def build_report(study: optuna.Study, importance: str = "ped-anova", siblings: l
     landscape = Section("landscape", "SPCL landscape: cl_threshold x cl_growth")
     _fill(landscape, "landscape", lambda: figures.threshold_growth(study))
     sections.append(landscape)
+
+    sections.append(_curves_section(study, best, confirmation))
 
     history = Section("history", "Optimisation history")
     _fill(history, "history", lambda: figures.optimization_history(study))

@@ -45,6 +45,9 @@ class SetResult:
     epochs: int | None = None
     dev_f1_curve: list[float] | None = None
     take_rate_curve: list[float] | None = None
+    #: the SPCL threshold at each epoch (first seed); None without SPCL
+    threshold_curve: list[float] | None = None
+    #: with several seeds, one entry per seed: ``seed``, ``dev_f1``, ``test_f1``, ``best_epoch``
     per_seed: list[dict[str, Any]] | None = None
 
 
@@ -58,11 +61,23 @@ class TrialRecord:
     variant: str | None = None
     #: the balance method this trial trained with (``none`` for a baseline; older trials: ``None``, SPCL's)
     method: str | None = None
+    #: every option of that method the trial trained with, searched, fixed or default (``None`` for SPCL and
+    #: none, and for trials stored before it was recorded: those of OGM-GE used ``rho - 1``, the smooth variant)
+    method_options: dict[str, Any] | None = None
     #: forward-pass arithmetic, ``fp32`` or ``bf16`` (older trials: ``None``, fp32)
     precision: str | None = None
     use_cl: bool = True
     seed: int | None = None
     seeds: list[int] | None = None
+    #: a raced trial: how many of ``seeds`` it trained before it finished or was stopped
+    seeds_reached: int | None = None
+    #: the effective training settings of its runs (lr, weight_decay, batch_size, epochs, patience, clip_grad_norm,
+    #: standardise, precision, model): what ``best --command`` prints
+    protocol: dict[str, Any] | None = None
+    #: torch CPU threads of the worker that trained it
+    threads: int | None = None
+    #: a trial of a confirmation study: the number of the search trial whose setting it trains again
+    confirms: int | None = None
     device: str | None = None
     versions: dict[str, str] | None = None
     data_surrogate: str | None = None
@@ -126,6 +141,23 @@ class TrialRecord:
     def trained(self) -> list[str]:
         """The modality sets this trial has a dev F1 for, in the paper's order."""
         return sort_modalities(m for m, r in self.sets.items() if r.dev_f1 is not None)
+
+    def seed_values(self, modalities: str, name: str = "dev_f1") -> dict[int, float]:
+        """Seed -> figure (``dev_f1`` or ``test_f1``) on ``modalities``: what paired comparisons pair on. A trial
+        of one seed has its own figure; per-seed entries without a ``seed`` (older trials) take ``seeds``' order."""
+        result = self.sets.get(modalities)
+        if result is None:
+            return {}
+        seeds = list(self.seeds or ([self.seed] if self.seed is not None else [0]))
+        if result.per_seed:
+            out = {}
+            for i, entry in enumerate(result.per_seed):
+                seed = entry.get("seed", seeds[i] if i < len(seeds) else i)
+                if entry.get(name) is not None:
+                    out[int(seed)] = float(entry[name])
+            return out
+        value = getattr(result, name, None)
+        return {} if value is None else {int(seeds[0]): float(value)}
 
     def metric(self, name: str, modalities: str) -> float | None:
         """A per-set figure such as ``metric("test_f1", "atv")`` as a float, or None if not recorded."""

@@ -38,11 +38,19 @@ from backbones.defaults import (
 )
 from spcl_search.errors import ConfigError
 from spcl_search.schema.limits import LIMITS
+from spcl_search.schema.method_options import method_options, parse_option
 from spcl_search.schema.track import parse_target
 
 KINDS = ("search", "balance")
 SAMPLERS = ("tpe", "nsga2", "random")
 PRUNERS = ("none", "median", "hyperband")
+#: racing (spec ``[race]``): its switches and their defaults. ``alpha``: a setting stops when the one-sided
+#: test says it is worse than the incumbent at this level; ``test``: ``t`` (paired t with the study's pooled
+#: seed-to-seed spread, from one seed on) or ``wilcoxon`` (Optuna's WilcoxonPruner, for many seeds)
+RACE_DEFAULTS: dict[str, Any] = {"enabled": False, "alpha": 0.1, "test": "t"}
+RACE_TESTS = ("t", "wilcoxon")
+#: the seeds a racing study draws on when none are given
+RACE_SEEDS = (0, 1, 2, 3, 4)
 #: tunable parameters and whether they are integers: the methods' own (SPCL's cl_threshold/cl_growth, OGM-GE's
 #: alpha, OPM's alpha/q_base/p_exe, MMPareto's gamma) and the training ones any study may add
 METHOD_PARAMS: dict[str, tuple[str, ...]] = {method: tuple(space) for method, space in METHOD_SPACES.items()}
@@ -130,11 +138,20 @@ class StudySpec:
     pruner_options: dict[str, Any] = field(default_factory=dict)
     warm_start: str = "none"
     baseline: bool = False
+    #: the method's fixed options, not searched (OGM-GE's ``smooth``, its window); the rest take their defaults
+    method_options: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     spcl: dict[str, Any] = field(default_factory=dict)
+    #: racing over the seeds (``RACE_DEFAULTS``); empty or ``enabled = false``: every trial trains every seed
+    race: dict[str, Any] = field(default_factory=dict)
     #: experiment tracking of the trials (``mlflow`` or ``mlflow:URI``; empty: none), a runtime setting like ``data``
     track: str = ""
+
+    @property
+    def racing(self) -> bool:
+        """Whether trials race over the seeds (a setting gets the next seed only while it is not worse than the incumbent)."""
+        return bool(self.race.get("enabled"))
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -389,6 +406,15 @@ def _table(
     return parse
 
 
+def _check_race(key: str, value: Any, what: str) -> None:
+    if key == "enabled" and not isinstance(value, bool):
+        raise ConfigError(f"{what} must be true or false, got {value!r}")
+    if key == "alpha" and not 0 < _number(value, what) < 1:
+        raise ConfigError(f"{what} must lie strictly between 0 and 1, got {value!r}")
+    if key == "test" and value not in RACE_TESTS:
+        raise ConfigError(f"{what} must be one of {', '.join(RACE_TESTS)}, got {value!r}")
+
+
 def _data(value: Any, where: str) -> str | None:
     del where
     return None if value is None else str(value)
@@ -420,9 +446,11 @@ FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "pruner_options": _table("pruner_options"),
     "warm_start": _warm_start,
     "baseline": lambda value, where: bool(value),
+    "method_options": _table("method_options"),
     "train": _table("train", TRAIN_KEYS, _check_train),
     "model": _table("model", check=_check_model),
     "spcl": _table("spcl", SPCL_KEYS, _check_spcl),
+    "race": _table("race", tuple(RACE_DEFAULTS), _check_race),
     "track": _track,
 }
 assert set(FIELDS) == {f.name for f in fields(StudySpec)}, "every StudySpec field needs a parser"
@@ -557,19 +585,26 @@ def parse_space_option(text: str) -> tuple[str, dict[str, Any]]:
 def requested_fields(spec_file: str | Path | None = None, **options: Any) -> Request:
     """Spec fields asked for: those of ``spec_file`` overridden by the options that are not None.
 
-    ``space`` options (a list of ``--space`` strings) are merged into the file's space per parameter.
+    ``space`` options (a list of ``--space`` strings) are merged into the file's space per parameter, and
+    ``method_option`` ones (``KEY=VALUE`` strings) into its ``method_options`` per option.
     """
     out: dict[str, Any] = dict(load_file(spec_file, options.get("kind"))) if spec_file else {}
     space_opts = options.pop("space", None) or []
+    option_opts = options.pop("method_option", None) or []
+    race = options.pop("race", None)
     given = {key: value for key, value in options.items() if value is not None}
     if set(given) - set(FIELDS):
         Request(given, where="options")  # a ConfigError naming the unknown fields
     for key, value in given.items():  # an error names the option: "--seeds: seeds must be ..."
         out[key] = FIELDS[key](value, "--" + key.replace("_", "-"))
+    if race is not None:
+        out["race"] = {**out.get("race", {}), **race}
     if space_opts:
         asked = dict(parse_space_option(text) for text in space_opts)
         _space(asked, "--space")
         out["space"] = {**out.get("space", {}), **asked}
+    if option_opts:
+        out["method_options"] = {**out.get("method_options", {}), **dict(parse_option(text) for text in option_opts)}
     return Request(out, where="options")
 
 
@@ -589,6 +624,12 @@ def build(requested: Mapping[str, Any]) -> StudySpec:
     asked = {k: v for k, v in req.get("space", {}).items() if method == "spcl" or k not in METHOD_PARAMS["spcl"]}
     merged = {**base, **req, "space": {**base["space"], **asked}, "train": {**base["train"], **req.get("train", {})}}
     merged["name"] = merged.get("name") or req.study_name
+    if merged.get("race", {}).get("enabled"):
+        merged["race"] = {**RACE_DEFAULTS, **merged["race"]}
+        if "seeds" not in req:
+            merged["seeds"] = RACE_SEEDS
+        if "pruner" not in req:
+            merged["pruner"] = "none"  # the race is the pruning
     spec = StudySpec(**merged)
     validate(spec)
     return spec
@@ -611,6 +652,10 @@ def validate(spec: StudySpec) -> None:
         raise ConfigError(
             f"space.{stray[0]} is not a setting of method {spec.method}; its settings are {', '.join(METHOD_PARAMS[spec.method]) or 'none'}"
         )
+    method_options(spec.method, spec.method_options)  # ConfigError naming the bad option
+    searched = sorted(set(spec.method_options) & set(spec.space))
+    if searched:
+        raise ConfigError(f"method_options.{searched[0]} is searched (space.{searched[0]}); fix it in one place only")
     if spec.method == "spcl":
         threshold, growth = spec.space["cl_threshold"], spec.space["cl_growth"]
         if threshold.choices is None and threshold.bounds[0] <= 0:
@@ -619,6 +664,13 @@ def validate(spec: StudySpec) -> None:
             raise ConfigError("space.cl_growth.low must be >= 1 (the threshold only grows)")
     elif spec.warm_start != "none":
         raise ConfigError(f"--warm-start {spec.warm_start}: the paper's settings are SPCL's; method {spec.method} has none to start from")
+    if spec.racing:
+        if spec.kind != "search":
+            raise ConfigError("racing applies to search studies (one objective); a balance study trains every seed of every trial")
+        if len(spec.seeds) < 2:
+            raise ConfigError(f"racing needs several seeds to race over, got seeds {list(spec.seeds)}; give e.g. --seeds 0,1,2,3,4")
+        if spec.pruner != "none":
+            raise ConfigError(f"racing stops settings by itself; drop pruner {spec.pruner!r} (or set it to none) to race")
     if spec.pruner_options and spec.pruner == "none":
         raise ConfigError('pruner_options given but pruner = "none"')
     if spec.pruner_options:
@@ -688,6 +740,10 @@ def conflicts(stored: StudySpec, requested: Mapping[str, Any]) -> dict[str, tupl
                 have = stored.space.get(name)
                 if have != rng:
                     out[f"space.{name}"] = (_canon(have), _canon(rng))
+        elif key == "race":
+            race_have, race_want = {**RACE_DEFAULTS, **stored.race}, {**RACE_DEFAULTS, **value}
+            if _canon(race_have) != _canon(race_want):
+                out[key] = (_canon(race_have), _canon(race_want))
         elif _canon(getattr(stored, key)) != _canon(value):
             out[key] = (_canon(getattr(stored, key)), _canon(value))
     return out

@@ -12,21 +12,21 @@ if TYPE_CHECKING:  # the schema imports this module to check pruner options: no 
     from spcl_search.schema.spec import StudySpec
 
 
-def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
-    """``tpe`` (constant liar, so parallel workers spread out), ``nsga2`` or ``random``; unseeded, so
-    workers do not all draw the same points."""
+def make_sampler(spec: StudySpec, seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """``tpe`` (constant liar, so parallel workers spread out), ``nsga2`` or ``random``; unseeded (``seed``: for
+    replays such as benchmarks/search_quality.py), so workers do not all draw the same points."""
     if spec.sampler == "random":
-        return optuna.samplers.RandomSampler()
+        return optuna.samplers.RandomSampler(seed=seed)
     if spec.sampler == "nsga2":
         population = max(4, min(50, spec.n_trials // 5))
-        return optuna.samplers.NSGAIISampler(population_size=population)
+        return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
     startup = max(3, min(10, spec.n_trials // 5))
-    return optuna.samplers.TPESampler(n_startup_trials=startup, constant_liar=True)
+    return optuna.samplers.TPESampler(n_startup_trials=startup, constant_liar=True, seed=seed)
 
 
 def max_resource(spec: StudySpec) -> int:
-    """Intermediate values a trial reports: one per epoch and seed."""
-    return spec.epochs * len(spec.seeds)
+    """Intermediate values a trial reports: one per epoch (with several seeds, their mean at that epoch)."""
+    return spec.epochs
 
 
 def first_prunable_step(spec: StudySpec) -> int:
@@ -40,7 +40,12 @@ def first_prunable_step(spec: StudySpec) -> int:
 
 
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    """``median`` (warm-up of a fifth of the epochs), ``hyperband`` (resource = epochs x seeds) or none."""
+    """``median`` (warm-up of a fifth of the epochs), ``hyperband`` (resource = epochs) or none; a racing spec's
+    pruner races settings over the seeds (:mod:`spcl_search.search.racing`)."""
+    if spec.racing:
+        from spcl_search.search.racing import make_racing_pruner
+
+        return make_racing_pruner(spec.race)
     opts = dict(spec.pruner_options)
     try:
         if spec.pruner == "median":

@@ -6,7 +6,7 @@ Workers take it for the few milliseconds in which they create a study or reserve
 * PostgreSQL: a session advisory lock (``pg_advisory_lock``) on a key derived from the study name; it
   is released when the holder's connection closes, so a killed worker never leaves it held.
 * SQLite: ``flock`` on ``<database>.lock`` next to the database file (SQLite is for one machine).
-* Anything else (in-memory SQLite): a lock within this process.
+* Anything else (in-memory SQLite, Optuna's InMemoryStorage): a lock within this process.
 * Through a storage proxy (``grpc://``): a lease the proxy grants, which takes the database's lock above
   (:mod:`spcl_search.search.proxy_server`).
 
@@ -108,6 +108,8 @@ def study_lock(storage: StudyStorage, study_name: str) -> contextlib.AbstractCon
 def database_lock(storage: optuna.storages.RDBStorage, study_name: str) -> contextlib.AbstractContextManager[None]:
     """The database's own lock of ``study_name`` (in-place retries untouched: the proxy takes it in one thread
     and may release it in another)."""
+    if not isinstance(storage, optuna.storages.RDBStorage):  # Optuna's in-memory storage (replays, tests): one process
+        return _local_lock(f"{id(storage)}:{study_name}")
     backend = storage.engine.dialect.name
     if backend == "postgresql":
         return _pg_lock(storage, study_name)

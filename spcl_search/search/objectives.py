@@ -5,17 +5,22 @@
 * ``balance``: two objectives for one SPCL setting and seed: the tri-modal dev F1 and the gain, the
   tri-modal dev F1 minus the best bi-modal dev F1 (atv, at, av and tv are all trained).
 
-Every trial records a :class:`~spcl_search.schema.records.TrialRecord`; test F1 is recorded, never
-optimised. With several seeds, figures are means over the seeds (``per_seed_<m>`` keeps each).
+Every setting of a study is trained on the same seeds (the spec's), so settings are compared on shared seeds
+(common random numbers). With several seeds a trial's figures are means over them (``per_seed_<m>`` keeps
+each), and its seeds train in lockstep: the value reported to the pruner at epoch e is the mean over the
+seeds at epoch e. A racing study (spec ``race``) trains a setting one seed at a time instead, reports each
+seed's dev F1 as the step named by the seed, and its pruner (:mod:`spcl_search.search.racing`) stops the
+setting once it is significantly worse than the incumbent on the seeds both have.
 
-The trainer is anything that satisfies :class:`Trainer`: :func:`real_trainer` runs
-:func:`spcl_search.train.train`; tests and benchmarks inject a simulated one (``tests/simulated.py``).
+Every trial records a :class:`~spcl_search.schema.records.TrialRecord`; test F1 is recorded, never
+optimised. The trainer is anything that satisfies :class:`Trainer`: :func:`real_trainer` runs
+:func:`spcl_search.train.training`; tests and benchmarks inject a simulated one (``tests/simulated.py``).
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -23,6 +28,7 @@ import optuna
 
 from backbones.defaults import SPCL as SPCL_DEFAULTS
 from spcl_search.results import EPOCH_BASE, EpochRecord, TrainResult
+from spcl_search.schema.method_options import method_options
 from spcl_search.schema.records import SetResult, TrialRecord
 from spcl_search.schema.spec import BIMODAL, METHOD_PARAMS, TRI_MODAL, StudySpec
 from spcl_search.search import optuna_internals as internals
@@ -35,27 +41,29 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Setting:
     """What one trial trains: the SPCL setting (``cl_threshold``, ``cl_growth``; off for a baseline), another
-    method's options (``method_options``, e.g. OGM-GE's ``alpha``), the other searched values (lr, dropout,
-    hidden) and the modality sets. ``use_cl = False`` is the baseline: no balance method at all."""
+    method's options (``method_options``: the searched ones, e.g. OGM-GE's ``alpha``, over the spec's fixed
+    ones), the other searched values (lr, dropout, hidden) and the modality sets. ``use_cl = False`` is the
+    baseline: no balance method at all."""
 
     modalities: tuple[str, ...]
     cl_threshold: float
     cl_growth: float
     use_cl: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
-    method_options: dict[str, float] = field(default_factory=dict)
+    method_options: dict[str, Any] = field(default_factory=dict)
 
 
 class Trainer(Protocol):
-    """Trains one modality set with one seed; ``device`` and ``versions`` are known before training, so
-    that pruned and failed trials record them too. ``on_epoch`` may raise ``optuna.TrialPruned``."""
+    """Trains one modality set with one seed, one epoch at a time: :meth:`run` yields each epoch's record
+    and returns the :class:`TrainResult` (the objective may stop it after any epoch). ``device`` and
+    ``versions`` are known before training, so that pruned and failed trials record them too."""
 
     device: str
     versions: Mapping[str, str]
     #: modalities whose features are surrogate/synthetic (from the data file's meta), e.g. "av"
     surrogate: str
 
-    def __call__(self, modalities: str, seed: int, setting: Setting, on_epoch: Callable[[EpochRecord], None]) -> TrainResult: ...
+    def run(self, modalities: str, seed: int, setting: Setting) -> Generator[EpochRecord, None, TrainResult]: ...
 
 
 #: builds the trainer of a study (``run_worker(trainer=...)``, ``$SPCL_SEARCH_TRAINER``)
@@ -64,13 +72,17 @@ TrainerFactory = Callable[[StudySpec], Trainer]
 
 @dataclass(frozen=True)
 class TrialProgress:
-    """Where a running trial is: epoch ``epoch`` of ``epochs`` (counted from 1) of training ``modalities`` with
-    seed number ``seed_index`` (of ``n_seeds``), set ``set_index`` of ``n_sets``; ``record``: that epoch's figures."""
+    """Where a running trial is: epoch ``epoch`` of ``epochs`` (counted from 1) of training ``modalities`` (set
+    ``set_index`` of ``n_sets``) with ``seed``, one of ``running`` seeds trained side by side (of the spec's
+    ``n_seeds``; a racing study runs them one at a time); ``record``: that epoch's figures."""
 
     modalities: str
     set_index: int
     n_sets: int
-    seed_index: int
+    seed: int
+    #: ``seed``'s place among the spec's seeds, from 1
+    seed_number: int
+    running: int
     n_seeds: int
     epoch: int
     epochs: int
@@ -81,15 +93,13 @@ class TrialProgress:
         return self.record.dev_f1
 
     @property
-    def step(self) -> int:
-        """The epoch counted over this set's seeds (seed 2's first epoch follows seed 1's last), from 1."""
-        return self.seed_index * self.epochs + self.epoch
-
-    @property
     def part(self) -> str:
-        """``atv``, or ``at (set 2/4), seed 2/3`` when the trial trains several sets or seeds."""
+        """``atv``, or ``at (set 2/4), 3 seeds`` (side by side) / ``atv, seed 2/3`` (racing, one at a time) when the
+        trial trains several sets or seeds."""
         out = self.modalities + (f" (set {self.set_index + 1}/{self.n_sets})" if self.n_sets > 1 else "")
-        return out + (f", seed {self.seed_index + 1}/{self.n_seeds}" if self.n_seeds > 1 else "")
+        if self.n_seeds > 1:
+            out += f", {self.running} seeds" if self.running > 1 else f", seed {self.seed_number}/{self.n_seeds}"
+        return out
 
 
 def suggest(trial: optuna.Trial, spec: StudySpec) -> Setting:
@@ -109,7 +119,8 @@ def suggest(trial: optuna.Trial, spec: StudySpec) -> Setting:
         modalities = (trial.suggest_categorical("modalities", list(spec.modalities)),)
     else:
         modalities = (spec.modalities[0],)
-    options = {name: float(values.pop(name)) for name in METHOD_PARAMS[spec.method] if name not in ("cl_threshold", "cl_growth")}
+    searched = {name: float(values.pop(name)) for name in METHOD_PARAMS[spec.method] if name not in ("cl_threshold", "cl_growth")}
+    options = {**spec.method_options, **searched}
     cl_threshold = float(values.pop("cl_threshold", SPCL_DEFAULTS["cl_threshold"]))
     cl_growth = float(values.pop("cl_growth", SPCL_DEFAULTS["cl_growth"]))
     return Setting(modalities, cl_threshold, cl_growth, bool(trial.user_attrs.get("use_cl", True)), values, options)
@@ -126,9 +137,9 @@ class RealTrainer:
     surrogate: str = ""
     threads: int | None = None
 
-    def __call__(self, modalities: str, seed: int, setting: Setting, on_epoch: Callable[[EpochRecord], None]) -> TrainResult:
+    def run(self, modalities: str, seed: int, setting: Setting) -> Generator[EpochRecord, None, TrainResult]:
         from spcl_search.spcl import SPCLConfig
-        from spcl_search.train import TrainConfig, train
+        from spcl_search.train import TrainConfig, training
 
         extra = dict(setting.extra)
         train_kwargs = {**self.spec.train}
@@ -149,7 +160,7 @@ class RealTrainer:
             model={**self.spec.model, **extra},
             **train_kwargs,
         )
-        return train(self.dataset, config, callback=on_epoch)
+        return training(self.dataset, config)
 
 
 def real_trainer(spec: StudySpec, dataset: ERCDataset, device: str = "auto", threads: int | None = None) -> RealTrainer:
@@ -162,12 +173,20 @@ def real_trainer(spec: StudySpec, dataset: ERCDataset, device: str = "auto", thr
 
 # ----------------------------------------------------------------------------------------- objective
 
+#: the effective training settings a trial records (``protocol``), from its first run's config: what
+#: ``spcl-search best --command`` needs to reproduce it
+PROTOCOL_KEYS = ("lr", "weight_decay", "batch_size", "epochs", "patience", "clip_grad_norm", "standardise", "precision", "model")
+
 
 def _mean(values: Sequence[float]) -> float:
     return float(statistics.fmean(values))
 
 
-def _result(runs: list[TrainResult]) -> SetResult:
+def _protocol(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: config[k] for k in PROTOCOL_KEYS if k in config}
+
+
+def _result(runs: list[TrainResult], seeds: Sequence[int]) -> SetResult:
     """The figures of one modality set: means over seeds, curves of the first seed."""
     first = runs[0]
     return SetResult(
@@ -181,21 +200,35 @@ def _result(runs: list[TrainResult]) -> SetResult:
         epochs=len(first.history),
         dev_f1_curve=[round(e.dev_f1, 4) for e in first.history],
         take_rate_curve=[round(e.take_rate, 4) for e in first.history],
-        per_seed=[{"dev_f1": r.dev_f1, "test_f1": r.test_f1, "best_epoch": r.best_epoch} for r in runs] if len(runs) > 1 else None,
+        threshold_curve=_thresholds(first.history),
+        per_seed=[{"seed": int(s), "dev_f1": r.dev_f1, "test_f1": r.test_f1, "best_epoch": r.best_epoch} for s, r in zip(seeds, runs)]
+        if len(runs) > 1
+        else None,
     )
 
 
-def _partial(epochs: list[EpochRecord]) -> SetResult:
-    """The figures of a pruned trial: its best dev epoch so far."""
-    best = max(epochs, key=lambda e: e.dev_f1)
+def _thresholds(history: Sequence[EpochRecord]) -> list[float] | None:
+    values = [e.threshold for e in history]
+    return None if any(v is None for v in values) else [round(float(v), 5) for v in values if v is not None]
+
+
+def _partial(seen: list[list[EpochRecord]], seeds: Sequence[int]) -> SetResult:
+    """The figures of a trial pruned in the middle of its seeds' epochs: each seed's best dev epoch so far."""
+    bests = [max(epochs, key=lambda e: e.dev_f1) for epochs in seen if epochs]
+    first = seen[0]
     return SetResult(
-        dev_f1=best.dev_f1,
-        test_f1=best.test_f1,
-        best_epoch=int(best.epoch),
-        epochs=len(epochs),
-        take_rate=epochs[-1].take_rate,
-        epoch_seconds=_mean([e.seconds for e in epochs]),
-        dev_f1_curve=[round(e.dev_f1, 4) for e in epochs],
+        dev_f1=_mean([b.dev_f1 for b in bests]),
+        test_f1=_mean([b.test_f1 for b in bests]),
+        best_epoch=int(bests[0].epoch),
+        epochs=len(first),
+        take_rate=_mean([epochs[-1].take_rate for epochs in seen if epochs]),
+        epoch_seconds=_mean([e.seconds for epochs in seen for e in epochs]),
+        dev_f1_curve=[round(e.dev_f1, 4) for e in first],
+        take_rate_curve=[round(e.take_rate, 4) for e in first],
+        threshold_curve=_thresholds(first),
+        per_seed=[{"seed": int(s), "dev_f1": b.dev_f1, "test_f1": b.test_f1, "best_epoch": b.epoch} for s, b in zip(seeds, bests)]
+        if len(bests) > 1
+        else None,
     )
 
 
@@ -208,37 +241,74 @@ def make_objective(
     with what is known by then).
     """
     first_check = first_prunable_step(spec)
+    racing = spec.racing
+
+    def lockstep(
+        trial: optuna.Trial, setting: Setting, m: str, seeds: Sequence[int], prune: bool, record: TrialRecord
+    ) -> list[TrainResult]:
+        """Train ``seeds`` side by side, one epoch each in turn; with ``prune``, report the mean dev F1 over the
+        seeds after every epoch (a seed stopped early counts with its last epoch) and stop if the pruner says so."""
+        runs = [trainer.run(m, seed, setting) for seed in seeds]
+        seen: list[list[EpochRecord]] = [[] for _ in seeds]
+        results: list[TrainResult | None] = [None] * len(seeds)
+        epoch = 0
+        where = (setting.modalities.index(m), len(setting.modalities))
+        while any(r is None for r in results):
+            advanced = False
+            for i, run in enumerate(runs):
+                if results[i] is not None:
+                    continue
+                try:
+                    seen[i].append(next(run))
+                    advanced = True
+                except StopIteration as stop:
+                    results[i] = stop.value
+                    continue
+                if progress is not None:
+                    number = list(spec.seeds).index(seeds[i]) + 1 if seeds[i] in spec.seeds else i + 1
+                    n_seeds = len(spec.seeds)
+                    progress(TrialProgress(m, *where, seeds[i], number, len(seeds), n_seeds, len(seen[i]), spec.epochs, seen[i][-1]))
+            if not advanced or not prune:
+                epoch += advanced
+                continue
+            value = _mean([epochs[min(epoch, len(epochs) - 1)].dev_f1 for epochs in seen])
+            trial.report(value, step=epoch)
+            if epoch >= first_check and trial.should_prune():
+                record.sets[m] = _partial(seen, seeds)
+                record.pruned_at_step = epoch
+                raise optuna.TrialPruned(f"dev F1 {value:.2f} (mean over {len(seeds)} seed(s)) at epoch {epoch + 1}")
+            epoch += 1
+        return [r for r in results if r is not None]
 
     def train_set(trial: optuna.Trial, setting: Setting, m: str, prune: bool, record: TrialRecord) -> SetResult:
-        runs: list[TrainResult] = []
-        where = setting.modalities.index(m)
-        for k, seed in enumerate(spec.seeds):
-            seen: list[EpochRecord] = []
-
-            def on_epoch(e: EpochRecord, k: int = k, seed: int = seed, seen: list[EpochRecord] = seen) -> None:
-                seen.append(e)
-                if progress is not None:
-                    n_sets, n_seeds = len(setting.modalities), len(spec.seeds)
-                    progress(TrialProgress(m, where, n_sets, k, n_seeds, len(seen), spec.epochs, e))
-                if not prune:
-                    return
-                step = k * spec.epochs + len(seen) - 1
-                trial.report(e.dev_f1, step=step)
-                if step >= first_check and trial.should_prune():
-                    record.sets[m] = _partial(seen)
-                    record.pruned_at_step = step
-                    raise optuna.TrialPruned(f"dev F1 {e.dev_f1:.2f} at epoch {e.epoch} of seed {seed}")
-
-            runs.append(trainer(m, seed, setting, on_epoch))
-        record.device, record.versions = runs[0].device, dict(runs[0].versions)
-        record.sets[m] = _result(runs)
+        seeds = list(spec.seeds)
+        if racing and prune:
+            runs: list[TrainResult] = []
+            for k, seed in enumerate(seeds):
+                runs += lockstep(trial, setting, m, [seed], False, record)
+                record.seeds_reached = k + 1
+                trial.report(runs[-1].dev_f1, step=seed)
+                if k + 1 < len(seeds) and trial.should_prune():
+                    record.sets[m] = _result(runs, seeds)
+                    _finish(record, runs)
+                    raise optuna.TrialPruned(
+                        f"mean dev F1 {record.sets[m].dev_f1:.2f} over seeds {seeds[: k + 1]}: worse than the incumbent"
+                    )
+        else:
+            runs = lockstep(trial, setting, m, seeds, prune, record)
+        record.sets[m] = _result(runs, seeds)
+        _finish(record, runs)
         return record.sets[m]
+
+    def _finish(record: TrialRecord, runs: list[TrainResult]) -> None:
+        record.device, record.versions = runs[0].device, dict(runs[0].versions)
+        record.protocol = _protocol(runs[0].config) or None
 
     def run(trial: optuna.Trial, setting: Setting, record: TrialRecord) -> float | tuple[float, float]:
         if spec.kind == "search":
             (m,) = setting.modalities
             record.modalities = m
-            return float(train_set(trial, setting, m, True, record).dev_f1 or 0.0)
+            return float(train_set(trial, setting, m, setting.use_cl, record).dev_f1 or 0.0)
         dev = {m: float(train_set(trial, setting, m, False, record).dev_f1 or 0.0) for m in setting.modalities}
         test = {m: float(record.sets[m].test_f1 or 0.0) for m in setting.modalities}
         bi = [m for m in setting.modalities if m in BIMODAL]
@@ -260,6 +330,8 @@ def make_objective(
             versions=dict(trainer.versions),
             data_surrogate=trainer.surrogate or None,
             epoch_base=EPOCH_BASE,
+            method_options=(method_options(spec.method, setting.method_options) if setting.use_cl else {}) or None,
+            threads=getattr(trainer, "threads", None),
         )
         try:
             return run(trial, setting, record)

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from spcl_search.schema.records import TrialRecord, study_info
 from spcl_search.search import budget as budgets
@@ -52,6 +52,8 @@ class StudyStatus:
     pareto_size: int = 0
     method: str = "spcl"
     precision: str = "fp32"
+    #: the study's answer per modality set, with its uncertainty and verdict (``spcl_search.schema.best``)
+    answers: list[str] = field(default_factory=list)
     #: mean seconds of the finished trials, and the seconds the rest of the budget should take at that pace with
     #: the live workers (None until a trial has finished)
     mean_trial_seconds: float | None = None
@@ -145,18 +147,24 @@ def study_status(storage: optuna.storages.BaseStorage, name: str, *, stale_after
     info = study_info(study)
     every = study.get_trials(deepcopy=False)
     counts = budgets.count(every)
-    complete = [t for t in every if t.state == TrialState.COMPLETE]
+    # the baseline (no balance method) is the reference, never "best": its params are placeholders
+    complete = [t for t in every if t.state == TrialState.COMPLETE and t.values is not None and t.user_attrs.get("use_cl", True)]
     best_values = best_params = best_trial = None
     pareto = 0
     if complete:
-        if len(study.directions) == 1:
-            best = study.best_trial
-            best_values, best_params, best_trial = list(best.values), dict(best.params), best.number
-        else:
-            front = study.best_trials
-            pareto = len(front)
-            best = max(front, key=lambda t: t.values[0])
-            best_values, best_params, best_trial = list(best.values), dict(best.params), best.number
+        front = pareto_front(complete)
+        pareto = len(front) if len(study.directions) > 1 else 0
+        best = max(front, key=lambda t: (t.values[0], -t.number))
+        best_values, best_params, best_trial = list(best.values), dict(best.params), best.number
+    from spcl_search.schema.best import best_settings
+    from spcl_search.search.confirm import CONFIRMS_ATTR, confirmation_of
+
+    parent_name = study.user_attrs.get(CONFIRMS_ATTR)  # a confirmation study shows its parent's answer
+    parent = study if not parent_name else optuna.load_study(study_name=parent_name, storage=storage)
+    answers = [
+        f"{r.modalities} {r.setting}: dev {_pm(r.dev_f1, r.dev_f1_std)}, test {_pm(r.test_f1, r.test_f1_std)} - {r.stage}; {r.verdict}"
+        for r in best_settings(parent, confirmation_of(storage, parent))
+    ]
     grace = stale_after
     if grace is None:
         grace = float(getattr(storage, "grace_period", None) or DEFAULT_GRACE_PERIOD)
@@ -180,10 +188,26 @@ def study_status(storage: optuna.storages.BaseStorage, name: str, *, stale_after
         metric_names=list(info.metric_names),
         workers=live,
         pareto_size=pareto,
+        answers=answers,
         mean_trial_seconds=mean,
         eta_seconds=left,
         trials=trial_rows(every) if trials else None,
     )
+
+
+def pareto_front(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials no other trial dominates (every objective maximised)."""
+
+    def dominates(a: FrozenTrial, b: FrozenTrial) -> bool:
+        return all(x >= y for x, y in zip(a.values, b.values)) and any(x > y for x, y in zip(a.values, b.values))
+
+    return [t for t in trials if not any(dominates(o, t) for o in trials if o is not t)]
+
+
+def _pm(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.2f}" + ("" if std is None else f" ± {std:.2f}")
 
 
 def all_statuses(storage: optuna.storages.BaseStorage, *, trials: bool = False) -> list[StudyStatus]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -63,16 +63,18 @@ def _queued(spec: StudySpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
                     f"--warm-start {spec.warm_start}: the paper's {key} = {value} lies outside the search range "
                     f"{rng.to_dict()}; widen space.{key} or drop the warm start"
                 )
-    # no balance method; the parameters are the space's top corner (for SPCL the setting closest to no
-    # curriculum), so that samplers that learn from these trials are not misled.
+    return queued, baseline_params(spec) if spec.baseline else []
+
+
+def baseline_params(spec: StudySpec) -> list[dict[str, Any]]:
+    """The params of the no-balance-method baseline trial(s) of ``spec``: one per modality set a search trains
+    (or one for a balance study). They are the space's top corner (for SPCL the setting closest to no
+    curriculum), so that samplers that learn from these trials are not misled; every reader tells the
+    baseline apart by its ``use_cl`` attr, never by its params."""
     upper = {name: rng.upper for name, rng in spec.space.items() if name in METHOD_PARAMS[spec.method]}
-    baselines: list[dict[str, Any]] = []
-    if spec.baseline:
-        if spec.kind == "search" and len(spec.modalities) > 1:
-            baselines = [{**upper, "modalities": m} for m in spec.modalities]
-        else:
-            baselines = [dict(upper)]
-    return queued, baselines
+    if spec.kind == "search" and len(spec.modalities) > 1:
+        return [{**upper, "modalities": m} for m in spec.modalities]
+    return [dict(upper)]
 
 
 def _enqueue(study: optuna.Study, spec: StudySpec, queued: list[dict[str, Any]], baselines: list[dict[str, Any]]) -> list[str]:
@@ -90,13 +92,23 @@ def _enqueue(study: optuna.Study, spec: StudySpec, queued: list[dict[str, Any]],
     return notes
 
 
-def open_study(storage: StudyStorage, requested: Mapping[str, Any], *, create: bool = True, fingerprint: str | None = None) -> OpenedStudy:
+def open_study(
+    storage: StudyStorage,
+    requested: Mapping[str, Any],
+    *,
+    create: bool = True,
+    fingerprint: str | None = None,
+    attrs: Mapping[str, Any] | None = None,
+    queue: Sequence[tuple[dict[str, Any], dict[str, Any]]] = (),
+) -> OpenedStudy:
     """Create the study ``requested`` describes, or join it if it exists.
 
     ``requested`` holds the spec fields given explicitly (file fields and options). Joining adopts the
     stored spec; an explicit field that differs is refused with a ConfigError naming it, except
     ``n_trials`` (the budget may be changed) and ``data`` (paths differ between machines).
-    ``fingerprint`` is the dataset's sha256, stored at creation and checked on joining.
+    ``fingerprint`` is the dataset's sha256, stored at creation and checked on joining. A study created here
+    also gets the user ``attrs`` and the ``queue`` of (params, trial user attrs) enqueued, under the study lock
+    as the rest of its creation, so no worker ever sees it half made.
     """
     request = Request.of(requested)
     name = request.study_name
@@ -155,7 +167,11 @@ def open_study(storage: StudyStorage, requested: Mapping[str, Any], *, create: b
                 study.set_user_attr(key, value)
             if fingerprint:
                 study.set_user_attr("data_sha256", fingerprint)
+            for key, value in (attrs or {}).items():
+                study.set_user_attr(key, value)
             notes += _enqueue(study, spec, queued, baselines)
+            for params, trial_attrs in queue:
+                study.enqueue_trial(params, user_attrs=trial_attrs)
         except BaseException:
             optuna.delete_study(study_name=name, storage=storage)
             raise

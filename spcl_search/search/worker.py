@@ -533,7 +533,7 @@ class _TrialHooks:
             with contextlib.suppress(Exception), paused():  # never hold a trial up for its progress
                 self.record.publish(self.storage, self.study_id)
         if self.run is not None:
-            self.run.epoch(p.modalities, p.step, p.record)
+            self.run.epoch(p.modalities if p.n_seeds == 1 else f"{p.modalities}_seed{p.seed}", p.epoch, p.record)
 
     def finished(self, trial: FrozenTrial) -> None:
         """``trial`` as stored once it ended (complete, pruned, failed or interrupted)."""
