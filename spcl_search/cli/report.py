@@ -119,7 +119,8 @@ def dashboard(
     signal.signal(signal.SIGINT, signal.default_int_handler)
     server = start_dashboard(opened, host, port)
     page = server.study_url(studies[0]) if study is not None else server.url
-    console.print(f"optuna-dashboard: {page}  ({len(studies)} studies; Ctrl-C to stop)", highlight=False)
+    served = f"{len(studies)} stud{'y' if len(studies) == 1 else 'ies'}"
+    console.print(f"optuna-dashboard: {page}  ({served}; Ctrl-C to stop)", highlight=False)
     server.wait()
 
 
