@@ -104,7 +104,7 @@ class TableTrainer:
         history = []
         for e in range(self.table.epochs):
             self.counter.epochs += 1
-            record = EpochRecord(e, rec["train_loss"][e], rec["take_rate"][e], rec["threshold"][e], rec["dev_f1"][e], 0.0,
+            record = EpochRecord(e + 1, rec["train_loss"][e], rec["take_rate"][e], rec["threshold"][e], rec["dev_f1"][e], 0.0,
                                  rec["test_f1"][e], 0.0, rec["seconds"][e], 0.0, {}, {})  # fmt: skip
             history.append(record)
             yield record

@@ -39,3 +39,7 @@ class StorageError(SpclSearchError):
 
 class NonFiniteLossError(SpclSearchError):
     """The training loss became NaN or inf; the run cannot continue (the trial fails, the worker goes on)."""
+
+
+class StudyFailing(SpclSearchError):
+    """A study's first trials all failed with the same error: its workers stop instead of spending the budget on it."""

@@ -10,10 +10,15 @@ from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+#: how epochs are numbered everywhere (records, the progress bar, summaries, logs, status, the report, JSON):
+#: the first epoch is epoch 1
+EPOCH_BASE = 1
+
 
 @dataclass
 class EpochRecord:
-    """Figures of one epoch. F1 and accuracy are weighted-F1 / accuracy in percent.
+    """Figures of one epoch (``epoch`` counts from :data:`EPOCH_BASE`, 1). F1 and accuracy are weighted-F1 /
+    accuracy in percent.
 
     ``seconds`` is the training pass alone (what the benchmarks compare); ``eval_seconds`` the dev
     and test evaluation after it.
@@ -35,7 +40,7 @@ class EpochRecord:
 
 @dataclass
 class TrainResult:
-    """Outcome of a run: the best dev epoch and the test figures at that epoch."""
+    """Outcome of a run: the best dev epoch (1-based) and the test figures at that epoch."""
 
     config: dict[str, Any]
     best_epoch: int
@@ -52,7 +57,8 @@ class TrainResult:
     model: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-able form; ``epoch_base`` says that ``best_epoch`` and each ``history[i].epoch`` count from 1."""
+        return {**asdict(self), "epoch_base": EPOCH_BASE}
 
 
 def drive(run: Generator[EpochRecord, None, TrainResult], on_epoch: Callable[[EpochRecord], None] | None = None) -> TrainResult:

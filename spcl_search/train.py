@@ -28,7 +28,8 @@ from spcl_search.data.standardise import standardise
 from spcl_search.data.types import ERCDataset, canonical_modalities
 from spcl_search.errors import ConfigError, NonFiniteLossError
 from spcl_search.methods import DEFAULT_METHOD, make_method, method_options
-from spcl_search.results import EpochRecord, TrainResult, drive
+from spcl_search.results import EPOCH_BASE, EpochRecord, TrainResult, drive
+from spcl_search.schema import limits
 from spcl_search.spcl import SPCLConfig, joint_logits, modality_ratio
 
 __all__ = ["EpochRecord", "TrainConfig", "TrainResult", "effective_protocol", "library_versions", "resolve_device", "train", "training"]
@@ -68,6 +69,16 @@ class TrainConfig:
     spcl: SPCLConfig = field(default_factory=SPCLConfig)
     model: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        """Every value given checked (one-line ConfigError naming its option), before any data is loaded."""
+        for name in ("epochs", "lr", "weight_decay", "batch_size", "patience", "threads"):
+            limits.check_optional(name, getattr(self, name))
+        limits.check("clip_grad_norm", self.clip_grad_norm, "--clip")
+        limits.check("seed", self.seed)
+        for name in ("dropout", "hidden"):
+            limits.check_optional(name, self.model.get(name), f"model option {name}")
+        method_options(self.method, self.method_options)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -323,7 +334,7 @@ def training(dataset: ERCDataset, config: TrainConfig) -> Generator[EpochRecord,
             n_batches += 1
         mean_loss = float(total_loss.item()) / max(n_batches, 1)
         if not math.isfinite(mean_loss):
-            raise NonFiniteLossError(f"training loss became {mean_loss} at epoch {epoch}; lower --lr or check the features")
+            raise NonFiniteLossError(f"training loss became {mean_loss} at epoch {epoch + EPOCH_BASE}; lower --lr or check the features")
         method.end_epoch()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -331,7 +342,7 @@ def training(dataset: ERCDataset, config: TrainConfig) -> Generator[EpochRecord,
         dev_f1, dev_acc = evaluate(model, dev_batches, device, config.precision)
         test_f1, test_acc = evaluate(model, test_batches, device, config.precision)
         record = EpochRecord(
-            epoch=epoch,
+            epoch=epoch + EPOCH_BASE,  # the loop counts from 0 (the shuffle seeds stay what they were)
             train_loss=mean_loss,
             take_rate=float(take.item()) / max(n_utts, 1),
             threshold=threshold,
@@ -349,7 +360,7 @@ def training(dataset: ERCDataset, config: TrainConfig) -> Generator[EpochRecord,
         if improved:
             best, stale = record, 0
             if config.checkpoint:
-                _save_checkpoint(config.checkpoint, model, {"epoch": epoch, "config": config.to_dict()})
+                _save_checkpoint(config.checkpoint, model, {"epoch": record.epoch, "epoch_base": EPOCH_BASE, "config": config.to_dict()})
         else:
             stale += 1
         rng = RngState.capture()

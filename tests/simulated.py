@@ -3,7 +3,7 @@
 Workers get it in-process with ``run_worker(..., trainer=simulated.factory(seconds=...))`` and in worker
 processes through ``$SPCL_SEARCH_TRAINER`` (``env(...)`` gives the variables: this folder on
 ``PYTHONPATH``, the factory, and its settings in ``$SPCL_SIMULATED``). It sleeps ``seconds`` per epoch and
-can inject a fault (NaN loss, host or GPU out-of-memory, an error) at epoch ``fault_epoch`` in trials whose
+can inject a fault (NaN loss, host or GPU out-of-memory, an error) after ``fault_epoch`` epochs (0: in the first) in trials whose
 cl_threshold exceeds ``fault_above``, as real training would raise it.
 """
 
@@ -89,11 +89,11 @@ class SimulatedTrainer:
             if self.seconds:
                 time.sleep(self.seconds)
             if self.fault and epoch == self.fault_epoch and setting.cl_threshold > self.fault_above:
-                _inject(self.fault, epoch)
+                _inject(self.fault, epoch + 1)
             dev = peak * (1 - 0.5 ** (epoch + 1)) + rng.uniform(-0.5, 0.5)
             take = 1.0 if not setting.use_cl else min(1.0, setting.cl_threshold * setting.cl_growth**epoch)
             threshold = setting.cl_threshold * setting.cl_growth**epoch if setting.use_cl else None
-            record = EpochRecord(epoch, 0.0, take, threshold, dev, dev + 2.0, dev - 1.0, dev + 1.0, time.perf_counter() - t0, 0.0, {}, {})
+            record = EpochRecord(epoch + 1, 0.0, take, threshold, dev, dev + 2.0, dev - 1.0, dev + 1.0, time.perf_counter() - t0, 0.0, {}, {})
             history.append(record)
             yield record
         best = max(history, key=lambda r: r.dev_f1)

@@ -55,7 +55,7 @@ def test_synth_writes_a_safe_spcl_pickle_that_loads(tmp_path, capsys):
     assert "15 dialogues (12 train / 3 test)" in capsys.readouterr().out
     assert set(safe_load(path)) >= {"trainVid", "testVid", "label", "text", "audio", "visual", "speaker"}
     ds = load_dataset(path)
-    assert ds.name == "synthetic" and len(ds.train) + len(ds.dev) + len(ds.test) == 15
+    assert ds.name == "syn" and len(ds.train) + len(ds.dev) + len(ds.test) == 15  # a file is named by its stem
 
 
 def test_synth_is_deterministic_for_a_seed(tmp_path):

@@ -140,7 +140,7 @@ def test_integer_dialogue_ids_become_strings(tmp_path, data):
 def test_classes_come_from_meta(tmp_path, data):
     ds = load_dataset(save(tmp_path, data, "whatever.pkl"))
     assert ds.classes == ("happy", "sad", "neutral", "angry", "excited", "frustrated")
-    assert ds.name == "synthetic"
+    assert ds.name == "whatever"  # a file is never "synthetic", the embedded set's name
 
 
 def test_file_name_picks_the_benchmark_and_its_classes(tmp_path, data):

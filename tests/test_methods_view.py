@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import statistics
 
 import optuna
@@ -85,6 +86,23 @@ def test_a_report_on_one_method_shows_every_method_of_its_backbone_and_data(stor
     section = next(s for s in report.sections if s.key == "methods")
     assert [line[0] for line in section.tables[0].rows] == ["none", "spcl", "ogm_ge", "opm (fewer trials)"]
     assert len(section.figures) == 1 and len(section.figures[0].figure.data) == 4
+
+
+def test_compare_csv_writes_every_table_compare_prints(storage, tmp_path):
+    out = tmp_path / "cmp.csv"
+    names = sorted(s.study_name for s in _studies(storage))
+    result = CliRunner().invoke(app, ["compare", *names, "--storage", storage, "--csv", str(out)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cmp-answers.csv", "cmp-best.csv", "cmp-methods.csv", "cmp.csv"]
+    methods = list(csv.DictReader((tmp_path / "cmp-methods.csv").open()))
+    shown = {r.method: r for r in method_rows(_studies(storage))}
+    assert [r["method"] for r in methods] == list(shown) == ["none", "spcl", "ogm_ge", "opm"]
+    assert all(float(r["dev_f1"]) == pytest.approx(shown[r["method"]].dev_f1, abs=1e-4) for r in methods)
+    best = list(csv.reader((tmp_path / "cmp-best.csv").open()))
+    assert len(best) >= 2 and all(cell in result.output for cell in best[0] if cell)  # the printed table's header
+    assert next(csv.reader(out.open()))[:2] == ["study", "backbone"]  # the gain table (no bi-modal sets here: header only)
+    answers = list(csv.DictReader((tmp_path / "cmp-answers.csv").open()))
+    assert {r["study"] for r in answers} == set(names) and all(r["verdict"] for r in answers)  # the answers table
 
 
 def test_a_fixed_method_option_reaches_training_and_is_recorded_with_each_trial(tmp_path):

@@ -114,3 +114,28 @@ def test_a_second_ctrl_c_quits_at_once_while_the_cleanup_waits_for_the_database(
     failed, retry = study.get_trials()
     assert failed.state == TrialState.FAIL and retry.state == TrialState.WAITING
     assert retry.system_attrs["failed_trial"] == running.number
+
+
+def test_a_sigterm_after_sigint_is_the_launcher_passing_the_stop_on_and_the_cleanup_finishes(db, tmp_path):
+    # a terminal's Ctrl-C reaches `run` and its workers together; `run` then sends its workers SIGTERM
+    rdb, study = _study(db, kind="balance", n_trials=1, epochs=50)
+    log = tmp_path / "worker.log"
+    proc = _spawn(db, log, seconds=0.2)
+    running = _running_trial(study, proc)
+    blocker = sqlite3.connect(db, timeout=0, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")  # the cleanup waits for the database while the SIGTERM comes
+        proc.send_signal(signal.SIGINT)
+        _wait_for(log, "SIGINT: stopping cleanly")
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        assert proc.poll() is None, "the SIGTERM that follows a SIGINT must not end the worker"
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert proc.wait(timeout=30) == 130
+    output = log.read_text()
+    assert "Traceback" not in output and "SIGTERM after SIGINT: the same stop" in output
+    interrupted, retry = optuna.load_study(study_name="sig", storage=rdb).trials
+    assert interrupted.number == running.number and interrupted.user_attrs["fail_reason"] == "interrupted"
+    assert retry.state == TrialState.WAITING and retry.system_attrs["failed_trial"] == running.number

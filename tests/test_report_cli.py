@@ -39,6 +39,14 @@ def test_report_writes_one_html_page_named_after_the_study(storage, tmp_path, ca
     ]  # no temp file left
 
 
+def test_report_out_naming_an_html_file_writes_that_file(storage, tmp_path, capsys):
+    page = tmp_path / "pages" / "lf.html"
+    code, out, _ = run(["report", "--study", "balance-mmgcn", "--storage", storage, "--out", str(page)], capsys)
+    assert code == 0
+    assert page.is_file() and "<html" in page.read_text()[:500].lower()
+    assert [p.name for p in page.parent.iterdir()] == ["lf.html"]  # no folder named lf.html, no temp file
+
+
 def test_report_uses_fanova_on_request(storage, tmp_path, capsys):
     code, _, _ = run(
         [

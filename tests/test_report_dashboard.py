@@ -72,7 +72,9 @@ def test_pushed_report_figures_and_note_appear_in_the_dashboard(pg_storage, pg_s
     finally:
         server.stop()
     assert sorted(g["id"] for g in detail["plotly_graph_objects"]) == sorted(ids)
-    assert "spcl-gain" in ids and "spcl-pareto" in ids
+    assert "spcl-gain" in ids
+    # the dashboard draws these itself: pushed, they would show twice
+    assert not [i for i in ids if i.split("-")[1] in ("history", "importance", "timeline", "pareto", "landscape")]
     assert detail["note"]["body"].startswith(f"# SPCL search report: {pg_study.study_name}")
 
 
@@ -116,4 +118,35 @@ def test_dashboard_command_prints_its_address_and_serves_the_study(pg_study):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    assert proc.returncode == 0, "".join(lines)
+
+
+def test_dashboard_without_a_study_serves_every_study(tmp_path):
+    url = f"sqlite:///{tmp_path / 'two.db'}"
+    names = [balance_study(name=f"every-{i}", storage=url, n_spcl=3).study_name for i in range(2)]
+    cmd = [sys.executable, "-m", "spcl_search", "dashboard", "--storage", url, "--port", "0", "--no-push"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    lines: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+            if "optuna-dashboard: http" in line:
+                found.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        assert found.wait(120), "".join(lines)
+        base = re.search(r"optuna-dashboard: (http://[\d.]+:\d+)\s", "".join(lines))
+        assert base, "".join(lines)
+        served = {s["study_name"] for s in get_json(f"{base.group(1)}/api/studies")["study_summaries"]}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert served == set(names)
     assert proc.returncode == 0, "".join(lines)

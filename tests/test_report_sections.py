@@ -98,9 +98,12 @@ def test_pareto_front_hover_shows_params_four_dev_f1_and_test_f1():
         assert part in hover
 
 
-def test_pareto_front_marks_the_no_spcl_baseline():
+def test_pareto_front_marks_the_no_spcl_baseline_beneath_the_trials():
     fig = figures.pareto_front(balance_study())
-    assert [t.name for t in fig.data][-1] == "No SPCL (baseline)"
+    base = fig.data[0]
+    assert base.name == "No SPCL (baseline)" and base.marker.symbol == "star-open"
+    # drawn first, an open star: the trial points on top stay visible, one with the baseline's values included
+    assert any((base.x[0], base.y[0]) in zip(t.x, t.y) for t in fig.data[1:])
 
 
 def test_single_objective_study_has_a_pareto_notice_instead_of_a_figure():

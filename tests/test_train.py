@@ -68,7 +68,7 @@ def test_training_learns_the_signal(tiny):
 def test_callback_runs_after_every_epoch_with_the_threshold_used(tiny):
     seen = []
     train(tiny, _cfg(epochs=3, spcl=SPCLConfig(threshold=0.5, growth=2.0)), callback=seen.append)
-    assert [r.epoch for r in seen] == [0, 1, 2]
+    assert [r.epoch for r in seen] == [1, 2, 3]  # epochs count from 1
     assert [r.threshold for r in seen] == pytest.approx([0.5, 1.0, 2.0])
     assert all(0.0 <= r.take_rate <= 1.0 for r in seen)
 
@@ -78,7 +78,7 @@ def test_an_exception_from_the_callback_stops_training(tiny):
         pass
 
     def prune(record):
-        if record.epoch == 1:
+        if record.epoch == 2:
             raise Prune
 
     with pytest.raises(Prune):
@@ -88,7 +88,7 @@ def test_an_exception_from_the_callback_stops_training(tiny):
 def test_patience_stops_after_epochs_without_improvement(tiny):
     result = train(tiny, _cfg(epochs=30, patience=2, lr=1e-6))
     assert len(result.history) < 30
-    assert len(result.history) - 1 - result.best_epoch == 2
+    assert len(result.history) - result.best_epoch == 2  # 1-based: the last epoch is len(history)
 
 
 def test_take_rate_is_one_without_spcl(tiny):

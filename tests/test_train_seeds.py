@@ -43,7 +43,7 @@ def test_a_seed_trained_beside_others_gives_what_it_gives_alone(tiny, method):
 def test_driving_a_training_to_its_end_returns_its_result(tiny):
     seen = []
     result = drive(training(tiny, _cfg(0)), seen.append)
-    assert [e.epoch for e in seen] == [0, 1, 2] and result.history == seen
+    assert [e.epoch for e in seen] == [1, 2, 3] and result.history == seen  # epochs count from 1
 
 
 def _train(*args: str) -> None:

@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from spcl_search import __version__
 from spcl_search.errors import SpclSearchError
 from spcl_search.openmp import apply_at_entry
 
@@ -31,8 +32,15 @@ app = typer.Typer(
 err_console = Console(stderr=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"spcl-search {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _client_options(
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
     token_file: Annotated[
         Path | None,
         typer.Option(

@@ -25,10 +25,16 @@ IMAGE_FORMATS = ("png", "svg", "pdf", "jpeg", "webp")
 def report(
     study: Annotated[str, typer.Option("--study", "-s", help="Study name.")],
     storage: Annotated[str | None, typer.Option("--storage", help=STORAGE_HELP)] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for <study>.html (and <study>/ images).")] = Path("reports"),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="The page: a .html file, or a folder for <study>.html (images go to <study>/ beside it).")
+    ] = Path("reports"),
     fmt: Annotated[str, typer.Option("--format", "-f", help="html, or png (svg, pdf) to also write each figure as an image.")] = "html",
     png: Annotated[bool, typer.Option("--png", help="Same as --format png.")] = False,
     importance: Annotated[str, typer.Option("--importance", help="Importance evaluator: ped-anova or fanova.")] = "ped-anova",
+    track: Annotated[
+        str | None,
+        typer.Option("--track", help="Also log the page to the study's MLflow run: mlflow or mlflow:URI (default: the study's --track)."),
+    ] = None,
 ) -> None:
     """Write one self-contained HTML report of a study (plotly embedded, opens offline)."""
     from spcl_search.reports.html import safe_name, write_html
@@ -53,16 +59,36 @@ def report(
     built = build_report(loaded, importance, siblings=sibling_studies(opened, loaded), confirmation=confirmation_of(opened, loaded))
     page = write_html(built, out)
     console.print(f"report: {page}  ({len(built.figures)} figures)", highlight=False)
+    _track_report(loaded, track, page)
     if fmt != "html":
         from spcl_search.reports.images import write_images
 
-        paths = write_images(built.figures, out / safe_name(built.info.name), fmt)
-        console.print(f"{len(paths)} {fmt} images in {out / safe_name(built.info.name)}", highlight=False)
+        folder = page.parent / safe_name(built.info.name)
+        paths = write_images(built.figures, folder, fmt)
+        console.print(f"{len(paths)} {fmt} images in {folder}", highlight=False)
+
+
+def _track_report(study: Any, track: str | None, page: Path) -> None:
+    """Log the page as an artifact of the study's tracked run (``--track``, else the study's own setting)."""
+    from spcl_search.schema.records import SPEC_ATTR
+    from spcl_search.schema.spec import from_dict
+    from spcl_search.tracking import parse_target, require, study_tracker
+
+    stored = study.user_attrs.get(SPEC_ATTR)
+    spec = from_dict(stored) if isinstance(stored, dict) and "backbone" in stored else None
+    target = parse_target(track if track is not None else (spec.track if spec is not None else None))
+    if target is None or spec is None:
+        return
+    require(target)
+    if study_tracker(target, spec, study.study_name).log_report(page):
+        console.print(f"logged the page to the study's run in {target}", highlight=False)
 
 
 @app.command()
 def dashboard(
-    study: Annotated[str, typer.Option("--study", "-s", help="Study name (its figures are pushed to the dashboard).")],
+    study: Annotated[
+        str | None, typer.Option("--study", "-s", help="Open this study's page (default: the list of every study; all are served).")
+    ] = None,
     storage: Annotated[str | None, typer.Option("--storage", help=STORAGE_HELP)] = None,
     port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on (0: any free port).")] = 8080,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
@@ -77,24 +103,28 @@ def dashboard(
         typer.Option("--allow-writes", help="Let the browser change studies (delete, rename, notes, tell trials); read-only otherwise."),
     ] = False,
 ) -> None:
-    """Serve optuna-dashboard on the study's storage until Ctrl-C (read-only unless --allow-writes)."""
+    """Serve optuna-dashboard on the storage (every study in it) until Ctrl-C (read-only unless --allow-writes)."""
     from spcl_search.reports.dashboard import push_report, start_dashboard
     from spcl_search.reports.report import build_report
     from spcl_search.reports.study import load_study, open_storage
+    from spcl_search.search.storage import list_studies
 
     opened = open_storage(storage)
-    loaded = load_study(study, opened)
+    studies = [load_study(name, opened) for name in ([study] if study is not None else list_studies(opened))]
     if push:
         from spcl_search.search.confirm import confirmation_of
 
-        ids = push_report(loaded, build_report(loaded, importance, confirmation=confirmation_of(opened, loaded)))
-        console.print(f"pushed {len(ids)} figures and a note to study {study!r}", highlight=False)
+        for loaded in studies:
+            ids = push_report(loaded, build_report(loaded, importance, confirmation=confirmation_of(opened, loaded)))
+            console.print(f"pushed {len(ids)} figures and a note to study {loaded.study_name!r}", highlight=False)
     # the dashboard's own importance plot warns on every request of a small study
     warnings.simplefilter("ignore", UserWarning)
     # Ctrl-C stops the server even where the parent ignored SIGINT (an ignored signal is inherited)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     server = start_dashboard(opened, host, port, allow_writes=allow_writes)
-    console.print(f"optuna-dashboard: {server.study_url(loaded)}  (Ctrl-C to stop)", highlight=False)
+    page = server.study_url(studies[0]) if study is not None else server.url
+    served = f"{len(studies)} stud{'y' if len(studies) == 1 else 'ies'}"
+    console.print(f"optuna-dashboard: {page}  ({served}; Ctrl-C to stop)", highlight=False)
     server.wait()
 
 
@@ -102,9 +132,15 @@ def dashboard(
 def compare(
     studies: Annotated[list[str], typer.Argument(help="Study names (e.g. one per backbone or dataset).")],
     storage: Annotated[str | None, typer.Option("--storage", help=STORAGE_HELP)] = None,
-    csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write the gain table as CSV here.")] = None,
+    csv_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv", help="Also write every table as CSV: the gain table here, the others beside it (NAME-methods.csv, NAME-best.csv)."
+        ),
+    ] = None,
 ) -> None:
     """Gain table (tri-modal minus bi-modal, without/with SPCL) and best settings across studies."""
+    from spcl_search.reports.csv_tables import csv_text, methods_csv, table_path
     from spcl_search.reports.gain import gain_csv, gain_rows
     from spcl_search.reports.html import write_atomic
     from spcl_search.reports.study import load_study, open_storage
@@ -121,26 +157,31 @@ def compare(
         return "-" if v is None else f"{v:+.2f}"
 
     out = console if console.is_terminal else Console(width=max(console.width, 150))
-    table = Table(title="Gain (%): tri-modal minus bi-modal, test split; 'with' = best SPCL setting on dev")
+    table = Table(
+        title="Gain (%): tri-modal minus bi-modal, test split; 'without' = no balance method, "
+        "'with' = the study's method at its best setting on dev (SPCL's as cl_growth/cl_threshold)"
+    )
     for col in (
         "study",
         "backbone",
         "form",
         "dataset",
+        "method",
         "versus",
         "w-F1 without",
         "w-F1 with",
         "acc without",
         "acc with",
-        "cl_growth/cl_threshold",
+        "setting",
     ):
-        table.add_column(col, justify="left" if col in ("study", "backbone", "form", "dataset", "versus") else "right")
+        table.add_column(col, justify="left" if col in ("study", "backbone", "form", "dataset", "method", "versus") else "right")
     for r in rows:
         table.add_row(
             r.study,
             r.backbone,
             r.variant,
             r.dataset,
+            r.method,
             r.label,
             signed(r.f1_without),
             signed(r.f1_with),
@@ -153,24 +194,30 @@ def compare(
     if missing:
         console.print(f"no tri- and bi-modal results yet in: {', '.join(missing)}", highlight=False)
 
+    tables = {"gain": gain_csv(rows)}
     if len({study_info(s).method for s in loaded}) > 1:
-        _print_methods(out, loaded)
+        tables["methods"] = methods_csv(_print_methods(out, loaded))
 
     from spcl_search.search.confirm import confirmation_of
 
     answers = [b for s in loaded for b in best_settings(s, confirmation_of(opened, s))]
     if answers:
         table = Table(title="Answer per study and modality set (mean ± std over the seeds; differences paired on shared seeds, 95% CI)")
-        for col in ("study", "set", "setting", "stage", "dev w-F1", "test w-F1", "vs baseline (dev)", "verdict"):
+        columns = ("study", "set", "setting", "stage", "dev w-F1", "test w-F1", "vs baseline (dev)", "verdict")
+        for col in columns:
             table.add_column(col)
-        for a in answers:
-            table.add_row(
-                escape(a.study), a.modalities, escape(a.setting), a.stage,
-                _pm(a.dev_f1, a.dev_f1_std), _pm(a.test_f1, a.test_f1_std),
-                "-" if a.vs_baseline is None else a.vs_baseline.interval(), a.verdict,
-            )  # fmt: skip
+        cells = [
+            [a.study, a.modalities, a.setting, a.stage, _pm(a.dev_f1, a.dev_f1_std), _pm(a.test_f1, a.test_f1_std),
+             "-" if a.vs_baseline is None else a.vs_baseline.interval(), a.verdict]
+            for a in answers
+        ]  # fmt: skip
+        for row in cells:
+            table.add_row(*map(escape, row))
         out.print(table)
+        tables["answers"] = csv_text(columns, cells)
     header, body = paper_table(answers)
+    if body:
+        tables["best"] = csv_text(header, body)
     if body:
         best = Table(title="Best SPCL settings (cl_growth/cl_threshold), chosen on dev F1")
         for col in header:
@@ -179,16 +226,16 @@ def compare(
             best.add_row(*map(escape, line))  # "mmgcn [spcl]" is text, not rich markup
         out.print(best)
     if csv_out is not None:
-        write_atomic(csv_out, gain_csv(rows))
-        console.print(f"csv: {csv_out}", highlight=False)
+        written = [write_atomic(table_path(csv_out, name), text) for name, text in tables.items()]
+        console.print(f"csv: {', '.join(map(str, written))}", highlight=False)
 
 
 def _pm(mean: float | None, std: float | None) -> str:
     return "-" if mean is None else f"{mean:.2f}" + ("" if std is None else f" ± {std:.2f}")
 
 
-def _print_methods(out: Console, studies: list[Any]) -> None:
-    """The method view: each balance method's best tri-modal setting, seeds' mean +- std, gain, trial count."""
+def _print_methods(out: Console, studies: list[Any]) -> list[Any]:
+    """The method view: each balance method's best tri-modal setting, seeds' mean +- std, gain, trial count (its rows)."""
     from spcl_search.reports.methods import method_rows
 
     def pm(mean: float | None, std: float | None) -> str:
@@ -197,10 +244,12 @@ def _print_methods(out: Console, studies: list[Any]) -> None:
     table = Table(title="Balance methods (best tri-modal setting on dev; mean ± std over its seeds; * fewer trials than the others)")
     for col in ("backbone", "form", "dataset", "method", "trials", "setting", "seeds", "dev w-F1", "test w-F1", "gain dev", "gain test"):
         table.add_column(col, justify="left" if col in ("backbone", "form", "dataset", "method", "setting") else "right")
-    for r in method_rows(studies):
+    rows = method_rows(studies)
+    for r in rows:
         table.add_row(
             r.backbone, r.variant, r.dataset, r.method + (" *" if r.flagged else ""), str(r.n_trials), r.setting, str(r.n_seeds),
             pm(r.dev_f1, r.dev_f1_std), pm(r.test_f1, r.test_f1_std),
             "-" if r.gain is None else f"{r.gain:+.2f}", "-" if r.gain_test is None else f"{r.gain_test:+.2f}",
         )  # fmt: skip
     out.print(table)
+    return rows

@@ -14,10 +14,12 @@ import typer
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 
 from spcl_search.cli import app
 from spcl_search.errors import ConfigError, SpclSearchError
+from spcl_search.schema.limits import check_optional
 from spcl_search.search.settings import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_RETRY
 
 if TYPE_CHECKING:
@@ -27,6 +29,19 @@ if TYPE_CHECKING:
     from spcl_search.search.status import StudyStatus
 
 console = Console()
+#: columns of the live view written to a pipe or file (a terminal's own width otherwise)
+PIPED_WIDTH = 160
+
+
+def _out(*tables: Table) -> Console:
+    """The console for ``tables``: this one on a terminal (the tables fold to fit it); written to a pipe or a file,
+    one as wide as the widest table's natural width (at least :data:`PIPED_WIDTH`), so that no cell is wrapped or cut."""
+    if console.is_terminal:
+        return console
+    wide = Console(width=1_000_000)
+    natural = max((Measurement.get(wide, wide.options, t).maximum for t in tables), default=0)
+    return Console(width=max(console.width, PIPED_WIDTH, natural))
+
 
 _SPEC_HELP = "Study spec (TOML, see studies/); options below override it."
 _STORAGE_HELP = (
@@ -56,8 +71,20 @@ def _params(params: dict[str, Any] | None) -> str:
     return ", ".join(f"{k}={_fmt(v)}" for k, v in (params or {}).items())
 
 
-def _status_table(status: StudyStatus) -> Table:
-    """Two columns: what, value (wraps well on narrow terminals)."""
+def _duration(seconds: float | None) -> str:
+    """``41s``, ``3m05s``, ``1h02m``."""
+    if seconds is None:
+        return "-"
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def _status_table(status: StudyStatus, elapsed: float | None = None) -> Table:
+    """Two columns: what, value (wraps well on narrow terminals); ``elapsed``: seconds this ``run`` has run."""
     c = status.counts
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
@@ -81,21 +108,51 @@ def _status_table(status: StudyStatus) -> Table:
     table.add_row("best so far", escape(best))
     for answer in status.answers:
         table.add_row("answer", escape(answer))
+    if elapsed is not None or status.mean_trial_seconds is not None:
+        when = [] if elapsed is None else [f"elapsed {_duration(elapsed)}"]
+        if status.done:
+            when.append("budget spent")
+        elif status.eta_seconds is not None:
+            workers = len(status.workers)
+            when.append(f"ETA {_duration(status.eta_seconds)} ({workers} worker{'s' if workers != 1 else ''} at this pace)")
+        else:
+            when.append("ETA after the first finished trial")
+        if status.mean_trial_seconds is not None:
+            when.append(f"mean trial {_duration(status.mean_trial_seconds)} over {c.finished} finished")
+        table.add_row("time", "; ".join(when))
+    return table
+
+
+def _trials_table(status: StudyStatus) -> Table:
+    """``status --trials``: one row per trial."""
+    table = Table(title=f"trials of {status.name}", title_justify="left")
+    names = status.metric_names or ["value"]
+    for col in ("trial", "state", "params", ", ".join(names), "seconds", "worker", "note"):
+        table.add_column(col, justify="right" if col in ("trial", "seconds") else "left", overflow="fold")
+    for row in status.trials or []:
+        value = "-" if row.values is None else ", ".join(f"{v:.2f}" for v in row.values)
+        seconds = "-" if row.seconds is None else f"{row.seconds:.1f}"
+        table.add_row(str(row.number), row.state, escape(_params(row.params)), value, seconds, row.worker or "-", escape(row.note))
     return table
 
 
 def _workers_table(status: StudyStatus, local: list[LocalWorker] | None = None) -> Table:
     table = Table(title="workers", title_justify="left")
-    for col in ("worker", "gpu", "threads", "state", "trial", "trials done", "last seen"):
+    for col in ("worker", "gpu", "threads", "state", "trial", "epoch", "dev F1", "trial time", "trials done", "last seen"):
         table.add_column(col)
     now = time.time()
     for w in status.workers:
+        running = w.state == "running" and w.trial is not None
+        epoch = f"{w.epoch}/{w.epochs} {w.part or ''}".strip() if running and w.epoch is not None else "-"
         table.add_row(
             f"{w.host}:{w.pid}",
             _gpu(w.gpu, w.packing),
             _fmt(w.threads or "-"),
             w.state,
             _fmt(w.trial if w.trial is not None else "-"),
+            escape(epoch),
+            f"{w.dev_f1:.2f}" if running and w.dev_f1 is not None else "-",
+            _duration(now - w.trial_started) if running and w.trial_started else "-",
             str(w.trials_done),
             f"{now - w.last_seen:.0f} s ago",
         )
@@ -106,9 +163,7 @@ def _workers_table(status: StudyStatus, local: list[LocalWorker] | None = None) 
                 _gpu(lw.slot.gpu, lw.slot.packing),
                 _fmt(lw.slot.threads or "-"),
                 f"exited {lw.returncode}",
-                "-",
-                "-",
-                "-",
+                *["-"] * 6,
             )
     return table
 
@@ -144,6 +199,22 @@ Timeout = Annotated[float | None, typer.Option("--timeout", help="Workers start 
 HeartbeatInterval = Annotated[int, typer.Option("--heartbeat-interval", hidden=True, help="Seconds between trial heartbeats.")]
 GracePeriod = Annotated[int, typer.Option("--grace-period", hidden=True, help="Seconds without heartbeat before a trial is retried.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+Track = Annotated[
+    str | None,
+    typer.Option(
+        "--track",
+        help="Track each trial as an MLflow run nested under the study's: mlflow (./mlruns) or mlflow:URI; none: off "
+        "(default: the spec's [track]).",
+    ),
+]
+#: the proxy's own: it records heartbeats and finds stale trials for its workers, which adopt these two
+ProxyHeartbeatInterval = Annotated[
+    int, typer.Option("--heartbeat-interval", min=1, help="Seconds between trial heartbeats (the workers adopt it).")
+]
+ProxyGracePeriod = Annotated[
+    int,
+    typer.Option("--grace-period", min=1, help="Seconds without a heartbeat before a trial is failed and retried (the workers adopt it)."),
+]
 
 
 @app.command()
@@ -160,7 +231,10 @@ def run(
     variant: Variant = None,
     method: Method = None,
     precision: Precision = None,
-    dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset name: synthetic, iemocap, meld (default: synthetic).")] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", help="Dataset name: synthetic, iemocap, meld, ... (default: the --data file's name, else synthetic)."),
+    ] = None,
     data: Annotated[str | None, typer.Option("--data", help="Feature pickle for the dataset ('synthetic' for the embedded one).")] = None,
     kind: Kind = None,
     modalities: Annotated[
@@ -205,6 +279,7 @@ def run(
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda (workers on GPUs use their own).")] = "auto",
     timeout: Timeout = None,
     log_dir: Annotated[Path, typer.Option("--log-dir", help="Worker logs go to LOG_DIR/<study>/.")] = Path("spcl-search-logs"),
+    track: Track = None,
     heartbeat_interval: HeartbeatInterval = DEFAULT_HEARTBEAT_INTERVAL,
     grace_period: GracePeriod = DEFAULT_GRACE_PERIOD,
 ) -> None:
@@ -219,6 +294,7 @@ def run(
     from spcl_search.search.worker import sigterm_as_interrupt
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    check_optional("threads", threads)
     requested = _requested(
         spec_file=spec_file,
         name=study,
@@ -238,10 +314,13 @@ def run(
         warm_start=warm_start,
         baseline=baseline,
         space=space,
+        track=track,
         method_option=method_option,
         race=None if race is None else {"enabled": race},
     )
     _check_data(requested.get("data"), requested.get("dataset"))
+    requested = _named_after_data(requested)
+    _require_tracking(requested.get("track"))
     url = resolve_url(storage)
     rdb = open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
     opened = open_study(rdb, requested)
@@ -250,6 +329,9 @@ def run(
     console.print(f"study [bold]{spec.name}[/] ({'created' if opened.created else 'resumed'}) in {_masked(url)}")
     for note in opened.notes:
         console.print(f"  {note}")
+    if spec.track:
+        _require_tracking(spec.track)
+        console.print(f"  trials tracked with {spec.track} (MLflow experiment {spec.name!r})")
     if workers == 0:
         console.print("no local workers (--workers 0); join with: spcl-search worker --study " + spec.name)
         return
@@ -261,25 +343,36 @@ def run(
         extra += ["--timeout", str(timeout)]
     if data is not None:
         extra += ["--data", data]
+    if track is not None:
+        extra += ["--track", track]
     procs = launcher.start_workers(spec.name, url, slots, log_dir, extra)
     where = ", ".join(f"GPU {_gpu(s.gpu, s.packing)}" if s.gpu is not None else f"{s.threads} CPU thread(s)" for s in slots)
     console.print(f"  {n_workers} worker(s): {where}; logs in {log_dir / spec.name}/")
     reader = open_storage(url, heartbeat_interval=None)
+    began = time.monotonic()
 
     def render() -> Group:
         st = study_status(reader, spec.name, stale_after=float(grace_period))
-        return Group(_status_table(st), _workers_table(st, procs))
+        return Group(_status_table(st, elapsed=time.monotonic() - began), _workers_table(st, procs))
 
+    out = _out()
     try:
-        with sigterm_as_interrupt(), Live(render(), console=console, refresh_per_second=2, transient=False) as live:
+        with sigterm_as_interrupt(), Live(render(), console=out, refresh_per_second=2, transient=False) as live:
             while any(p.returncode is None for p in procs):
                 time.sleep(1.0)
                 live.update(render())
             live.update(render())
     except KeyboardInterrupt as exc:
+        _after_live(out)
         console.print("interrupted: stopping workers (their running trials are re-enqueued); a second Ctrl-C quits at once")
         launcher.stop_workers(procs)
+        st = study_status(reader, spec.name)
+        console.print(
+            f"study {spec.name!r} stopped: {st.counts.finished}/{st.n_trials} trials finished, {st.counts.running} running, "
+            f"{st.counts.waiting} waiting (the interrupted ones among them); run again to continue"
+        )
         raise typer.Exit(128 + getattr(exc, "signum", signal.SIGINT)) from None
+    _after_live(out)
     final = study_status(reader, spec.name)
     failed = [p for p in procs if p.returncode not in (0, None)]
     if failed and not final.done:
@@ -293,12 +386,64 @@ def run(
         shown = optuna.load_study(study_name=parent, storage=reader)
     rows = best_settings(shown, confirmation_of(reader, shown))
     if rows:
-        console.print(_detail_table(rows))
+        detail = _detail_table(rows)
+        _out(detail).print(detail)
         _print_verdicts(rows)
     if final.done:
         console.print(f"study {spec.name!r} finished its budget of {final.n_trials} trials (`spcl-search best` shows the table)")
     else:
         console.print(f"study {spec.name!r}: {final.counts.finished}/{final.n_trials} trials finished; run again to continue")
+    if final.counts.failed:
+        raise SpclSearchError(_failures(reader, spec.name, final.counts.failed, log_dir / spec.name))
+
+
+def _failures(storage: Any, name: str, n_failed: int, logs: Path) -> str:
+    """One line on the failed trials nobody retries: how many, their most common error, where to look."""
+    import collections
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from spcl_search.search.budget import retried_numbers
+
+    trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+    retried = retried_numbers(trials)
+    errors = collections.Counter(
+        str(t.user_attrs.get("error") or "its worker died") for t in trials if t.state == TrialState.FAIL and t.number not in retried
+    )
+    common = f"; most often ({errors.most_common(1)[0][1]}x): {errors.most_common(1)[0][0]}" if errors else ""
+    return f"{n_failed} trial(s) of study {name!r} failed and were not retried{common} (spcl-search status --study {name} --trials; logs in {logs}/)"
+
+
+def _require_tracking(track: str | None) -> None:
+    """A one-line error before anything starts when ``--track``'s backend is not installed."""
+    from spcl_search.tracking import parse_target, require
+
+    require(parse_target(track))
+
+
+def _after_live(out: Console) -> None:
+    """End the live view's last frame with a newline where rich does not (a pipe or a file)."""
+    if not out.is_terminal:
+        out.line()
+
+
+def _named_after_data(requested: Request) -> Request:
+    """A new study on a feature file (``--backbone`` with ``--data FILE``) takes the file's dataset name when
+    ``--dataset`` is not given (its meta name, IEMOCAP or MELD recognised, else its stem), so it gets the real
+    data's defaults and its own study name; "synthetic" names the embedded set only."""
+    data = requested.get("data")
+    if not data or data == "synthetic" or "backbone" not in requested:
+        return requested
+    if requested.get("dataset") == "synthetic":
+        raise ConfigError(
+            f"--dataset synthetic names the embedded synthetic set, not --data {data}; leave --dataset out (the file names its dataset)"
+        )
+    if "dataset" in requested:
+        return requested
+    from spcl_search.data.load import dataset_name
+
+    return requested.but(dataset=dataset_name(data))
 
 
 def _check_data(data: str | None, dataset: str | None) -> None:
@@ -346,12 +491,14 @@ def worker(
     max_retry: Annotated[
         int, typer.Option("--max-retry", hidden=True, min=0, help="Retries of a trial whose worker died before it counts as failed.")
     ] = DEFAULT_MAX_RETRY,
+    track: Track = None,
 ) -> None:
     """Join a study and run trials until its budget is spent (run one per GPU or node)."""
     from spcl_search.search.storage import open_storage
     from spcl_search.search.worker import WorkerOptions, run_worker
 
     _setup_logging()
+    check_optional("threads", threads)
     requested = _requested(
         spec_file=spec_file,
         name=study,
@@ -364,9 +511,13 @@ def worker(
         n_trials=n_trials,
         data=data,
         warm_start=warm_start,
+        track=track,
     )
     if "name" not in requested and "backbone" not in requested:
         raise ConfigError("worker needs --study NAME (or --spec FILE to create the study)")
+    _check_data(requested.get("data"), requested.get("dataset"))
+    requested = _named_after_data(requested)
+    _require_tracking(requested.get("track"))
     rdb = open_storage(storage, heartbeat_interval=heartbeat_interval, grace_period=grace_period, max_retry=max_retry)
     options = WorkerOptions(
         device=device, threads=threads, gpu=gpu, timeout=timeout, data=data, trials_per_gpu=trials_per_gpu, memory_fraction=memory_fraction
@@ -386,8 +537,11 @@ def status(
     study: Annotated[str | None, typer.Option("--study", help="Study name (default: every study).")] = None,
     storage: Storage = None,
     json_out: JsonOut = False,
+    trials: Annotated[
+        bool, typer.Option("--trials", help="Also list every trial: number, state, params, value, seconds, worker, note.")
+    ] = False,
 ) -> None:
-    """Trials by state, best so far and live workers of a study (or of every study)."""
+    """Trials by state, best so far, ETA and live workers of a study (or of every study); --trials lists the trials."""
     from spcl_search.search.status import all_statuses, study_status
     from spcl_search.search.storage import open_storage, study_exists
 
@@ -395,18 +549,19 @@ def status(
     if study is not None:
         if not study_exists(rdb, study):
             raise ConfigError(f"no study {study!r} in {_masked(rdb.url)}; run `spcl-search status` to list them")
-        statuses = [study_status(rdb, study)]
+        statuses = [study_status(rdb, study, trials=trials)]
     else:
-        statuses = all_statuses(rdb)
+        statuses = all_statuses(rdb, trials=trials)
     if json_out:
         print(json.dumps([s.to_dict() for s in statuses], indent=2, default=str))
         return
     if not statuses:
         console.print(f"no studies in {_masked(rdb.url)}")
     for st in statuses:
-        console.print(_status_table(st))
-        if st.workers:
-            console.print(_workers_table(st))
+        tables = [_status_table(st), *([_workers_table(st)] if st.workers else []), *([_trials_table(st)] if st.trials is not None else [])]
+        out = _out(*tables)
+        for table in tables:
+            out.print(table)
 
 
 @app.command("storage-proxy")
@@ -439,8 +594,8 @@ def storage_proxy(
     lock_connections: Annotated[
         int, typer.Option("--lock-connections", min=1, help="Database connections for study locks (a separate pool).")
     ] = 4,
-    heartbeat_interval: HeartbeatInterval = DEFAULT_HEARTBEAT_INTERVAL,
-    grace_period: GracePeriod = DEFAULT_GRACE_PERIOD,
+    heartbeat_interval: ProxyHeartbeatInterval = DEFAULT_HEARTBEAT_INTERVAL,
+    grace_period: ProxyGracePeriod = DEFAULT_GRACE_PERIOD,
 ) -> None:
     """Serve the study database to workers over gRPC (Optuna's storage proxy): only the proxy holds connections."""
     import os
@@ -526,8 +681,10 @@ def best(
     if command or toml is not None:
         _reproduce(rdb, rows, command, toml)
         return
-    console.print(_paper_table(rows))
-    console.print(_detail_table(rows))
+    tables = (_paper_table(rows), _detail_table(rows))
+    out = _out(*tables)
+    for table in tables:
+        out.print(table)
     _print_verdicts(rows)
 
 
@@ -561,7 +718,7 @@ def _paper_table(rows: list[BestSetting]) -> Table:
     header, body = paper_table(rows)
     table = Table(title="best cl_growth/cl_threshold per modality set (selected on dev F1)", title_justify="left")
     for i, col in enumerate(header):
-        table.add_column(col, justify="left" if i == 0 else "center")
+        table.add_column(col, justify="left" if i == 0 else "center", overflow="fold")  # wrapped, never cut
     for line in body:
         table.add_row(*map(escape, line))  # "mmgcn [spcl]" is text, not rich markup
     return table
@@ -574,9 +731,12 @@ def _pm(mean: float | None, std: float | None) -> str:
 
 
 def _detail_table(rows: list[BestSetting]) -> Table:
+    from spcl_search.schema.best import GAIN_COLUMNS, gain_cells
+
     table = Table(title="details (F1 = weighted-F1 %, mean ± std over the seeds; test at the best dev epoch)", title_justify="left")
-    for col in ("study", "modalities", "trial", "params", "seeds", "dev F1", "test F1", "no-SPCL dev F1", "gain vs baseline (dev, 95% CI)"):
-        table.add_column(col)
+    columns = ("study", "modalities", "trial", "params", "seeds", "dev F1", "test F1", "no-SPCL dev F1", "no-SPCL test F1")
+    for col in (*columns, *GAIN_COLUMNS):
+        table.add_column(col, overflow="fold")  # wrapped, never cut
     for r in rows:
         table.add_row(
             escape(r.study if r.source == r.study else f"{r.study} (confirmed in {r.source})"),
@@ -587,7 +747,8 @@ def _detail_table(rows: list[BestSetting]) -> Table:
             _pm(r.dev_f1, r.dev_f1_std),
             _pm(r.test_f1, r.test_f1_std),
             "-" if r.baseline_dev_f1 is None else f"{r.baseline_dev_f1:.2f}",
-            "-" if r.vs_baseline is None else r.vs_baseline.interval(),
+            "-" if r.baseline_test_f1 is None else f"{r.baseline_test_f1:.2f}",
+            *gain_cells(r),
         )
     return table
 

@@ -15,6 +15,8 @@ from rich.table import Table
 from backbones.defaults import RUN, SPCL
 from spcl_search.cli import app
 from spcl_search.errors import ConfigError
+from spcl_search.results import EPOCH_BASE
+from spcl_search.tracking import RunTracker, parse_target, require, training_tracker
 
 console = Console()
 
@@ -87,6 +89,10 @@ def train(
     ] = "fp32",
     checkpoint: Annotated[Path | None, typer.Option(help="Write the best-dev model here (atomically).")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the full result (config, history, figures) as JSON.")] = None,
+    track: Annotated[
+        str | None,
+        typer.Option("--track", help="Track the run in MLflow: mlflow (./mlruns) or mlflow:URI (experiment spcl-search-train)."),
+    ] = None,
 ) -> None:
     """Train one SPCL-wrapped backbone; select on dev, report test at the best dev epoch."""
     from backbones.defaults import VARIANTS
@@ -95,9 +101,12 @@ def train(
     from spcl_search.train import TrainConfig, effective_protocol
     from spcl_search.train import train as run_training
 
+    if variant not in VARIANTS:
+        raise ConfigError(f"--variant {variant!r}: choose one of {', '.join(VARIANTS)}")
+    if reference_arithmetic and variant != "spcl":
+        raise ConfigError("--reference-arithmetic applies to --variant spcl only")
     seed_list = _seed_list(seeds, seed)
     model = {**_model_options(model_option or []), **({"reference_arithmetic": True} if reference_arithmetic else {})}
-    ds = load_dataset(dataset, dev_fraction=dev_fraction)
     config = TrainConfig(
         backbone=backbone,
         variant=variant,
@@ -133,6 +142,11 @@ def train(
     for output in (json_out, checkpoint):
         if output is not None:
             check_writable(output)  # before training, not after it
+    target = parse_target(track)
+    require(target)
+    ds = load_dataset(dataset, dev_fraction=dev_fraction)  # every option is checked by now
+    tags = {"backbone": backbone, "form": variant, "method": "none" if no_cl else method, "dataset": ds.name}
+    tracked: RunTracker | None = None
 
     progress = Progress(
         TextColumn("[bold]epoch"),
@@ -142,10 +156,6 @@ def train(
         TimeElapsedColumn(),
         console=console,
     )
-    if variant not in VARIANTS:
-        raise ConfigError(f"--variant {variant!r}: choose one of {', '.join(VARIANTS)}")
-    if reference_arithmetic and variant != "spcl":
-        raise ConfigError("--reference-arithmetic applies to --variant spcl only")
     total = effective_protocol(config, ds.name)["epochs"]
     results = []
     with progress:
@@ -160,12 +170,18 @@ def train(
                 + ("" if r.threshold is None else f"  thr {r.threshold:.2f}")
                 + f"  dev F1 {r.dev_f1:.2f}  ({r.seconds:.1f}s)",
             )
+            if tracked is not None:
+                tracked.epoch(config.modalities, r.epoch, r)
 
         for s in seed_list:
             config = replace(config, seed=s)
+            if target is not None:  # one tracked run per seed
+                tracked = training_tracker(target, f"{backbone} {modalities} on {ds.name}, seed {s}", {**tags, "seed": str(s)})
             result = run_training(ds, config, callback=on_epoch)
             results.append(result)
             progress.update(task, completed=total * len(results))  # a run stopped early leaves no gap
+            if tracked is not None:
+                tracked.finish_training(result)
 
     surrogate = ds.info.get("surrogate") or []
     if ds.name == "synthetic":
@@ -179,13 +195,20 @@ def train(
     if len(results) == 1:
         for col in ("split", "weighted-F1 %", "accuracy %"):
             table.add_column(col, justify="right" if col != "split" else "left")
-        table.add_row(f"dev (best, epoch {result.best_epoch})", f"{result.dev_f1:.2f}", f"{result.dev_acc:.2f}")
+        table.add_row(f"dev (best: epoch {result.best_epoch} of {len(result.history)})", f"{result.dev_f1:.2f}", f"{result.dev_acc:.2f}")
         table.add_row("test (at best dev epoch)", f"{result.test_f1:.2f}", f"{result.test_acc:.2f}")
     else:
-        for col in ("seed", "best epoch (1-based)", "dev w-F1 %", "test w-F1 % (at best dev epoch)", "dev acc %", "test acc %"):
+        for col in ("seed", "best epoch", "dev w-F1 %", "test w-F1 % (at best dev epoch)", "dev acc %", "test acc %"):
             table.add_column(col, justify="right")
         for s, r in zip(seed_list, results):
-            table.add_row(str(s), str(r.best_epoch + 1), f"{r.dev_f1:.2f}", f"{r.test_f1:.2f}", f"{r.dev_acc:.2f}", f"{r.test_acc:.2f}")
+            table.add_row(
+                str(s),
+                f"{r.best_epoch} of {len(r.history)}",
+                f"{r.dev_f1:.2f}",
+                f"{r.test_f1:.2f}",
+                f"{r.dev_acc:.2f}",
+                f"{r.test_acc:.2f}",
+            )
         summary = seeds_summary(results)
         table.add_row(
             "mean ± std",
@@ -210,7 +233,7 @@ def train(
         payload = (
             results[0].to_dict()
             if len(results) == 1
-            else {"seeds": seed_list, **seeds_summary(results), "runs": [r.to_dict() for r in results]}
+            else {"seeds": seed_list, "epoch_base": EPOCH_BASE, **seeds_summary(results), "runs": [r.to_dict() for r in results]}
         )
         _write_atomic(json_out, json.dumps(payload, indent=2, default=str))
         console.print(f"wrote {json_out}")

@@ -14,7 +14,7 @@ its classes from the meta data, the file name or the label count.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,25 +194,50 @@ def _build(
     )
 
 
-def identify(meta: Mapping[str, Any], stem: str, max_label: int) -> tuple[str, tuple[str, ...]]:
+#: how each benchmark's dialogue ids look: IEMOCAP's session names; MELD's numbers (the DialogueGCN release) or
+#: ``train/dia0`` (``spcl-search data extract``)
+BENCHMARK_IDS = {"iemocap": re.compile(r"Ses0[1-5][MF]_\w+"), "meld": re.compile(r"((train|dev|test)/)?dia\d+|\d+")}
+#: the name of the embedded synthetic set, which a file never takes (its stem instead; ``synthetic.pkl``: this)
+FILE_NOT_SYNTHETIC = "synthetic_file"
+
+
+def identify(
+    meta: Mapping[str, Any], stem: str, max_label: int, ids: Sequence[Any] = (), *, from_file: bool = False
+) -> tuple[str, tuple[str, ...]]:
     """Name a dataset and its classes.
 
-    Name: ``meta['name']``/``meta['dataset']`` when it is iemocap, meld or synthetic, else iemocap or
-    meld when the file name contains it, else the file stem. Classes: ``meta['classes']``, else the known
-    benchmark's, else by label count (6 -> IEMOCAP's, 7 -> MELD's), else ``c0..cK``.
+    Name: ``meta['name']``/``meta['dataset']`` (lower case, spaces as ``_``); else iemocap or meld when the
+    classes (``meta['classes']``, else the label count) and every dialogue id are the benchmark's (or, as the
+    DialogueGCN releases name theirs, the file name says so); else the file stem. A file (``from_file``) is never
+    "synthetic", the embedded set's name: a ``data synth`` file is named by its stem. Classes: ``meta['classes']``,
+    else the known benchmark's, else by label count (6 -> IEMOCAP's, 7 -> MELD's), else ``c0..cK``.
     """
-    declared = (str(meta.get(k, "")).lower() for k in ("name", "dataset"))
-    name = next((n for n in declared if n in _KNOWN_NAMES), None)
-    if name is None:
-        name = next((n for n in KNOWN_CLASSES if re.search(n, stem, re.IGNORECASE)), stem)
-    classes = meta.get("classes")
-    if isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes):
-        return name, tuple(classes)
+    declared = next((str(meta[k]).strip().lower() for k in ("name", "dataset") if str(meta.get(k) or "").strip()), None)
+    given = meta.get("classes")
+    classes = tuple(given) if isinstance(given, list) and given and all(isinstance(c, str) for c in given) else None
+    n_classes = max(max_label + 1, 1)
+    name = re.sub(r"[^\w.-]+", "_", declared).strip("_") if declared else None
+    if not name or (from_file and name == "synthetic"):
+        name = _benchmark(classes, n_classes, ids)
+        name = name or next((n for n in KNOWN_CLASSES if re.search(n, stem, re.IGNORECASE)), stem)
+    if from_file and name == "synthetic":
+        name = FILE_NOT_SYNTHETIC
+    if classes is not None:
+        return name, classes
     if name in KNOWN_CLASSES:
         return name, KNOWN_CLASSES[name]
-    n_classes = max(max_label + 1, 1)
     by_count = {len(c): c for c in KNOWN_CLASSES.values()}
     return name, by_count.get(n_classes, tuple(f"c{i}" for i in range(n_classes)))
+
+
+def _benchmark(classes: tuple[str, ...] | None, n_classes: int, ids: Sequence[Any]) -> str | None:
+    """iemocap or meld when the classes and every dialogue id are that benchmark's, else None."""
+    for name, pattern in BENCHMARK_IDS.items():
+        known = KNOWN_CLASSES[name]
+        same_classes = classes == known if classes is not None else n_classes == len(known)
+        if same_classes and ids and all(pattern.fullmatch(str(v)) for v in ids):
+            return name
+    return None
 
 
 def surrogate_modalities(meta: Mapping[str, Any]) -> str:

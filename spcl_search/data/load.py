@@ -25,7 +25,7 @@ from spcl_search.data.types import MODALITY_NAMES, ERCDataset
 from spcl_search.data.validate import check_labels
 from spcl_search.errors import ConfigError, DataError
 
-__all__ = ["SYNTHETIC", "load_dataset", "split_dev"]
+__all__ = ["SYNTHETIC", "dataset_name", "load_dataset", "split_dev"]
 
 #: The source name of the embedded synthetic dataset.
 SYNTHETIC = "synthetic"
@@ -79,7 +79,7 @@ def load_dataset(
             raise DataError(f"{label}: cannot read ({exc.strerror or exc})") from None
         parsed, cache = _load_file(path, label, sha256, cache_dir, use_cache)
 
-    name, classes = identify(parsed.meta, stem, parsed.max_label)
+    name, classes = identify(parsed.meta, stem, parsed.max_label, list(parsed.dialogues), from_file=sha256 is not None)
     check_labels(label, parsed.dialogues.values(), classes)
     train_ids, dev_ids, dev_info = split_dev(parsed, dev_fraction, dev_seed, use_valid_vid, label)
     d = parsed.dialogues
@@ -116,6 +116,12 @@ def load_dataset(
     )
     info["load_seconds"] = round(time.perf_counter() - start, 4)
     return dataset
+
+
+def dataset_name(source: str | os.PathLike[str]) -> str:
+    """The name a feature file goes by (``ERCDataset.name``: its meta name, IEMOCAP or MELD recognised, else its
+    stem; never "synthetic"), or "synthetic" for the embedded set. The file is checked and cached on the way."""
+    return SYNTHETIC if str(source) == SYNTHETIC else load_dataset(source).name
 
 
 def split_dev(

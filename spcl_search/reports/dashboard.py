@@ -1,6 +1,6 @@
 """optuna-dashboard on the study's storage, with the report's figures and tables pushed into it.
 
-:func:`push_report` stores the report's figures as the dashboard's user-defined plotly graph
+:func:`push_report` stores the report's figures that the dashboard does not draw itself as its user-defined plotly graph
 objects and its tables as the study note (both live in the study's system attrs, so any
 dashboard on the same storage shows them). :func:`start_dashboard` serves optuna-dashboard's WSGI
 app from a background thread; :class:`DashboardServer` stops it.
@@ -31,6 +31,9 @@ from spcl_search.search.optuna_internals import study_id
 
 #: prefix of the graph-object ids this package writes (so a re-push overwrites them)
 GRAPH_PREFIX = "spcl-"
+#: the report's figures optuna-dashboard draws itself (history, importance, timeline, Pareto front, contour and
+#: slice): not pushed, so that the dashboard shows each once; the others (the gain figure, the methods) are
+DASHBOARD_HAS = ("history", "importance", "timeline", "pareto", "landscape")
 
 
 class _ThreadedServer(ThreadingMixIn, WSGIServer):
@@ -157,12 +160,14 @@ def report_note(report: Report) -> str:
 
 
 def push_report(study: optuna.Study, report: Report) -> list[str]:
-    """Save the report's figures as dashboard graph objects and its tables as the study note;
-    return the graph-object ids."""
+    """Save the report's figures that optuna-dashboard lacks (not :data:`DASHBOARD_HAS`) as its graph objects and
+    the report's tables as the study note; return the graph-object ids."""
     from optuna_dashboard import save_note, save_plotly_graph_object
 
     ids = []
     for named in report.figures:
+        if named.key.split("-")[0] in DASHBOARD_HAS:
+            continue
         ids.append(save_plotly_graph_object(study, named.figure, graph_object_id=GRAPH_PREFIX + named.key))
     save_note(study, report_note(report))
     return ids

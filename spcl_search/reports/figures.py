@@ -7,6 +7,7 @@ Optuna's own plotting functions are used wherever one exists.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -44,6 +45,8 @@ def _hover(trial: FrozenTrial) -> str:
             lines.append(f"dev F1 {records.modality_label(m)} = {v:.2f}")
     if (v := records.metric(trial, "test_f1", records.TRI_MODAL)) is not None:
         lines.append(f"test F1 T+A+V = {v:.2f}")
+    if (epoch := records.best_epoch(trial, records.TRI_MODAL)) is not None:
+        lines.append(f"best dev epoch T+A+V = {epoch}")
     return "<br>".join(lines)
 
 
@@ -71,6 +74,15 @@ def pareto_front(study: optuna.Study) -> go.Figure:
     front = sorted((t for t in trials if t.number in front_ids), key=lambda t: t.values[0])
     baseline = records.baseline_trials(trials)
     fig = go.Figure()
+    if baseline:  # first, so beneath: an open star around its point, never hiding a trial with the same values
+        fig.add_trace(
+            scatter(
+                baseline,
+                mode="markers",
+                name="No SPCL (baseline)",
+                marker={"symbol": "star-open", "size": 22, "color": "#d62728", "line": {"width": 2}},
+            )
+        )
     if dominated:
         fig.add_trace(scatter(dominated, mode="markers", name="Trial", marker={"color": "#c7c7c7", "size": 8}))
     fig.add_trace(
@@ -82,10 +94,6 @@ def pareto_front(study: optuna.Study) -> go.Figure:
             marker={"size": 10, "color": WITH_COLOUR},
         )
     )
-    if baseline:
-        fig.add_trace(
-            scatter(baseline, mode="markers", name="No SPCL (baseline)", marker={"symbol": "star", "size": 16, "color": "#d62728"})
-        )
     fig.update_layout(
         title_text=f"Pareto front: {x_name} vs {y_name} ({len(trials)} trials)",
         xaxis_title=f"{x_name} (tri-modal dev weighted-F1, %)",
@@ -157,8 +165,17 @@ def optimization_history(study: optuna.Study) -> list[go.Figure]:
             else:
                 fig = optuna.visualization.plot_optimization_history(study, target_name=name)
         fig.update_layout(title_text=f"Optimisation history: {name}")
+        fig.update_xaxes(tick0=0, dtick=_whole_step(len(study.get_trials(deepcopy=False))))  # trial numbers are whole
         figures.append(fig)
     return figures
+
+
+def _whole_step(n: int, ticks: int = 10) -> int:
+    """A whole tick step (1, 2, 5, 10, 20, 50, ...) that shows at most about ``ticks`` of ``n`` trial numbers."""
+    step, factors = 1, itertools.cycle((2, 2.5, 2))
+    while n > step * ticks:
+        step = round(step * next(factors))
+    return step
 
 
 def threshold_growth(study: optuna.Study) -> list[go.Figure]:

@@ -19,6 +19,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from spcl_search.reports import records
+from spcl_search.schema.best import method_setting
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,10 @@ class GainRow:
     acc_with: float | None
     baseline_trial: int | None
     spcl_trial: int | None
+    #: the best setting of the study's method ("with"): SPCL's ``cl_growth/cl_threshold``, another's ``alpha=0.3``
     spcl_setting: str
+    #: the study's balance method, what "with" means (SPCL, or OGM-GE, OPM, MMPareto)
+    method: str = "spcl"
 
     @property
     def label(self) -> str:
@@ -92,7 +96,8 @@ def gain_rows(study: optuna.Study, split: str = "test") -> list[GainRow]:
                 acc_with=_difference(*picked["with"], f"{split}_acc", versus),
                 baseline_trial=base_tri.number if base_tri is not None else None,
                 spcl_trial=spcl_tri.number if spcl_tri is not None else None,
-                spcl_setting=records.spcl_setting(spcl_tri) if spcl_tri is not None else "-",
+                spcl_setting=method_setting(info.method, spcl_tri.params) if spcl_tri is not None else "-",
+                method=info.method,
             )
         )
     return rows
@@ -112,6 +117,7 @@ CSV_COLUMNS = (
     "baseline_trial",
     "spcl_trial",
     "spcl_setting",
+    "method",
 )
 
 

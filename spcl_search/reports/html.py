@@ -163,6 +163,12 @@ def write_atomic(path: Path, data: str | bytes) -> Path:
     return outputs.write_atomic(path, data)
 
 
-def write_html(report: Report, out_dir: Path) -> Path:
-    """Write ``<out_dir>/<study>.html`` atomically; return its path."""
-    return write_atomic(Path(out_dir) / f"{safe_name(report.info.name)}.html", render_html(report))
+def page_path(out: Path, study: str) -> Path:
+    """Where the report of ``study`` goes: ``out`` itself when it names an ``.html`` file, else ``out/<study>.html``."""
+    out = Path(out)
+    return out if out.suffix.lower() in (".html", ".htm") else out / f"{safe_name(study)}.html"
+
+
+def write_html(report: Report, out: Path) -> Path:
+    """Write the page to :func:`page_path` (``out`` an ``.html`` file or a folder) atomically; return its path."""
+    return write_atomic(page_path(out, report.info.name), render_html(report))

@@ -51,6 +51,12 @@ def metric(trial: FrozenTrial, name: str, modalities: str) -> float | None:
     return TrialRecord.of(trial).metric(name, modalities)
 
 
+def best_epoch(trial: FrozenTrial, modalities: str) -> int | None:
+    """The best dev epoch of one modality set, counted from 1 (also for trials stored counting from 0)."""
+    record = TrialRecord.of(trial)
+    return record.epoch(record.sets[modalities].best_epoch) if modalities in record.sets else None
+
+
 def study_modalities(trials: Sequence[FrozenTrial]) -> list[str]:
     """Every modality set recorded by any of ``trials``, in the paper's order."""
     return sort_modalities(m for t in trials for m in TrialRecord.of(t).trained)

@@ -17,7 +17,7 @@ from spcl_search.reports import figures, records
 from spcl_search.reports.gain import GainRow, gain_rows
 from spcl_search.reports.importance import make_evaluator, param_importances
 from spcl_search.reports.methods import method_box, method_rows
-from spcl_search.schema.best import BestSetting, best_settings, paper_table
+from spcl_search.schema.best import GAIN_COLUMNS, BestSetting, best_settings, gain_cells, paper_table
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,15 @@ def _fill(section: Section, key: str, make: Callable[[], go.Figure | list[go.Fig
         section.figures.append(NamedFigure(key if i == 0 else f"{key}-{i}", fig))
 
 
+def _trial_count(info: records.StudyInfo) -> str:
+    """``5 complete of 8 run (budget 20)``, or what an empty study has: its budget and no trial yet."""
+    budget = info.spec.get("n_trials")
+    of = f" (budget {budget})" if budget else ""
+    if info.n_trials == 0:
+        return f"none run yet{of}"
+    return f"{info.n_complete} complete of {info.n_trials} run{of}"
+
+
 def _summary_section(info: records.StudyInfo, study: optuna.Study) -> Section:
     rows = [
         ["study", info.name],
@@ -88,7 +97,7 @@ def _summary_section(info: records.StudyInfo, study: optuna.Study) -> Section:
         ["balance method", info.method],
         ["dataset", info.dataset],
         ["objectives", ", ".join(info.metric_names)],
-        ["trials", f"{info.n_complete} complete of {info.n_trials}"],
+        ["trials", _trial_count(info)],
         ["no-SPCL baseline trials", str(len(records.baseline_trials(records.complete_trials(study))))],
     ]
     return Section("summary", "Study", tables=[Table("", ["", ""], rows)])
@@ -115,7 +124,7 @@ def _best_section(rows: list[BestSetting]) -> Section:
             _num(r.test_acc),
             _num(r.baseline_dev_f1),
             _num(r.baseline_test_f1),
-            _num(None if r.test_f1 is None or r.baseline_test_f1 is None else r.test_f1 - r.baseline_test_f1, True),
+            *gain_cells(r),
             str(r.n_trials),
         ]
         for r in rows
@@ -132,7 +141,7 @@ def _best_section(rows: list[BestSetting]) -> Section:
                 "test acc",
                 "no-SPCL dev F1",
                 "no-SPCL test F1",
-                "SPCL gain (test F1)",
+                *GAIN_COLUMNS,
                 "trials",
             ],
             detail,

@@ -208,3 +208,18 @@ def paper_table(rows: Sequence[BestSetting]) -> tuple[list[str], list[list[str]]
         cells.setdefault(label, {})[(r.dataset, r.modalities)] = r.setting
     header = ["Backbone"] + [f"{d} {m}" for d, m in columns]
     return header, [[label] + [row.get(c, "") for c in columns] for label, row in cells.items()]
+
+
+#: the gains against the no-SPCL baseline that ``best`` and the report's best-trial table both show, under the same
+#: names and with the same numbers
+GAIN_COLUMNS = ("SPCL gain (dev F1, 95% CI)", "SPCL gain (test F1)")
+
+
+def gain_cells(row: BestSetting) -> tuple[str, str]:
+    """The :data:`GAIN_COLUMNS` cells of ``row``: the paired dev difference with its interval, the test difference."""
+    if row.vs_baseline is not None:
+        dev = row.vs_baseline.interval()
+    else:
+        dev = "-" if row.spcl_gain_dev is None else f"{row.spcl_gain_dev:+.2f}"
+    test = "-" if row.test_f1 is None or row.baseline_test_f1 is None else f"{row.test_f1 - row.baseline_test_f1:+.2f}"
+    return dev, test

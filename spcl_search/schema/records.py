@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from spcl_search.results import EPOCH_BASE
 from spcl_search.schema.spec import MODALITY_SETS
 
 #: study user attr holding the effective spec (its other attrs: kind, backbone, variant, dataset, data_sha256)
@@ -95,6 +96,8 @@ class TrialRecord:
     gpu: str | None = None
     trial_seconds: float | None = None
     pruned_at_step: int | None = None
+    #: 1: ``best_epoch_<set>`` counts from 1 (:data:`~spcl_search.results.EPOCH_BASE`); older trials have none and counted from 0
+    epoch_base: int | None = None
     fail_reason: str | None = None
     error: str | None = None
     #: attrs this version does not know (kept, never lost)
@@ -124,6 +127,10 @@ class TrialRecord:
     def of(cls, trial: FrozenTrial) -> TrialRecord:
         """The record of ``trial``."""
         return cls.from_attrs(trial.user_attrs)
+
+    def epoch(self, stored: int | None) -> int | None:
+        """An epoch number this trial stored (``best_epoch_<set>``), counted from 1 as everywhere else."""
+        return None if stored is None else int(stored) + EPOCH_BASE - int(self.epoch_base or 0)
 
     @property
     def is_baseline(self) -> bool:

@@ -37,7 +37,9 @@ from backbones.defaults import (
     training_defaults,
 )
 from spcl_search.errors import ConfigError
+from spcl_search.schema.limits import LIMITS
 from spcl_search.schema.method_options import method_options, parse_option
+from spcl_search.schema.track import parse_target
 
 KINDS = ("search", "balance")
 SAMPLERS = ("tpe", "nsga2", "random")
@@ -69,7 +71,7 @@ BIMODAL = frozenset({"at", "tv", "av"})
 #: the sets a balance study (and a search on a real dataset) trains by default, in the order its spec stores them
 TRAINED_SETS = ("atv", "at", "av", "tv")
 #: keys that do not identify a study: they may differ between workers without a conflict
-RUNTIME_KEYS = ("data", "n_trials")
+RUNTIME_KEYS = ("data", "n_trials", "track")
 #: metric names per kind (``study.set_metric_names``); every objective is maximised
 METRICS = {"search": ("dev_f1",), "balance": ("dev_f1_atv", "gain")}
 #: stored fields that older versions wrote and this one ignores (``objectives`` is derived from ``kind``;
@@ -143,6 +145,8 @@ class StudySpec:
     spcl: dict[str, Any] = field(default_factory=dict)
     #: racing over the seeds (``RACE_DEFAULTS``); empty or ``enabled = false``: every trial trains every seed
     race: dict[str, Any] = field(default_factory=dict)
+    #: experiment tracking of the trials (``mlflow`` or ``mlflow:URI``; empty: none), a runtime setting like ``data``
+    track: str = ""
 
     @property
     def racing(self) -> bool:
@@ -262,7 +266,9 @@ def _range(name: str, value: Any, where: str) -> ParamRange:
             raise ConfigError(f"{where}: space.{name}.choices must be a non-empty list (and alone)")
         for c in choices:
             _number(c, f"{where}: each of space.{name}.choices", integer=PARAMS[name])
-        return ParamRange(choices=tuple(choices))
+        out = ParamRange(choices=tuple(choices))
+        _check_range(name, out, where)
+        return out
     try:
         low, high = float(value["low"]), float(value["high"])
     except (KeyError, TypeError, ValueError):
@@ -282,8 +288,20 @@ def _range(name: str, value: Any, where: str) -> ParamRange:
     if PARAMS[name]:
         if low != int(low) or high != int(high) or (step is not None and step != int(step)):
             raise ConfigError(f"{where}: space.{name} is an integer parameter; low, high and step must be integers")
-        return ParamRange(int(low), int(high), log, int(step) if step is not None else None)
-    return ParamRange(low, high, log, step)
+        out = ParamRange(int(low), int(high), log, int(step) if step is not None else None)
+    else:
+        out = ParamRange(low, high, log, step)
+    _check_range(name, out, where)
+    return out
+
+
+def _check_range(name: str, rng: ParamRange, where: str) -> None:
+    """Every value of a searched range lies in the parameter's allowed range (:data:`~spcl_search.schema.limits.LIMITS`)."""
+    limit = LIMITS.get(name)
+    values = rng.choices if rng.choices is not None else rng.bounds
+    bad = next((v for v in values if limit is not None and not limit.holds(v)), None)
+    if limit is not None and bad is not None:
+        raise ConfigError(f"{where}: space.{name} must hold only values that are {limit.describe()}, got {bad!r}")
 
 
 def _space(value: Any, where: str) -> dict[str, ParamRange]:
@@ -302,6 +320,9 @@ def _ints(value: Any, where: str) -> tuple[int, ...]:
         raise ConfigError(f"{where}: seeds must be a list of integers such as [0, 1, 2]") from None
     if not out:
         raise ConfigError(f"{where}: seeds must not be empty")
+    bad = next((seed for seed in out if not LIMITS["seed"].holds(seed)), None)
+    if bad is not None:
+        raise ConfigError(f"{where}: seeds must be integers >= 0, got {bad}")
     return out
 
 
@@ -346,15 +367,15 @@ def _check_train(key: str, value: Any, what: str) -> None:
     if key == "standardise":
         if not isinstance(value, bool):
             raise ConfigError(f"{what} must be true or false, got {value!r}")
-    elif key == "patience":
-        if _number(value, what, integer=True) < 0:
-            raise ConfigError(f"{what} must be >= 0 (0: no early stopping), got {value!r}")
-    elif key == "batch_size":
-        _number(value, what, positive=True, integer=True)
-    elif key == "lr":
-        _number(value, what, positive=True)
-    elif _number(value, what) < 0:
-        raise ConfigError(f"{what} must be >= 0, got {value!r}")
+    elif not LIMITS[key].holds(value):
+        extra = " (0: no early stopping)" if key == "patience" else ""
+        raise ConfigError(f"{what} must be {LIMITS[key].describe()}{extra}, got {value!r}")
+
+
+def _check_model(key: str, value: Any, what: str) -> None:
+    """The model options every backbone shares (``dropout``, ``hidden``); the others are the backbone's."""
+    if key in ("dropout", "hidden") and not LIMITS[key].holds(value):
+        raise ConfigError(f"{what} must be {LIMITS[key].describe()}, got {value!r}")
 
 
 def _check_spcl(key: str, value: Any, what: str) -> None:
@@ -399,6 +420,12 @@ def _data(value: Any, where: str) -> str | None:
     return None if value is None else str(value)
 
 
+def _track(value: Any, where: str) -> str:
+    """``mlflow``, ``mlflow:URI`` or a ``[track]`` table (backend, uri) as ``mlflow[:URI]``; ``""``: no tracking."""
+    target = parse_target(value, where if where.startswith("--") else f"{where}: track")
+    return "" if target is None else str(target)
+
+
 #: field name -> parser(value, where) -> canonical value; one entry per StudySpec field
 FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "backbone": _text("backbone"),
@@ -421,9 +448,10 @@ FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "baseline": lambda value, where: bool(value),
     "method_options": _table("method_options"),
     "train": _table("train", TRAIN_KEYS, _check_train),
-    "model": _table("model"),
+    "model": _table("model", check=_check_model),
     "spcl": _table("spcl", SPCL_KEYS, _check_spcl),
     "race": _table("race", tuple(RACE_DEFAULTS), _check_race),
+    "track": _track,
 }
 assert set(FIELDS) == {f.name for f in fields(StudySpec)}, "every StudySpec field needs a parser"
 
@@ -564,11 +592,17 @@ def requested_fields(spec_file: str | Path | None = None, **options: Any) -> Req
     space_opts = options.pop("space", None) or []
     option_opts = options.pop("method_option", None) or []
     race = options.pop("race", None)
-    out.update({key: value for key, value in options.items() if value is not None})
+    given = {key: value for key, value in options.items() if value is not None}
+    if set(given) - set(FIELDS):
+        Request(given, where="options")  # a ConfigError naming the unknown fields
+    for key, value in given.items():  # an error names the option: "--seeds: seeds must be ..."
+        out[key] = FIELDS[key](value, "--" + key.replace("_", "-"))
     if race is not None:
         out["race"] = {**out.get("race", {}), **race}
     if space_opts:
-        out["space"] = {**out.get("space", {}), **dict(parse_space_option(text) for text in space_opts)}
+        asked = dict(parse_space_option(text) for text in space_opts)
+        _space(asked, "--space")
+        out["space"] = {**out.get("space", {}), **asked}
     if option_opts:
         out["method_options"] = {**out.get("method_options", {}), **dict(parse_option(text) for text in option_opts)}
     return Request(out, where="options")
@@ -716,6 +750,8 @@ def conflicts(stored: StudySpec, requested: Mapping[str, Any]) -> dict[str, tupl
 
 
 def with_runtime(spec: StudySpec, requested: Mapping[str, Any]) -> StudySpec:
-    """``spec`` with the runtime keys (``data``) that ``requested`` sets."""
-    data = Request.of(requested).get("data")
-    return replace(spec, data=data) if data else spec
+    """``spec`` with the runtime keys (``data``, ``track``) that ``requested`` sets."""
+    request = Request.of(requested)
+    data, track = request.get("data"), request.get("track")
+    spec = replace(spec, data=data) if data else spec
+    return replace(spec, track=track) if track is not None else spec

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import optuna
 
 from backbones.defaults import SPCL as SPCL_DEFAULTS
-from spcl_search.results import EpochRecord, TrainResult
+from spcl_search.results import EPOCH_BASE, EpochRecord, TrainResult
 from spcl_search.schema.method_options import method_options
 from spcl_search.schema.records import SetResult, TrialRecord
 from spcl_search.schema.spec import BIMODAL, METHOD_PARAMS, TRI_MODAL, StudySpec
@@ -68,6 +68,38 @@ class Trainer(Protocol):
 
 #: builds the trainer of a study (``run_worker(trainer=...)``, ``$SPCL_SEARCH_TRAINER``)
 TrainerFactory = Callable[[StudySpec], Trainer]
+
+
+@dataclass(frozen=True)
+class TrialProgress:
+    """Where a running trial is: epoch ``epoch`` of ``epochs`` (counted from 1) of training ``modalities`` (set
+    ``set_index`` of ``n_sets``) with ``seed``, one of ``running`` seeds trained side by side (of the spec's
+    ``n_seeds``; a racing study runs them one at a time); ``record``: that epoch's figures."""
+
+    modalities: str
+    set_index: int
+    n_sets: int
+    seed: int
+    #: ``seed``'s place among the spec's seeds, from 1
+    seed_number: int
+    running: int
+    n_seeds: int
+    epoch: int
+    epochs: int
+    record: EpochRecord
+
+    @property
+    def dev_f1(self) -> float:
+        return self.record.dev_f1
+
+    @property
+    def part(self) -> str:
+        """``atv``, or ``at (set 2/4), 3 seeds`` (side by side) / ``atv, seed 2/3`` (racing, one at a time) when the
+        trial trains several sets or seeds."""
+        out = self.modalities + (f" (set {self.set_index + 1}/{self.n_sets})" if self.n_sets > 1 else "")
+        if self.n_seeds > 1:
+            out += f", {self.running} seeds" if self.running > 1 else f", seed {self.seed_number}/{self.n_seeds}"
+        return out
 
 
 def suggest(trial: optuna.Trial, spec: StudySpec) -> Setting:
@@ -200,8 +232,10 @@ def _partial(seen: list[list[EpochRecord]], seeds: Sequence[int]) -> SetResult:
     )
 
 
-def make_objective(spec: StudySpec, trainer: Trainer) -> Callable[[optuna.Trial], float | tuple[float, float]]:
-    """The objective of ``spec.kind`` using ``trainer``.
+def make_objective(
+    spec: StudySpec, trainer: Trainer, progress: Callable[[TrialProgress], None] | None = None
+) -> Callable[[optuna.Trial], float | tuple[float, float]]:
+    """The objective of ``spec.kind`` using ``trainer``; ``progress`` hears of every epoch (the worker shows it).
 
     The trial's record is written in one statement when the trial ends (also when it is pruned or fails,
     with what is known by then).
@@ -219,6 +253,7 @@ def make_objective(spec: StudySpec, trainer: Trainer) -> Callable[[optuna.Trial]
         seen: list[list[EpochRecord]] = [[] for _ in seeds]
         results: list[TrainResult | None] = [None] * len(seeds)
         epoch = 0
+        where = (setting.modalities.index(m), len(setting.modalities))
         while any(r is None for r in results):
             advanced = False
             for i, run in enumerate(runs):
@@ -229,6 +264,11 @@ def make_objective(spec: StudySpec, trainer: Trainer) -> Callable[[optuna.Trial]
                     advanced = True
                 except StopIteration as stop:
                     results[i] = stop.value
+                    continue
+                if progress is not None:
+                    number = list(spec.seeds).index(seeds[i]) + 1 if seeds[i] in spec.seeds else i + 1
+                    n_seeds = len(spec.seeds)
+                    progress(TrialProgress(m, *where, seeds[i], number, len(seeds), n_seeds, len(seen[i]), spec.epochs, seen[i][-1]))
             if not advanced or not prune:
                 epoch += advanced
                 continue
@@ -292,6 +332,7 @@ def make_objective(spec: StudySpec, trainer: Trainer) -> Callable[[optuna.Trial]
             device=trainer.device,
             versions=dict(trainer.versions),
             data_surrogate=trainer.surrogate or None,
+            epoch_base=EPOCH_BASE,
             method_options=(method_options(spec.method, setting.method_options) if setting.use_cl else {}) or None,
             threads=getattr(trainer, "threads", None),
         )

@@ -1,10 +1,12 @@
 """Workers known to a study: each worker keeps one study system attr up to date.
 
 The record is ``spcl_worker:<host>:<pid>:<token>`` -> ``{host, pid, gpu, packing, threads, started, last_seen,
-state, trial, trials_done, grace_period}``; ``state`` is ``running`` (a trial), ``waiting`` (the budget is reserved
-by others' running trials), or ``exited``. A worker that was killed never writes ``exited``; readers
-treat a record whose ``last_seen`` is older than the worker's own grace period (the one its trials are
-failed after) as gone.
+state, trial, trials_done, grace_period, trial_started, epoch, epochs, part, dev_f1}``; ``state`` is ``running`` (a
+trial), ``waiting`` (the budget is reserved by others' running trials), or ``exited``. While a trial runs, ``epoch`` of
+``epochs`` (counted from 1) is the training run it is in (``part``: its modality set, and its seed of several)
+and ``dev_f1`` the last epoch's dev F1; the worker writes them at most every few seconds and with each heartbeat. A
+worker that was killed never writes ``exited``; readers treat a record whose ``last_seen`` is older than the worker's
+own grace period (the one its trials are failed after) as gone.
 """
 
 from __future__ import annotations
@@ -39,6 +41,13 @@ class WorkerRecord:
     token: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     #: seconds without a heartbeat after which this worker's trial is failed (its storage's); None in older records
     grace_period: float | None = None
+    #: the running trial: when it started, the epoch its current training run is at (of ``epochs``), which run
+    #: (``part``: ``atv``, ``at, seed 2/3``) and the last epoch's dev F1
+    trial_started: float | None = None
+    epoch: int | None = None
+    epochs: int | None = None
+    part: str | None = None
+    dev_f1: float | None = None
 
     @property
     def key(self) -> str:

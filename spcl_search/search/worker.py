@@ -9,7 +9,8 @@ leaves when the budget is spent for good. While a trial runs, a thread records i
 
 SIGTERM and Ctrl-C fail the running trial (``fail_reason`` "interrupted") and enqueue a retry of it,
 so an interrupted trial neither counts against the budget nor is lost; the worker then exits non-zero.
-A second signal ends the process at once (the heartbeat check retries whatever it left running).
+A second Ctrl-C ends the process at once (the heartbeat check retries whatever it left running); the
+SIGTERM with which ``spcl-search run`` passes a terminal's Ctrl-C on to its workers is not a second one.
 
 A trial that raises (NaN loss, out of GPU or host memory, a bug) is FAIL with ``error`` and
 ``fail_reason`` and uses its slot; the worker frees memory and goes on. The exception: a trial out of GPU
@@ -38,21 +39,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from spcl_search.errors import ConfigError, DataError, NonFiniteLossError, SpclSearchError, StorageError
+from spcl_search.errors import ConfigError, DataError, NonFiniteLossError, SpclSearchError, StorageError, StudyFailing
+from spcl_search.schema.records import TrialRecord
 from spcl_search.schema.spec import StudySpec
 from spcl_search.search import budget as budgets
 from spcl_search.search import optuna_internals as internals
 from spcl_search.search import packing
 from spcl_search.search.lock import study_lock
-from spcl_search.search.objectives import Trainer, TrainerFactory, make_objective, real_trainer
+from spcl_search.search.objectives import Trainer, TrainerFactory, TrialProgress, make_objective, real_trainer
 from spcl_search.search.proxy import ProxyStorage, StudyStorage
 from spcl_search.search.registry import WorkerRecord
 from spcl_search.search.retry import paused, retry_call
 from spcl_search.search.settings import TRAINER_ENV_VAR
 from spcl_search.search.study import budget as study_budget
 from spcl_search.search.study import open_study
+from spcl_search.tracking import RunTracker, StudyTracker, effective_settings, parse_target, study_tracker
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +65,8 @@ FATAL_ERRORS = (ConfigError, DataError)
 INTERRUPTED = "interrupted"
 #: ``fail_reason`` of a trial failed because its worker stopped beating (killed, or cut off past the grace period); retried
 HEARTBEAT = "heartbeat"
+#: a study whose first this many trials (since a worker joined) all failed with one error stops its workers
+REPEATED_FAILURES = 3
 
 
 @dataclass
@@ -110,7 +115,8 @@ class _Heartbeat(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
-        self.join(timeout=10)
+        if self.ident is not None:  # started
+            self.join(timeout=10)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -121,25 +127,69 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+class StopSignals:
+    """What :func:`sigterm_as_interrupt` has seen: the first signal, and whether it is held back.
+
+    Within :meth:`deferred` the first signal is held until the block ends, so a short database step
+    (reserving a trial) is never cut in half and leaves no trial RUNNING that nobody owns.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._deferring = False
+        self._pending = False
+
+    def stop(self, signum: int) -> None:
+        """The first signal: raise :class:`Interrupted` now, or when the deferred block ends."""
+        self.signum = signum
+        if self._deferring:
+            self._pending = True
+            return
+        raise Interrupted(signum)
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        if self._deferring:
+            yield
+            return
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+            if self._pending:
+                self._pending = False
+                raise Interrupted(self.signum or signal.SIGINT)
+
+
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[StopSignals]:
     """Turn the first SIGINT or SIGTERM (Ctrl-C, Slurm's time limit, ``kill``) into :class:`Interrupted`
     in the main thread, and let a second one end the process at once (the default action, which also
-    stops a call blocked in the database driver)."""
+    stops a call blocked in the database driver).
+
+    One exception: a SIGTERM that follows a SIGINT is not a second signal. A terminal's Ctrl-C reaches
+    ``spcl-search run`` and its workers together, and ``run`` then passes the stop on to its workers with
+    SIGTERM; a worker already stopping takes that SIGTERM as the same stop and goes on failing and
+    re-enqueueing its trial. A second Ctrl-C (SIGINT) still ends it at once, as does SIGKILL."""
+    stop = StopSignals()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stop
         return
     signals = (signal.SIGINT, signal.SIGTERM)
 
+    def passed_on(signum: int, frame: Any) -> None:
+        os.write(2, b"SIGTERM after SIGINT: the same stop, passed on; still stopping cleanly (Ctrl-C again quits at once)\n")
+
     def handler(signum: int, frame: Any) -> None:
-        for s in signals:
-            signal.signal(s, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, passed_on if signum == signal.SIGINT else signal.SIG_DFL)
         os.write(2, f"{signal.Signals(signum).name}: stopping cleanly; Ctrl-C again quits at once\n".encode())
-        raise Interrupted(signum)
+        stop.stop(signum)
 
     previous = {s: signal.signal(s, handler) for s in signals}
     try:
-        yield
+        yield stop
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
@@ -271,19 +321,44 @@ def _still_ours(storage: StudyStorage, trial: optuna.Trial, counts: budgets.Budg
     return False
 
 
+def repeated_failure(trials: list[FrozenTrial], before: frozenset[int], n: int = REPEATED_FAILURES) -> str | None:
+    """The error with which the first ``n`` trials to finish after ``before`` (the trials finished when the
+    worker joined) all failed, or None. Interrupted trials and those whose worker died are no such error."""
+    fresh = [
+        t
+        for t in trials
+        if t.state.is_finished() and t.number not in before and t.datetime_complete is not None
+        if t.state != TrialState.FAIL or ("error" in t.user_attrs and t.user_attrs.get("fail_reason") != INTERRUPTED)
+    ]
+    first = sorted(fresh, key=lambda t: (t.datetime_complete, t.number))[:n]
+    errors = {str(t.user_attrs.get("error")) for t in first if t.state == TrialState.FAIL}
+    if len(first) == n and all(t.state == TrialState.FAIL for t in first) and len(errors) == 1:
+        return errors.pop()
+    return None
+
+
 def _reserve(
-    study: optuna.Study, storage: StudyStorage, study_id: int, pending: _Pending | None = None
+    study: optuna.Study, storage: StudyStorage, study_id: int, pending: _Pending | None = None, before: frozenset[int] | None = None
 ) -> tuple[optuna.Trial | None, bool]:
     """Under the study lock: recover dead workers' trials, then start a trial if a slot is free.
 
     Returns ``(trial, done)``: ``done`` when the budget is spent for good. Redo it from the start after
     a transient storage error (``retry_call``): a trial an earlier attempt started is in ``pending``.
+    With ``before`` (the trials finished when the worker joined), raises :class:`StudyFailing` once the
+    first trials finished since all failed with the same error (:func:`repeated_failure`).
     """
     pending = pending if pending is not None else _Pending()
     with study_lock(storage, study.study_name):
         recover_trials(study, storage)
         n_trials = study_budget(storage, study_id)
-        counts = budgets.count(study.get_trials(deepcopy=False))
+        trials = study.get_trials(deepcopy=False)
+        error = None if before is None or pending.trial is not None else repeated_failure(trials, before)
+        if error is not None:
+            raise StudyFailing(
+                f"the first {REPEATED_FAILURES} trials of study {study.study_name!r} failed with the same error, so its workers stop: "
+                f"{error}"
+            )
+        counts = budgets.count(trials)
         trial = pending.trial
         if trial is not None and not _still_ours(storage, trial, counts, n_trials):
             pending.trial = trial = None
@@ -337,28 +412,27 @@ def _run_trial(
     objective: Callable[[optuna.Trial], Any],
     record: WorkerRecord,
     study_id: int,
+    hooks: _TrialHooks | None = None,
 ) -> tuple[TrialState, bool]:
     """Run ``trial``; returns its state and whether this worker should leave (a CUDA out-of-memory retried
     at lower packing)."""
-    internals.set_trial_user_attrs(trial, {"worker": record.label, **({"gpu": record.gpu} if record.gpu is not None else {})})
-    record.publish(storage, study_id, state="running", trial=trial.number)
     heartbeat = _Heartbeat(storage, internals.trial_id(trial), lambda: record.publish(storage, study_id))
-    heartbeat.start()
     start = time.perf_counter()
     values: Any = None
     state = TrialState.COMPLETE
     fatal: BaseException | None = None
     final: dict[str, Any] = {}
     taken = False
-    try:
+    try:  # an interrupt anywhere in here reaches run_worker, which fails and re-enqueues the trial
+        internals.set_trial_user_attrs(trial, {"worker": record.label, **({"gpu": record.gpu} if record.gpu is not None else {})})
+        progress = {"epoch": None, "epochs": None, "part": None, "dev_f1": None}
+        record.publish(storage, study_id, state="running", trial=trial.number, trial_started=time.time(), **progress)
+        heartbeat.start()
+        if hooks is not None:
+            hooks.started(trial)
         values = objective(trial)
     except optuna.TrialPruned:
         state = TrialState.PRUNED
-    except KeyboardInterrupt:
-        logger.warning("trial %d interrupted: failing it and enqueueing its retry", trial.number)
-        heartbeat.stop()
-        _interrupted(study, storage, trial, time.perf_counter() - start)
-        raise
     except optuna.exceptions.UpdateFinishedTrialError:
         taken = True
     except StorageError:
@@ -384,9 +458,14 @@ def _run_trial(
             internals.set_trial_user_attrs(trial, final)
             frozen = study.tell(trial, values) if state == TrialState.COMPLETE else study.tell(trial, state=state)
             state = frozen.state
+            logger.info("%s", finished_line(frozen, study.metric_names))
+            if hooks is not None:
+                hooks.finished(frozen)
         except optuna.exceptions.UpdateFinishedTrialError:
             taken = True
     if taken:
+        if hooks is not None:
+            hooks.finished(storage.get_trial(internals.trial_id(trial)))
         logger.warning(
             "trial %d was failed by the heartbeat check while this worker could not reach the database; its retry runs it again",
             trial.number,
@@ -413,8 +492,30 @@ def _run_trial(
     return state, False
 
 
+def finished_line(trial: FrozenTrial, metric_names: list[str] | None = None) -> str:
+    """One log line on a finished trial: number, state, seconds, value(s) and params, e.g.
+    ``trial 5 COMPLETE in 41.2 s: dev_f1 61.23; cl_threshold=0.7, cl_growth=1.3``; a pruned trial gives its
+    best dev F1 and the epoch it stopped at, a failed one its error."""
+    record = TrialRecord.of(trial)
+    seconds = record.trial_seconds
+    head = f"trial {trial.number} {trial.state.name}" + ("" if seconds is None else f" in {seconds:.1f} s")
+    if trial.state == TrialState.COMPLETE and trial.values is not None:
+        names = metric_names or (["value"] if len(trial.values) == 1 else [f"value {i}" for i in range(len(trial.values))])
+        what = ", ".join(f"{n} {v:.2f}" for n, v in zip(names, trial.values))
+    elif trial.state == TrialState.PRUNED:
+        run = next(iter(record.sets.values()), None)
+        what = "pruned" if run is None or run.dev_f1 is None else f"dev F1 {run.dev_f1:.2f} by epoch {run.epochs}"
+    else:
+        what = f"{record.fail_reason or 'error'}: {record.error or '-'}"
+    params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+    return f"{head}: {what}" + (f"; {params}" if params else "") + ("" if record.use_cl else " (no-SPCL baseline)")
+
+
 def _interrupted(study: optuna.Study, storage: StudyStorage, trial: optuna.Trial, seconds: float) -> None:
     """Fail an interrupted trial and enqueue its retry (a second signal ends the process meanwhile)."""
+    if storage.get_trial(internals.trial_id(trial)).state != TrialState.RUNNING:
+        return  # told already, or failed by the heartbeat check (which enqueued the retry)
+    logger.warning("trial %d interrupted: failing it and enqueueing its retry", trial.number)
     attrs = {"error": "interrupted (SIGTERM or Ctrl-C); retried", "fail_reason": INTERRUPTED, "trial_seconds": round(seconds, 3)}
     try:
         internals.set_trial_user_attrs(trial, attrs)
@@ -425,6 +526,38 @@ def _interrupted(study: optuna.Study, storage: StudyStorage, trial: optuna.Trial
     retry_call(
         lambda: _recover_locked(study, storage), what="enqueue the retry of an interrupted trial", url=storage.url, deadline=deadline
     )
+
+
+#: seconds between the worker record's writes of a running trial's progress (the heartbeat writes it too)
+PROGRESS_EVERY = 5.0
+
+
+class _TrialHooks:
+    """What happens around each trial besides training: the worker record's progress (written at most every
+    :data:`PROGRESS_EVERY` seconds; a lost write is harmless, the next one or the heartbeat brings it) and, with
+    tracking on, the trial's tracked run (:mod:`spcl_search.tracking`, which never fails a trial)."""
+
+    def __init__(self, storage: StudyStorage, study_id: int, record: WorkerRecord, spec: StudySpec, tracker: StudyTracker | None) -> None:
+        self.storage, self.study_id, self.record, self.spec, self.tracker = storage, study_id, record, spec, tracker
+        self.run: RunTracker | None = None
+
+    def started(self, trial: optuna.Trial) -> None:
+        if self.tracker is not None:
+            self.run = self.tracker.trial(trial.number, worker=self.record.label, gpu=self.record.gpu)
+
+    def epoch(self, p: TrialProgress) -> None:
+        self.record.epoch, self.record.epochs, self.record.part, self.record.dev_f1 = p.epoch, p.epochs, p.part, round(p.dev_f1, 4)
+        if time.time() - self.record.last_seen >= PROGRESS_EVERY:
+            with contextlib.suppress(Exception), paused():  # never hold a trial up for its progress
+                self.record.publish(self.storage, self.study_id)
+        if self.run is not None:
+            self.run.epoch(p.modalities if p.n_seeds == 1 else f"{p.modalities}_seed{p.seed}", p.epoch, p.record)
+
+    def finished(self, trial: FrozenTrial) -> None:
+        """``trial`` as stored once it ended (complete, pruned, failed or interrupted)."""
+        if self.run is not None:
+            self.run.finish_trial(trial, effective_settings(self.spec, trial.params, TrialRecord.of(trial).use_cl))
+            self.run = None
 
 
 def _default_poll(storage: StudyStorage) -> float:
@@ -463,12 +596,19 @@ def run_worker(
     if options.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(options.gpu)  # before anything starts CUDA
     factory = trainer or trainer_from_env()
-    objective = make_objective(spec, factory(spec) if factory else load_trainer(spec, study, options, dataset))
+    record = WorkerRecord(gpu=options.gpu, threads=options.threads, packing=options.trials_per_gpu, grace_period=storage.grace_period)
+    target = parse_target(spec.track, "track")
+    tracker = study_tracker(target, spec, study.study_name) if target is not None else None
+    if tracker is not None:
+        with study_lock(storage, study.study_name):  # the workers of a study make its tracked run once
+            tracker.open()
+        logger.info("trials tracked with %s", target)
+    hooks = _TrialHooks(storage, study_id, record, spec, tracker)
+    objective = make_objective(spec, factory(spec) if factory else load_trainer(spec, study, options, dataset), progress=hooks.epoch)
     cap = options.memory_fraction if options.memory_fraction is not None else packing.memory_fraction(options.trials_per_gpu)
     if packing.cap_memory(cap):
         logger.info("CUDA allocator capped at %.0f%% of the GPU (%d workers share it)", 100 * (cap or 1), options.trials_per_gpu)
     poll = options.poll_interval or _default_poll(storage)
-    record = WorkerRecord(gpu=options.gpu, threads=options.threads, packing=options.trials_per_gpu, grace_period=storage.grace_period)
     report = WorkerReport(study=study.study_name)
     stop_at = None if options.timeout is None else time.monotonic() + options.timeout
     pending = _Pending()
@@ -476,15 +616,21 @@ def run_worker(
     # workers that start together should not all wake at the same instant
     jitter = (zlib.crc32(record.key.encode()) % 1000) / 1000 * poll * 0.2
     logger.info("worker %s joined study %r (budget %d trials)", record.label, study.study_name, spec.n_trials)
-    with sigterm_as_interrupt():
+    active: optuna.Trial | None = None  # the trial this worker runs, until it is told
+    before = frozenset(t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished())
+    started = time.perf_counter()
+    with sigterm_as_interrupt() as signals:
+
+        def reserve() -> tuple[optuna.Trial | None, bool]:
+            with signals.deferred():  # a signal waits for the trial to be reserved (or not), never half way
+                return _reserve(study, storage, study_id, pending, before)
+
         try:
             while True:
                 if stop_at is not None and time.monotonic() >= stop_at:
                     report.reason = "timeout"
                     break
-                trial, done = retry_call(
-                    lambda: _reserve(study, storage, study_id, pending), what="reserve a trial", url=storage.url, deadline=deadline
-                )
+                trial, done = retry_call(reserve, what="reserve a trial", url=storage.url, deadline=deadline)
                 if done:
                     report.reason = "budget"
                     break
@@ -493,11 +639,12 @@ def run_worker(
                         record.publish(storage, study_id, state="waiting", trial=None)
                     time.sleep(poll + jitter)
                     continue
-                state, leave = _run_trial(study, storage, trial, objective, record, study_id)
+                active, started = trial, time.perf_counter()
+                state, leave = _run_trial(study, storage, trial, objective, record, study_id, hooks)
+                active = None
                 report.trials.append(trial.number)
                 report.states[state.name] = report.states.get(state.name, 0) + 1
                 record.trials_done += 1
-                logger.info("trial %d %s", trial.number, state.name)
                 if on_trial is not None:
                     on_trial(trial.number, state)
                 if leave:
@@ -505,8 +652,16 @@ def run_worker(
                     break
         except KeyboardInterrupt:
             report.reason = "interrupted"
+            for left in (active, pending.trial):  # the trial it ran; one a lost attempt started
+                if left is not None:
+                    _interrupted(study, storage, left, time.perf_counter() - started)
+            if active is not None:
+                with contextlib.suppress(Exception), paused():  # tracking is best effort; the interrupt goes on
+                    hooks.finished(storage.get_trial(internals.trial_id(active)))
             raise
         finally:
             with contextlib.suppress(Exception), paused():  # best effort: never wait for the database here
                 record.publish(storage, study_id, state="exited", trial=None)
+    if tracker is not None:
+        tracker.close(finished=report.reason == "budget")
     return report
