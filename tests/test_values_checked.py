@@ -175,3 +175,9 @@ def test_run_exits_non_zero_when_failed_trials_are_left(tmp_path):
     assert "1 trial(s) of study 'left' failed" in line and "simulated failure at epoch 1" in line
     states = sorted(t.state.name for t in optuna.load_study(study_name="left", storage=url).trials)
     assert states == ["COMPLETE", "FAIL"]
+
+
+def test_trials_whose_workers_died_are_no_repeated_failure():
+    """Trials failed by the heartbeat check (a killed worker; they are retried) say nothing about the setting."""
+    dead = [_trial(i, TrialState.FAIL, "no heartbeat for over 8 s", reason="heartbeat", minute=i) for i in range(3)]
+    assert repeated_failure(dead, frozenset()) is None

@@ -323,12 +323,13 @@ def _still_ours(storage: StudyStorage, trial: optuna.Trial, counts: budgets.Budg
 
 def repeated_failure(trials: list[FrozenTrial], before: frozenset[int], n: int = REPEATED_FAILURES) -> str | None:
     """The error with which the first ``n`` trials to finish after ``before`` (the trials finished when the
-    worker joined) all failed, or None. Interrupted trials and those whose worker died are no such error."""
+    worker joined) all failed, or None. Interrupted trials and those whose worker died (failed by the heartbeat
+    check, and retried) are no such error."""
     fresh = [
         t
         for t in trials
         if t.state.is_finished() and t.number not in before and t.datetime_complete is not None
-        if t.state != TrialState.FAIL or ("error" in t.user_attrs and t.user_attrs.get("fail_reason") != INTERRUPTED)
+        if t.state != TrialState.FAIL or ("error" in t.user_attrs and t.user_attrs.get("fail_reason") not in (INTERRUPTED, HEARTBEAT))
     ]
     first = sorted(fresh, key=lambda t: (t.datetime_complete, t.number))[:n]
     errors = {str(t.user_attrs.get("error")) for t in first if t.state == TrialState.FAIL}
