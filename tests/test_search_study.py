@@ -56,7 +56,10 @@ def test_joining_a_missing_study_without_create_is_refused(rdb):
         open_study(rdb, {"name": "nope"}, create=False)
 
 
-def test_study_without_spec_is_refused(rdb):
+def test_study_without_spec_is_refused(rdb, monkeypatch):
+    import spcl_search.search.study as study_module
+
+    monkeypatch.setattr(study_module, "CREATION_WAIT", 0.5)  # how long a joiner waits for a spec being stored
     optuna.create_study(study_name="foreign", storage=rdb)
     with pytest.raises(ConfigError, match="not created by spcl-search"):
         open_study(rdb, {"name": "foreign"})

@@ -94,8 +94,10 @@ def _enqueue(study: optuna.Study, spec: StudySpec, queued: list[dict[str, Any]],
     return notes
 
 
-#: seconds a joining worker waits for a study another process is creating to get its spec
-CREATION_WAIT = 60.0
+#: seconds a joining worker waits for a study another process is creating to get its spec (the creator stores it
+#: within milliseconds of creating the study, under the lock; a study still without one after this is foreign or
+#: was left half made by a creator that died, and is refused)
+CREATION_WAIT = 15.0
 
 
 def open_study(
