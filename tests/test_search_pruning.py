@@ -38,3 +38,46 @@ def test_a_take_rate_warm_up_holds_the_check_until_the_curriculum_admits_the_dat
 def test_a_take_rate_warm_up_outside_0_1_is_refused():
     with pytest.raises(ConfigError, match="warmup_take_rate"):
         build({"backbone": "mmgcn", "pruner_options": {"warmup_take_rate": 1.5}})
+
+
+def _finished(values: dict[int, float]) -> optuna.trial.FrozenTrial:
+    from optuna.distributions import FloatDistribution
+
+    return optuna.create_trial(state=TrialState.COMPLETE, value=max(values.values()), params={"x": 0.5},
+                               distributions={"x": FloatDistribution(0, 1)}, intermediate_values=values)  # fmt: skip
+
+
+def _running(study: optuna.Study, values: dict[int, float]) -> optuna.trial.FrozenTrial:
+    trial = study.ask()
+    for step, value in values.items():
+        trial.report(value, step)
+    return study._storage.get_trial(trial._trial_id)
+
+
+@pytest.fixture
+def median_30() -> optuna.Study:
+    study = optuna.create_study(direction="maximize")
+    for v in (29.0, 30.0, 31.0):  # the median at step 1 is 30
+        study.add_trial(_finished({0: v / 2, 1: v}))
+    return study
+
+
+def test_the_margin_rule_spares_a_trial_just_below_the_median(median_30):
+    from spcl_search.search.pruning import MarginMedianPruner
+
+    assert not MarginMedianPruner(margin=0.15, n_startup_trials=3).prune(median_30, _running(median_30, {0: 10.0, 1: 25.6}))
+
+
+def test_the_margin_rule_stops_a_trial_far_below_the_median(median_30):
+    from spcl_search.search.pruning import MarginMedianPruner
+
+    assert MarginMedianPruner(margin=0.15, n_startup_trials=3).prune(median_30, _running(median_30, {0: 10.0, 1: 25.4}))
+
+
+def test_a_new_search_prunes_by_the_margin_rule_from_half_its_epochs():
+    from spcl_search.search.algorithms import make_pruner
+    from spcl_search.search.pruning import MarginMedianPruner
+
+    spec = build({"backbone": "mmgcn", "epochs": 10})
+    assert spec.pruner_options == {"margin": 0.15, "n_warmup_steps": 5} and isinstance(make_pruner(spec), MarginMedianPruner)
+    assert build({"backbone": "mmgcn", "pruner_options": {"n_startup_trials": 2}}).pruner_options == {"n_startup_trials": 2}

@@ -44,6 +44,9 @@ from spcl_search.schema.track import parse_target
 KINDS = ("search", "balance")
 SAMPLERS = ("tpe", "nsga2", "random")
 PRUNERS = ("none", "median", "hyperband")
+#: the ``median`` pruner's options when a new search asks for none: stop only a trial below 0.85 x the median,
+#: checked from half the epochs on (spcl_search.search.pruning; benchmarks/search_quality.py measured why)
+MEDIAN_MARGIN = 0.15
 #: racing (spec ``[race]``): its switches and their defaults. ``alpha``: a setting stops when the one-sided
 #: test says it is worse than the incumbent at this level; ``test``: ``t`` (paired t with the study's pooled
 #: seed-to-seed spread, from one seed on) or ``wilcoxon`` (Optuna's WilcoxonPruner, for many seeds)
@@ -630,6 +633,8 @@ def build(requested: Mapping[str, Any]) -> StudySpec:
             merged["seeds"] = RACE_SEEDS
         if "pruner" not in req:
             merged["pruner"] = "none"  # the race is the pruning
+    if merged.get("pruner") == "median" and "pruner_options" not in req:
+        merged["pruner_options"] = {"margin": MEDIAN_MARGIN, "n_warmup_steps": max(1, int(merged["epochs"]) // 2)}
     spec = StudySpec(**merged)
     validate(spec)
     return spec

@@ -66,6 +66,10 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
         if spec.pruner == "median":
             opts.setdefault("n_startup_trials", 5)
             opts.setdefault("n_warmup_steps", max(1, spec.epochs // 5))
+            if "margin" in opts:  # only a trial clearly below the median stops (spcl_search.search.pruning)
+                from spcl_search.search.pruning import MarginMedianPruner
+
+                return MarginMedianPruner(**opts)
             return optuna.pruners.MedianPruner(**opts)
         if spec.pruner == "hyperband":
             opts.setdefault("min_resource", max(1, spec.epochs // 10))
