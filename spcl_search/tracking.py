@@ -67,7 +67,7 @@ class RunTracker(Protocol):
 
 
 class StudyTracker(Protocol):
-    """A study's runs: its own (found or made once, under the study lock), one per trial, the report."""
+    """A study's runs: its own (found, or made once), one per trial, the report."""
 
     def open(self) -> None: ...
 
@@ -279,19 +279,29 @@ class MlflowStudy:
         self.parent: str | None = None
 
     def open(self) -> None:
-        """Find the study's run, or make it (call it under the study lock, so that workers make one)."""
+        """Find the study's run, or make it. No lock is needed (none is held over the network): workers that make
+        one at the same moment keep the earliest and delete their own."""
         self.experiment = self.guard(lambda: _experiment(self.client, self.study))
         if self.experiment is not None:
             self.parent = self.guard(self._study_run)
 
+    def _study_runs(self) -> list[str]:
+        """The study's runs (normally one), earliest first."""
+        found = self.client.search_runs([self.experiment], filter_string=f"tags.`{ROLE_TAG}` = 'study'", max_results=100)
+        return [str(r.info.run_id) for r in sorted(found, key=lambda r: (r.info.start_time or 0, r.info.run_id))]
+
     def _study_run(self) -> str:
-        found = self.client.search_runs([self.experiment], filter_string=f"tags.`{ROLE_TAG}` = 'study'", max_results=1)
+        found = self._study_runs()
         if found:
-            return str(found[0].info.run_id)
+            return found[0]
         tags = {ROLE_TAG: "study", "study": self.study, "form": self.spec.variant, "method": self.spec.method, "kind": self.spec.kind}
         run = MlflowRun(self.client, self.guard, self.client.create_run(self.experiment, run_name=self.study, tags=tags).info.run_id)
         run.log(params={k: v for k, v in self.spec.to_dict().items() if not isinstance(v, dict)})
-        return str(run.run_id)
+        made = str(run.run_id)
+        winner = (self._study_runs() or [made])[0]
+        if winner != made:  # another worker made one first
+            self.client.delete_run(made)
+        return winner
 
     def trial(self, number: int, *, worker: str, gpu: str | None) -> RunTracker:
         if self.parent is None:

@@ -204,6 +204,9 @@ def hostile_cases() -> dict[str, bytes]:
     cases["newobj_ndarray"] = asm(("PROTO", 2), ("GLOBAL", "numpy ndarray"), ("LONG1", 10**12), "TUPLE1", "NEWOBJ", "STOP")
     cases["build_on_dict"] = _splice_meta(base, 2, asm("EMPTY_DICT", "EMPTY_DICT", ("BINUNICODE", "keys"), "NONE", "SETITEM", "BUILD"))
     cases["reference_cycle"] = _splice_meta(base, 2, asm("EMPTY_LIST", ("LONG_BINPUT", first), ("LONG_BINGET", first), "APPEND"))
+    # integers k * (2**61 - 1) all hash to 0: a dict of them makes every insert probe every earlier key
+    flood = b"".join(asm(("LONG1", k * (2**61 - 1)), ("BININT1", 0)) for k in range(1, 50_001))
+    cases["hash_flood_ints"] = _splice_meta(base, 2, asm("EMPTY_DICT", "MARK") + flood + asm("SETITEMS"))
     return cases
 
 

@@ -139,3 +139,24 @@ def test_a_sigterm_after_sigint_is_the_launcher_passing_the_stop_on_and_the_clea
     interrupted, retry = optuna.load_study(study_name="sig", storage=rdb).trials
     assert interrupted.number == running.number and interrupted.user_attrs["fail_reason"] == "interrupted"
     assert retry.state == TrialState.WAITING and retry.system_attrs["failed_trial"] == running.number
+
+
+def test_a_signal_while_a_trial_is_being_reserved_fails_that_trial_instead_of_leaving_it_running(tmp_path, monkeypatch):
+    """The signal is held until the reservation ends; the trial it reserved is the worker's, failed and re-enqueued."""
+    import spcl_search.search.worker as worker
+
+    rdb = open_storage(f"sqlite:///{tmp_path / 'r.db'}", heartbeat_interval=1, grace_period=3)
+    open_study(rdb, {"backbone": "mmgcn", "epochs": 2, "n_trials": 2})
+    real = worker._reserve
+
+    def reserve_then_signal(*args, **kwargs):
+        reserved = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives while the slot is being taken
+        return reserved
+
+    monkeypatch.setattr(worker, "_reserve", reserve_then_signal)
+    with pytest.raises(KeyboardInterrupt):
+        worker.run_worker(rdb, "mmgcn-synthetic-search", trainer=simulated.factory())
+    trials = optuna.load_study(study_name="mmgcn-synthetic-search", storage=rdb).trials
+    assert trials[0].state == TrialState.FAIL and trials[0].user_attrs["fail_reason"] == "interrupted"
+    assert not [t for t in trials if t.state == TrialState.RUNNING] and trials[-1].state == TrialState.WAITING  # its retry

@@ -88,8 +88,18 @@ def test_confirming_again_resumes_and_other_seeds_are_refused(searched):
 def test_a_study_still_searching_is_not_confirmed(searched):
     rdb, name = searched
     optuna.load_study(study_name=name, storage=rdb).ask()
-    with pytest.raises(ConfigError, match="running or waiting"):
+    with pytest.raises(ConfigError, match=r"1 running\); confirm once its search is done"):
         confirm(rdb, name)
+
+
+def test_a_study_whose_budget_left_enqueued_trials_waiting_is_confirmed(tmp_path):
+    """Warm-start settings past the budget wait for ever: the search is done all the same."""
+    rdb = open_storage(f"sqlite:///{tmp_path / 'w.db'}", heartbeat_interval=1, grace_period=3)
+    opened = open_study(rdb, {"backbone": "mmgcn", "epochs": 2, "n_trials": 1, "pruner": "none"})
+    opened.study.enqueue_trial({"cl_threshold": 0.7, "cl_growth": 1.3})
+    opened.study.enqueue_trial({"cl_threshold": 0.9, "cl_growth": 1.2})
+    run_worker(rdb, opened.spec.name, trainer=simulated.factory())
+    assert confirm(rdb, opened.spec.name, top=1, seeds=[1]).picks == [0]
 
 
 def test_a_confirmation_is_not_confirmed_again(searched):

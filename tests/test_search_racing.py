@@ -67,6 +67,13 @@ def test_a_baseline_is_never_the_incumbent_and_never_stopped(raced):
     assert not RacingPruner(0.1).prune(raced, raced._storage.get_trial(trial._trial_id))
 
 
+def test_the_wilcoxon_race_stops_a_setting_below_the_incumbent_on_every_seed_even_when_a_baseline_leads(raced):
+    raced.add_trial(_done({0: 90.0, 1: 90.0, 2: 90.0, 3: 90.0}, use_cl=False))  # not the incumbent
+    # 4 shared seeds all below: the exact one-sided p-value is 1/16 < 0.1
+    assert RacingPruner(0.1, test="wilcoxon").prune(raced, _challenger(raced, {0: 59.0, 1: 60.0, 2: 59.5, 3: 60.5}))
+    assert not RacingPruner(0.1, test="wilcoxon").prune(raced, _challenger(raced, {0: 59.0, 1: 60.0, 2: 61.0}))
+
+
 def test_racing_needs_several_seeds_and_a_search_study():
     with pytest.raises(ConfigError, match="several seeds"):
         build({"backbone": "mmgcn", "race": {"enabled": True}, "seeds": [0]})

@@ -125,6 +125,7 @@ def test_every_hostile_file_is_refused_with_a_one_line_error_naming_it(corpus):
         ("reference_cycle", "reference cycle"),
         ("newobj_ndarray", "instantiates a class"),
         ("build_on_dict", "BUILD (set state) on a dict"),
+        ("hash_flood_ints", "keys of one dict or set with the same hash (a hash flood)"),
     ],
 )
 def test_each_attack_is_refused_for_what_it_is(corpus, case, says):

@@ -199,7 +199,7 @@ def test_another_client_cannot_complete_or_annotate_a_live_trial(guarded):
 def test_a_stale_trial_may_be_failed_by_another_worker_but_not_kept_alive(guarded):
     _, trial_id = _started_trial(guarded)
     intruder = open_storage(guarded)
-    time.sleep(2.5)  # the owner died: no heartbeat for the grace period
+    time.sleep(4.0)  # the owner died: no heartbeat for the grace period (2 s), with room for a loaded machine
     with pytest.raises(grpc.RpcError):
         intruder.record_heartbeat(trial_id)
     assert intruder.set_trial_state_values(trial_id, TrialState.FAIL)
@@ -220,6 +220,15 @@ def test_a_finished_trial_cannot_be_created_through_the_proxy(guarded):
     with pytest.raises(grpc.RpcError) as err:
         study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=99.9))
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED and "results come from trials that ran" in err.value.details()
+
+
+def test_a_waiting_trial_cannot_be_completed_through_the_proxy(guarded):
+    study = open_study(open_storage(guarded), {"backbone": "mmgcn", "epochs": 1, "n_trials": 2}).study
+    study.enqueue_trial({"cl_threshold": 0.7, "cl_growth": 1.3})
+    (waiting,) = study.get_trials(states=(TrialState.WAITING,))
+    with pytest.raises(grpc.RpcError) as err:
+        open_storage(guarded).set_trial_state_values(waiting._trial_id, TrialState.COMPLETE, [99.9])
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED and "a waiting trial cannot be finished" in err.value.details()
 
 
 def test_a_user_attr_over_64_kb_is_refused(guarded):

@@ -181,3 +181,10 @@ def test_trials_whose_workers_died_are_no_repeated_failure():
     """Trials failed by the heartbeat check (a killed worker; they are retried) say nothing about the setting."""
     dead = [_trial(i, TrialState.FAIL, "no heartbeat for over 8 s", reason="heartbeat", minute=i) for i in range(3)]
     assert repeated_failure(dead, frozenset()) is None
+
+
+@pytest.mark.parametrize("reason", ["non_finite_loss", "out_of_memory"])
+def test_settings_that_diverge_alike_are_no_repeated_failure(reason):
+    """Three searched learning rates too high give the same NaN message: the search goes on (other settings train)."""
+    nan = [_trial(i, TrialState.FAIL, "training loss became nan at epoch 1; lower --lr", reason=reason, minute=i) for i in range(3)]
+    assert repeated_failure(nan, frozenset()) is None

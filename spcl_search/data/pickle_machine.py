@@ -27,7 +27,7 @@ import codecs
 import itertools
 import struct
 import sys
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -51,6 +51,10 @@ __all__ = [
 MAX_DEPTH = 100
 #: largest estimated size of one dict key or set member (a tuple of a few ids, a short string, a 64-bit int...)
 MAX_KEY_COST = 1024
+#: keys of one dict or set that may share a hash value: numbers, tuples and frozensets hash the same in every
+#: process, so a file could fill a dict with colliding keys and make each insert probe all of them (hash
+#: flooding); strings and bytes are hashed with the process's secret and cannot be aimed
+MAX_SAME_HASH = 8
 #: budget per byte of file: what the loaded objects may weigh, and their size with shared references expanded
 BUDGET_PER_BYTE = 8
 #: budget every file gets on top (small files, Python's per-object overheads)
@@ -139,6 +143,7 @@ class PickleMachine:
         self.max_memo = len(data)
         self._tuple_cost: dict[int, tuple[Any, int]] = {}
         self._pending_keys: dict[int, list[int]] = {}
+        self._hashes: dict[int, tuple[Any, Counter[int]]] = {}  # container id -> (container, hash counts of aimable keys)
         self._ops = self._opcodes()
 
     # ------------------------------------------------------------------ driver
@@ -254,6 +259,21 @@ class PickleMachine:
         if self.hash_cost(obj) > MAX_KEY_COST:
             raise _bad("a dict key or set member too large to be an id")
         return obj
+
+    def keys_into(self, container: Any, keys: list[Any]) -> list[Any]:
+        """``keys`` checked as :meth:`key` does, and refused when more than MAX_SAME_HASH of the keys ``container``
+        holds share a hash value (a hash flood)."""
+        checked = [self.key(k) for k in keys]
+        aimable = [k for k in checked if type(k) is not str and type(k) is not bytes]
+        if aimable:
+            _, counts = self._hashes.setdefault(id(container), (container, Counter()))
+            for k in aimable:
+                h = hash(k)
+                counts[h] += 1
+                if counts[h] > MAX_SAME_HASH:
+                    raise _bad(f"more than {MAX_SAME_HASH} keys of one dict or set with the same hash (a hash flood)")
+            self.used += _LIST_ITEM * len(aimable)
+        return checked
 
     def _track(self, out: Any) -> None:
         """Remember the hash cost of a tuple or frozenset that holds tuples (keyed by id, holding the object so
@@ -560,7 +580,9 @@ class PickleMachine:
         if len(items) % 2:
             raise _bad("DICT with an odd number of items")
         self._spend(_CONTAINER + _DICT_ITEM * (len(items) // 2))
-        out = {self.key(items[i]): items[i + 1] for i in range(0, len(items), 2)}
+        out: dict[Any, Any] = {}
+        keys = self.keys_into(out, [items[i] for i in range(0, len(items), 2)])
+        out.update(zip(keys, items[1::2]))
         self._release(_LIST_ITEM * len(items))
         self._push(out, 8)
 
@@ -573,7 +595,9 @@ class PickleMachine:
     def op_setitem(self) -> None:
         value = self._pop()
         key = self._pop()
-        self._target_dict()[self.key(key)] = value
+        target = self._target_dict()
+        (checked,) = self.keys_into(target, [key])
+        target[checked] = value
         self.used += _DICT_ITEM - 2 * _LIST_ITEM  # two stack slots become one entry
 
     def op_setitems(self) -> None:
@@ -582,8 +606,7 @@ class PickleMachine:
             raise _bad("SETITEMS with an odd number of items")
         target = self._target_dict()
         self._spend(_DICT_ITEM * (len(items) // 2))
-        for i in range(0, len(items), 2):
-            target[self.key(items[i])] = items[i + 1]
+        target.update(zip(self.keys_into(target, items[0::2]), items[1::2]))
         self._release(_LIST_ITEM * len(items))
 
     def op_empty_set(self) -> None:
@@ -595,13 +618,13 @@ class PickleMachine:
         if type(target) is not set:
             raise _bad(f"ADDITEMS on a {type(target).__name__}")
         self._spend(_DICT_ITEM * len(items))
-        target.update(self.key(x) for x in items)
+        target.update(self.keys_into(target, items))
         self._release(_LIST_ITEM * len(items))
 
     def op_frozenset(self) -> None:
         items = self._pop_mark()
         self._spend(_CONTAINER + _DICT_ITEM * len(items))
-        out = frozenset(self.key(x) for x in items)
+        out = frozenset(self.keys_into(items, items))
         self._release(_LIST_ITEM * len(items))
         self._track(out)
         self._push(out, 8)

@@ -49,7 +49,7 @@ PRUNERS = ("none", "median", "hyperband")
 MEDIAN_MARGIN = 0.15
 #: racing (spec ``[race]``): its switches and their defaults. ``alpha``: a setting stops when the one-sided
 #: test says it is worse than the incumbent at this level; ``test``: ``t`` (paired t with the study's pooled
-#: seed-to-seed spread, from one seed on) or ``wilcoxon`` (Optuna's WilcoxonPruner, for many seeds)
+#: seed-to-seed spread, from one seed on) or ``wilcoxon`` (the one-sided signed-rank test, for many seeds)
 RACE_DEFAULTS: dict[str, Any] = {"enabled": False, "alpha": 0.1, "test": "t"}
 RACE_TESTS = ("t", "wilcoxon")
 #: the seeds a racing study draws on when none are given

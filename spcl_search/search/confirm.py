@@ -27,6 +27,7 @@ from spcl_search.errors import ConfigError
 from spcl_search.schema.best import ranked_trials
 from spcl_search.schema.records import TrialRecord
 from spcl_search.schema.spec import TRI_MODAL, StudySpec
+from spcl_search.search import budget as budgets
 from spcl_search.search.proxy import StudyStorage
 from spcl_search.search.storage import mask_url, study_exists
 from spcl_search.search.study import OpenedStudy, baseline_params, open_study, stored_spec
@@ -108,10 +109,10 @@ def confirm(
     if is_confirmation(parent):
         raise ConfigError(f"study {name!r} is itself a confirmation (of {parent.user_attrs[CONFIRMS_ATTR]!r}); confirm that one")
     spec = stored_spec(parent)
-    busy = [t.number for t in parent.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))]
-    if busy:
+    counts = budgets.count(parent.get_trials(deepcopy=False))
+    if counts.running or not budgets.is_done(counts, spec.n_trials):  # waiting trials past the budget never run
         raise ConfigError(
-            f"study {name!r} still has {len(busy)} trial(s) running or waiting (e.g. trial {busy[0]}); "
+            f"study {name!r} has finished {counts.finished} of its {spec.n_trials} trials ({counts.running} running); "
             f"confirm once its search is done (spcl-search status --study {name})"
         )
     chosen = tuple(int(s) for s in (seeds if seeds is not None else fresh_seeds(spec)))

@@ -180,6 +180,8 @@ class Guard:
             self._check_template(request.template_trial)
         elif method in ("Lock", "Unlock") and len(str(request.get("study", ""))) > MAX_NAME:
             raise Refused("INVALID_ARGUMENT", f"a study name longer than {MAX_NAME} characters")
+        elif method == "SetTrialStateValues":
+            self._check_finishing(request)
         if method in TRIAL_METHODS:
             trial_id = request["trial_id"] if isinstance(request, dict) else request.trial_id
             self.holders.check(int(trial_id), client, heartbeat=method == "Heartbeat")
@@ -196,6 +198,19 @@ class Guard:
                 self.holders.record(int(request.trial_id), client)
             else:
                 self.holders.forget(int(request.trial_id))
+
+    def _check_finishing(self, request: Any) -> None:
+        """Only a trial that runs may be finished: a WAITING one (an enqueued setting, a retry) never gets results."""
+        from optuna.storages._grpc.auto_generated import api_pb2
+
+        if request.state not in (api_pb2.COMPLETE, api_pb2.PRUNED, api_pb2.FAIL):
+            return
+        try:
+            state = self.holders.storage.get_trial(int(request.trial_id)).state
+        except KeyError:
+            return  # the call itself says the trial does not exist
+        if state == optuna.trial.TrialState.WAITING:
+            raise Refused("PERMISSION_DENIED", "a waiting trial cannot be finished; results come from trials that ran")
 
     def _check_template(self, trial: Any) -> None:
         from optuna.storages._grpc.auto_generated import api_pb2

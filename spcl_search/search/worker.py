@@ -67,6 +67,8 @@ INTERRUPTED = "interrupted"
 HEARTBEAT = "heartbeat"
 #: a study whose first this many trials (since a worker joined) all failed with one error stops its workers
 REPEATED_FAILURES = 3
+#: ``fail_reason``s that never count toward it: the run was stopped, its worker died, or the setting caused it
+NOT_REPEATED = (INTERRUPTED, HEARTBEAT, "non_finite_loss", "out_of_memory")
 
 
 @dataclass
@@ -323,13 +325,14 @@ def _still_ours(storage: StudyStorage, trial: optuna.Trial, counts: budgets.Budg
 
 def repeated_failure(trials: list[FrozenTrial], before: frozenset[int], n: int = REPEATED_FAILURES) -> str | None:
     """The error with which the first ``n`` trials to finish after ``before`` (the trials finished when the
-    worker joined) all failed, or None. Interrupted trials and those whose worker died (failed by the heartbeat
-    check, and retried) are no such error."""
+    worker joined) all failed, or None. Interrupted trials, those whose worker died (failed by the heartbeat
+    check, and retried) and those a setting can cause (a diverging loss, running out of memory: their messages are
+    alike whatever the setting) are no such error."""
     fresh = [
         t
         for t in trials
         if t.state.is_finished() and t.number not in before and t.datetime_complete is not None
-        if t.state != TrialState.FAIL or ("error" in t.user_attrs and t.user_attrs.get("fail_reason") not in (INTERRUPTED, HEARTBEAT))
+        if t.state != TrialState.FAIL or ("error" in t.user_attrs and t.user_attrs.get("fail_reason") not in NOT_REPEATED)
     ]
     first = sorted(fresh, key=lambda t: (t.datetime_complete, t.number))[:n]
     errors = {str(t.user_attrs.get("error")) for t in first if t.state == TrialState.FAIL}
@@ -601,8 +604,7 @@ def run_worker(
     target = parse_target(spec.track, "track")
     tracker = study_tracker(target, spec, study.study_name) if target is not None else None
     if tracker is not None:
-        with study_lock(storage, study.study_name):  # the workers of a study make its tracked run once
-            tracker.open()
+        tracker.open()  # outside the study lock: nothing waits on the network while holding it
         logger.info("trials tracked with %s", target)
     hooks = _TrialHooks(storage, study_id, record, spec, tracker)
     objective = make_objective(spec, factory(spec) if factory else load_trainer(spec, study, options, dataset), progress=hooks.epoch)
@@ -623,8 +625,12 @@ def run_worker(
     with sigterm_as_interrupt() as signals:
 
         def reserve() -> tuple[optuna.Trial | None, bool]:
+            nonlocal active, started
             with signals.deferred():  # a signal waits for the trial to be reserved (or not), never half way
-                return _reserve(study, storage, study_id, pending, before)
+                trial, done = _reserve(study, storage, study_id, pending, before)
+                if trial is not None:  # ours before a held-back signal is raised at the block's end
+                    active, started = trial, time.perf_counter()
+                return trial, done
 
         try:
             while True:
@@ -640,7 +646,6 @@ def run_worker(
                         record.publish(storage, study_id, state="waiting", trial=None)
                     time.sleep(poll + jitter)
                     continue
-                active, started = trial, time.perf_counter()
                 state, leave = _run_trial(study, storage, trial, objective, record, study_id, hooks)
                 active = None
                 report.trials.append(trial.number)
@@ -653,9 +658,9 @@ def run_worker(
                     break
         except KeyboardInterrupt:
             report.reason = "interrupted"
-            for left in (active, pending.trial):  # the trial it ran; one a lost attempt started
-                if left is not None:
-                    _interrupted(study, storage, left, time.perf_counter() - started)
+            for left in {id(t): t for t in (active, pending.trial) if t is not None}.values():  # the trial it ran (or had
+                # just reserved when the signal came); one a lost attempt started
+                _interrupted(study, storage, left, time.perf_counter() - started)
             if active is not None:
                 with contextlib.suppress(Exception), paused():  # tracking is best effort; the interrupt goes on
                     hooks.finished(storage.get_trial(internals.trial_id(active)))
