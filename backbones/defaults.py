@@ -151,12 +151,13 @@ DEFAULT_PRECISION = PRECISIONS[0]
 METHOD_OPTIONS: dict[str, dict[str, float | bool | int | None]] = {
     "spcl": {},
     "none": {},
-    "ogm_ge": {"alpha": 0.3, "smooth": False, "modulation_starts": 0, "modulation_ends": None},
+    "ogm_ge": {"alpha": 0.3, "smooth": False, "modulation_starts": 1, "modulation_ends": None},
     "opm": {"alpha": 1.0, "q_base": 0.5, "p_exe": 0.7},
     "mmpareto": {"gamma": 1.5},
 }
 
-#: options that are epochs (0-based, both ends included, as OGM-GE's window): whole numbers >= 0; None: no bound
+#: options that are epochs (counted from 1 as everywhere, both ends included, as OGM-GE's window): whole numbers >= 1;
+#: None: no bound
 EPOCH_OPTIONS: tuple[str, ...] = ("modulation_starts", "modulation_ends")
 
 #: method -> searched parameter -> (low, high, log scale): what a study of the method searches; every default

@@ -17,7 +17,7 @@ from typing import IO, Any
 
 from spcl_search.errors import ConfigError
 
-__all__ = ["check_writable", "output_folder", "unwritable", "write_atomic"]
+__all__ = ["check_writable", "output_folder", "replace_atomically", "unwritable", "write_atomic"]
 
 
 def unwritable(path: str | os.PathLike[str], exc: OSError) -> ConfigError:
@@ -53,16 +53,12 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
     return target
 
 
-def write_atomic(path: str | os.PathLike[str], data: str | bytes | Callable[[IO[bytes]], Any], *, mode: int = 0o644) -> Path:
-    """Write ``data`` (text, bytes, or a function writing to a binary file) to ``path`` atomically; return the path."""
+def replace_atomically(path: str | os.PathLike[str], data: str | bytes | Callable[[IO[bytes]], Any], *, mode: int = 0o644) -> Path:
+    """Write ``data`` (text, bytes, or a function writing to a binary file) to ``path`` through a temporary file in
+    its folder (``mode``), fsync, then rename it into place; an OSError leaves the old file and no temporary one.
+    The one writer of the project: :func:`write_atomic` for outputs, the caches (``mode=0o600``) directly."""
     target = Path(path)
-    if target.is_dir():
-        raise ConfigError(f"{target}: is a folder; give the path of the file to write")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise unwritable(target, exc) from None
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), mode)
@@ -73,10 +69,20 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes | Callable[[IO[
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise unwritable(target, exc) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def write_atomic(path: str | os.PathLike[str], data: str | bytes | Callable[[IO[bytes]], Any], *, mode: int = 0o644) -> Path:
+    """Write ``data`` (text, bytes, or a function writing to a binary file) to ``path`` atomically; return the path.
+    A path that cannot be written is a one-line ConfigError naming it."""
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError(f"{target}: is a folder; give the path of the file to write")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return replace_atomically(target, data, mode=mode)
+    except OSError as exc:
+        raise unwritable(target, exc) from None

@@ -9,7 +9,6 @@ t interval, and the Wilcoxon signed-rank test as well from :data:`WILCOXON_MIN_S
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -81,11 +80,15 @@ def differences(diffs: Sequence[float], seeds: Sequence[int] = ()) -> PairedDiff
     from scipy import stats
 
     std = statistics.stdev(diffs)
-    half = float(stats.t.ppf(0.5 + LEVEL / 2, n - 1)) * std / math.sqrt(n)
+    if std == 0:  # every seed gave the same difference: the interval is that point
+        low = high = mean
+    else:
+        ci = stats.ttest_1samp(diffs, 0.0).confidence_interval(confidence_level=LEVEL)
+        low, high = float(ci.low), float(ci.high)
     p = None
     if n >= WILCOXON_MIN_SEEDS:
         p = 1.0 if all(d == 0 for d in diffs) else float(stats.wilcoxon(diffs, zero_method="zsplit").pvalue)
-    return PairedDifference(mean, n, std, mean - half, mean + half, p, tuple(seeds))
+    return PairedDifference(mean, n, std, low, high, p, tuple(seeds))
 
 
 def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
@@ -93,3 +96,10 @@ def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def pm(mean: float | None, std: float | None) -> str:
+    """``"58.10 ± 2.81"`` (two decimals; no spread with one value), or ``"-"`` when there is no figure."""
+    if mean is None:
+        return "-"
+    return f"{mean:.2f}" + ("" if std is None else f" ± {std:.2f}")

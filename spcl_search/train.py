@@ -12,6 +12,7 @@ import math
 import platform
 import random
 import time
+import weakref
 from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -246,6 +247,22 @@ def _save_checkpoint(path: str, model: torch.nn.Module, meta: dict[str, Any]) ->
     write_atomic(path, lambda fh: torch.save({"state_dict": model.state_dict(), "meta": meta}, fh))
 
 
+#: what runs on one dataset share and never change: its standardised copy, its dev and test batches (per dataset
+#: object, dropped with it), so a trial's seeds side by side hold them once, and a worker's trials make them once
+_PREPARED: dict[int, dict[tuple[Any, ...], Any]] = {}
+
+
+def prepared(dataset: ERCDataset, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+    """``make()`` for ``dataset``, made once per ``key`` while the dataset lives."""
+    per = _PREPARED.get(id(dataset))
+    if per is None:
+        per = _PREPARED[id(dataset)] = {}
+        weakref.finalize(dataset, _PREPARED.pop, id(dataset), None)
+    if key not in per:
+        per[key] = make()
+    return per[key]
+
+
 def train(dataset: ERCDataset, config: TrainConfig, callback: Callable[[EpochRecord], None] | None = None) -> TrainResult:
     """Train ``config.backbone`` with SPCL on ``dataset``; select on dev, report test at the best dev epoch.
 
@@ -268,11 +285,7 @@ def training(dataset: ERCDataset, config: TrainConfig) -> Generator[EpochRecord,
             f"--modalities {config.modalities!r}: dataset {dataset.name!r} has no {', '.join(missing)} features "
             f"(it has {dataset.modalities!r})"
         )
-    eff = effective_protocol(config, dataset.name)
-    if eff["epochs"] < 1:
-        raise ConfigError(f"--epochs must be >= 1, got {eff['epochs']}")
-    if eff["patience"] is not None and eff["patience"] < 0:
-        raise ConfigError(f"--patience must be >= 0 (0: no early stopping), got {eff['patience']}")
+    eff = effective_protocol(config, dataset.name)  # the values given were checked by TrainConfig; the defaults hold
     method = make_method(config.method, config.method_options, config.spcl, modalities)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -280,7 +293,7 @@ def training(dataset: ERCDataset, config: TrainConfig) -> Generator[EpochRecord,
     check_precision(config.precision, device)
     seed_everything(config.seed)
     if config.standardise:
-        dataset = standardise(dataset)
+        dataset = prepared(dataset, ("standardised",), lambda: standardise(dataset))
 
     try:
         model = backbones.build(
@@ -300,8 +313,12 @@ def training(dataset: ERCDataset, config: TrainConfig) -> Generator[EpochRecord,
     stepper = model if config.precision == "fp32" else AutocastBackbone(model, config.precision, device)
 
     eval_bs = max(eff["batch_size"], 32)
-    dev_batches = list(iter_batches(dataset.dev, modalities, dataset.n_speakers, eval_bs))
-    test_batches = list(iter_batches(dataset.test, modalities, dataset.n_speakers, eval_bs))
+    dev_batches = prepared(
+        dataset, ("dev", modalities, eval_bs), lambda: list(iter_batches(dataset.dev, modalities, dataset.n_speakers, eval_bs))
+    )
+    test_batches = prepared(
+        dataset, ("test", modalities, eval_bs), lambda: list(iter_batches(dataset.test, modalities, dataset.n_speakers, eval_bs))
+    )
 
     history: list[EpochRecord] = []
     best: EpochRecord | None = None

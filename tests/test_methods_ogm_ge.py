@@ -104,7 +104,7 @@ def _step_grads(method: OGMGE, model, batch) -> dict[str, torch.Tensor]:
 def test_ogm_ge_modulates_and_adds_noise_only_inside_its_window():
     model, batch = _late_fusion(), collate(make_dialogues(4, seed=5), "at", 2)
     plain = _plain_grads(model, batch)
-    method = OGMGE(alpha=0.8, starts=1, ends=1)  # with noise: outside the window nothing may change at all
+    method = OGMGE(alpha=0.8, starts=2, ends=2)  # the second epoch; with noise: outside the window nothing may change at all
     seen = []
     for _ in range(3):
         got = _step_grads(method, model, batch)
@@ -120,7 +120,7 @@ def test_make_method_passes_the_smooth_switch_and_the_window():
 
 
 def test_ogm_ge_defaults_to_eq10_over_the_whole_run():
-    assert method_options("ogm_ge") == {"alpha": 0.3, "smooth": False, "modulation_starts": 0, "modulation_ends": None}
+    assert method_options("ogm_ge") == {"alpha": 0.3, "smooth": False, "modulation_starts": 1, "modulation_ends": None}
 
 
 def test_an_option_value_is_a_number_or_true_false():
@@ -136,8 +136,8 @@ def test_an_option_value_is_a_number_or_true_false():
     ("given", "message"),
     [
         ({"smooth": 1}, "--method ogm_ge: option smooth must be true or false, got 1"),
-        ({"modulation_starts": 1.5}, "--method ogm_ge: option modulation_starts is an epoch, a whole number >= 0, got 1.5"),
-        ({"modulation_ends": -1}, "--method ogm_ge: option modulation_ends is an epoch, a whole number >= 0, got -1"),
+        ({"modulation_starts": 1.5}, "--method ogm_ge: option modulation_starts is an epoch, a whole number >= 1 (epochs count from 1), got 1.5"),
+        ({"modulation_ends": 0}, "--method ogm_ge: option modulation_ends is an epoch, a whole number >= 1 (epochs count from 1), got 0"),
         ({"alpha": True}, "--method ogm_ge: option alpha must be a number, got True"),
         ({"modulation_starts": 4, "modulation_ends": 2}, "--method ogm_ge: option modulation_ends (2) comes before modulation_starts (4)"),
     ],

@@ -120,6 +120,6 @@ def test_a_fixed_method_option_reaches_training_and_is_recorded_with_each_trial(
     trials = optuna.load_study(study_name=opened.spec.name, storage=rdb).trials
     assert [s["smooth"] for s in seen] == [True, True]
     for trial in trials:
-        assert TrialRecord.of(trial).method_options == {"alpha": trial.params["alpha"], "smooth": True, "modulation_starts": 0, "modulation_ends": None}
+        assert TrialRecord.of(trial).method_options == {"alpha": trial.params["alpha"], "smooth": True, "modulation_starts": 1, "modulation_ends": None}
     (row,) = method_rows([optuna.load_study(study_name=opened.spec.name, storage=rdb)])
     assert row.setting.endswith(" smooth=true")

@@ -81,3 +81,10 @@ def test_a_new_search_prunes_by_the_margin_rule_from_half_its_epochs():
     spec = build({"backbone": "mmgcn", "epochs": 10})
     assert spec.pruner_options == {"margin": 0.15, "n_warmup_steps": 5} and isinstance(make_pruner(spec), MarginMedianPruner)
     assert build({"backbone": "mmgcn", "pruner_options": {"n_startup_trials": 2}}).pruner_options == {"n_startup_trials": 2}
+
+
+def test_a_margin_given_without_a_warm_up_checks_from_half_the_epochs_too():
+    from spcl_search.search.algorithms import first_prunable_step, make_pruner
+
+    spec = build({"backbone": "mmgcn", "epochs": 10, "pruner_options": {"margin": 0.2}})
+    assert first_prunable_step(spec) == 5 and make_pruner(spec).n_warmup_steps == 5

@@ -410,3 +410,10 @@ def test_over_tls_a_certificate_the_client_does_not_trust_is_a_one_line_error(tl
 def test_a_plain_client_cannot_talk_to_a_tls_proxy(tls_proxy):
     with pytest.raises(StorageError, match="no storage proxy answers at grpc://127.0.0.1"):
         open_storage(f"grpc://127.0.0.1:{tls_proxy}")
+
+
+def test_only_loopback_addresses_bind_without_a_token():
+    from spcl_search.search.proxy_access import is_loopback
+
+    assert all(is_loopback(h) for h in ("localhost", "127.0.0.1", "127.3.2.1", "::1", "[::1]"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "127.evil.example", "10.0.0.5", "::"))

@@ -79,7 +79,7 @@ def test_method_and_its_options_are_recorded(_train, tmp_path):
     assert proc.returncode == 0, proc.stderr
     config = json.loads(out.read_text())["config"]
     assert config["method"] == "ogm_ge"
-    assert config["method_options"] == {"alpha": 0.5, "smooth": True, "modulation_starts": 0, "modulation_ends": None}
+    assert config["method_options"] == {"alpha": 0.5, "smooth": True, "modulation_starts": 1, "modulation_ends": None}
 
 
 def test_an_unknown_method_is_one_line_naming_the_option(_train):

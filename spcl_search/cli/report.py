@@ -14,6 +14,7 @@ from rich.table import Table
 
 from spcl_search.cli import app
 from spcl_search.errors import ConfigError
+from spcl_search.stats import pm
 
 console = Console()
 
@@ -207,7 +208,7 @@ def compare(
         for col in columns:
             table.add_column(col)
         cells = [
-            [a.study, a.modalities, a.setting, a.stage, _pm(a.dev_f1, a.dev_f1_std), _pm(a.test_f1, a.test_f1_std),
+            [a.study, a.modalities, a.setting, a.stage, pm(a.dev_f1, a.dev_f1_std), pm(a.test_f1, a.test_f1_std),
              "-" if a.vs_baseline is None else a.vs_baseline.interval(), a.verdict]
             for a in answers
         ]  # fmt: skip
@@ -230,16 +231,9 @@ def compare(
         console.print(f"csv: {', '.join(map(str, written))}", highlight=False)
 
 
-def _pm(mean: float | None, std: float | None) -> str:
-    return "-" if mean is None else f"{mean:.2f}" + ("" if std is None else f" ± {std:.2f}")
-
-
 def _print_methods(out: Console, studies: list[Any]) -> list[Any]:
     """The method view: each balance method's best tri-modal setting, seeds' mean +- std, gain, trial count (its rows)."""
     from spcl_search.reports.methods import method_rows
-
-    def pm(mean: float | None, std: float | None) -> str:
-        return "-" if mean is None else f"{mean:.2f}" + ("" if std is None else f" ± {std:.2f}")
 
     table = Table(title="Balance methods (best tri-modal setting on dev; mean ± std over its seeds; * fewer trials than the others)")
     for col in ("backbone", "form", "dataset", "method", "trials", "setting", "seeds", "dev w-F1", "test w-F1", "gain dev", "gain test"):

@@ -21,6 +21,7 @@ from spcl_search.cli import app
 from spcl_search.errors import ConfigError, SpclSearchError
 from spcl_search.schema.limits import check_optional
 from spcl_search.search.settings import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_RETRY
+from spcl_search.stats import pm
 
 if TYPE_CHECKING:
     from spcl_search.schema.best import BestSetting
@@ -352,7 +353,7 @@ def run(
     began = time.monotonic()
 
     def render() -> Group:
-        st = study_status(reader, spec.name, stale_after=float(grace_period))
+        st = study_status(reader, spec.name, stale_after=float(grace_period), answers=False)
         return Group(_status_table(st, elapsed=time.monotonic() - began), _workers_table(st, procs))
 
     out = _out()
@@ -724,12 +725,6 @@ def _paper_table(rows: list[BestSetting]) -> Table:
     return table
 
 
-def _pm(mean: float | None, std: float | None) -> str:
-    if mean is None:
-        return "-"
-    return f"{mean:.2f}" + ("" if std is None else f" ± {std:.2f}")
-
-
 def _detail_table(rows: list[BestSetting]) -> Table:
     from spcl_search.schema.best import GAIN_COLUMNS, gain_cells
 
@@ -744,8 +739,8 @@ def _detail_table(rows: list[BestSetting]) -> Table:
             str(r.trial),
             escape(_params(r.params)),
             str(len(r.seeds) or 1),
-            _pm(r.dev_f1, r.dev_f1_std),
-            _pm(r.test_f1, r.test_f1_std),
+            pm(r.dev_f1, r.dev_f1_std),
+            pm(r.test_f1, r.test_f1_std),
             "-" if r.baseline_dev_f1 is None else f"{r.baseline_dev_f1:.2f}",
             "-" if r.baseline_test_f1 is None else f"{r.baseline_test_f1:.2f}",
             *gain_cells(r),

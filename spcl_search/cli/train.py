@@ -149,7 +149,7 @@ def train(
     tracked: RunTracker | None = None
 
     progress = Progress(
-        TextColumn("[bold]epoch"),
+        TextColumn("[bold]{task.description}"),
         MofNCompleteColumn(),
         BarColumn(),
         TextColumn("{task.fields[stats]}"),
@@ -159,27 +159,29 @@ def train(
     total = effective_protocol(config, ds.name)["epochs"]
     results = []
     with progress:
-        task = progress.add_task("train", total=total * len(seed_list), stats="")
+        task = progress.add_task("epoch", total=total, stats="", visible=len(seed_list) == 1)
 
         def on_epoch(r) -> None:
             progress.update(
                 task,
                 advance=1,
-                stats=(f"seed {config.seed}  " if len(seed_list) > 1 else "")
-                + f"loss {r.train_loss:.3f}  take {r.take_rate:.0%}"
+                stats=f"loss {r.train_loss:.3f}  take {r.take_rate:.0%}"
                 + ("" if r.threshold is None else f"  thr {r.threshold:.2f}")
                 + f"  dev F1 {r.dev_f1:.2f}  ({r.seconds:.1f}s)",
             )
             if tracked is not None:
                 tracked.epoch(config.modalities, r.epoch, r)
 
-        for s in seed_list:
+        for k, s in enumerate(seed_list):
             config = replace(config, seed=s)
+            if len(seed_list) > 1:  # one bar per seed: "seed 0 (1/3) epoch 4/15"
+                progress.stop_task(task)
+                task = progress.add_task(f"seed {s} ({k + 1}/{len(seed_list)}) epoch", total=total, stats="")
             if target is not None:  # one tracked run per seed
                 tracked = training_tracker(target, f"{backbone} {modalities} on {ds.name}, seed {s}", {**tags, "seed": str(s)})
             result = run_training(ds, config, callback=on_epoch)
             results.append(result)
-            progress.update(task, completed=total * len(results))  # a run stopped early leaves no gap
+            progress.update(task, completed=total)  # a run stopped early leaves no gap
             if tracked is not None:
                 tracked.finish_training(result)
 

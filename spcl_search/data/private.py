@@ -14,10 +14,11 @@ import hashlib
 import hmac
 import os
 import secrets
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
+
+from spcl_search.outputs import replace_atomically
 
 __all__ = ["KEY_BYTES", "MAC_BYTES", "atomic_write", "key_path", "private_dir", "sign", "user_key", "verify"]
 
@@ -106,14 +107,5 @@ def verify(mac: bytes, *parts: bytes) -> bool:
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write ``path`` 0600 through a temporary file in its folder, fsync, then rename into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mkstemp makes it 0600
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``path`` 0600 through a temporary file in its folder, fsync, then rename into place (OSError on failure)."""
+    replace_atomically(path, write, mode=0o600)

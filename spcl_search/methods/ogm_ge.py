@@ -9,7 +9,7 @@ encoder gradients of every modality ahead of the weakest are scaled by the paper
 
 so a modality just ahead is already cut to ``1 - tanh(alpha)``. "GE" then adds Gaussian noise with the
 gradient's own spread to every modulated gradient, ``g <- k g + N(0, std(g))``, for the weakest modality too.
-Modulation and noise run in the epochs ``modulation_starts <= epoch <= modulation_ends`` (0-based, both ends
+Modulation and noise run in the epochs ``modulation_starts <= epoch <= modulation_ends`` (counted from 1, both ends
 included; by default the whole run); vectors (biases, norms) are never touched.
 
 Checked against two public sources, GeWu-Lab/OGM-GE_CVPR2022 ``main.py`` (two modalities) and
@@ -65,10 +65,10 @@ class OGMGE:
     name = "ogm_ge"
     threshold = None
 
-    def __init__(self, alpha: float, noise: bool = True, smooth: bool = False, starts: int = 0, ends: int | None = None) -> None:
+    def __init__(self, alpha: float, noise: bool = True, smooth: bool = False, starts: int = 1, ends: int | None = None) -> None:
         self.alpha, self.noise, self.smooth = float(alpha), bool(noise), bool(smooth)
         self.starts, self.ends = int(starts), ends
-        self.epoch = 0
+        self.epoch = 1  # the epoch being trained, counted from 1
         self.last_coefficients: dict[str, float] = {}
 
     @property

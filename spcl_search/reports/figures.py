@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial
 from plotly.subplots import make_subplots
 
+from backbones.defaults import SPCL as SPCL_DEFAULTS
 from spcl_search.reports import records
 from spcl_search.reports.gain import GainRow
 from spcl_search.schema.records import SetResult, TrialRecord
@@ -227,13 +228,13 @@ CURVES = (("dev_f1_curve", "dev weighted-F1 (%)"), ("take_rate_curve", "take rat
 
 
 def _threshold_curve(trial: FrozenTrial, result: SetResult) -> list[float] | None:
-    """The trial's threshold per epoch: recorded, else (older trials) the SPCL schedule from its params."""
+    """The trial's threshold per epoch: recorded, else (older trials) the SPCL schedule from its params (default cap)."""
     if result.threshold_curve is not None:
         return list(result.threshold_curve)
     t0, growth = trial.params.get(records.THRESHOLD_PARAM), trial.params.get(records.GROWTH_PARAM)
     if records.is_baseline(trial) or t0 is None or growth is None or not result.dev_f1_curve:
         return None
-    return [float(t0) * float(growth) ** e for e in range(len(result.dev_f1_curve))]
+    return [min(SPCL_DEFAULTS["cap"], float(t0) * float(growth) ** e) for e in range(len(result.dev_f1_curve))]
 
 
 def learning_curves(
@@ -252,7 +253,7 @@ def learning_curves(
         raise NotApplicable(f"No trial on {modalities} recorded its learning curves yet.")
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.05, subplot_titles=[label for _, label in CURVES])
     shown: set[str] = set()
-    for t, result, confirming, best in sorted(drawn, key=lambda d: (d[2], d[3])):  # the chosen one drawn last, on top
+    for t, result, confirming, best in sorted(drawn, key=lambda d: (d[3], d[2])):  # search, confirmation, then the chosen on top
         baseline = records.is_baseline(t)
         if baseline:
             group, style = ("baseline (no curriculum)", {"color": "black", "width": 2, "dash": "dot"})

@@ -18,6 +18,7 @@ from spcl_search.reports.gain import GainRow, gain_rows
 from spcl_search.reports.importance import make_evaluator, param_importances
 from spcl_search.reports.methods import method_box, method_rows
 from spcl_search.schema.best import GAIN_COLUMNS, BestSetting, best_settings, gain_cells, paper_table
+from spcl_search.stats import pm
 
 
 @dataclass(frozen=True)
@@ -180,8 +181,8 @@ def _answer_section(rows: list[BestSetting], study: optuna.Study) -> Section:
                     r.setting,
                     r.stage,
                     ", ".join(map(str, r.seeds)) or "-",
-                    _pm(r.dev_f1, r.dev_f1_std),
-                    _pm(r.test_f1, r.test_f1_std),
+                    pm(r.dev_f1, r.dev_f1_std),
+                    pm(r.test_f1, r.test_f1_std),
                     "-" if r.vs_baseline is None else r.vs_baseline.interval(),
                     "-" if r.vs_runner_up is None else f"{r.vs_runner_up.interval()} vs {r.runner_up_setting}",
                     r.verdict,
@@ -195,12 +196,6 @@ def _answer_section(rows: list[BestSetting], study: optuna.Study) -> Section:
             f"Unconfirmed: run spcl-search confirm --study {rows[0].study} to train the top settings again on fresh seeds."
         )
     return section
-
-
-def _pm(mean: float | None, std: float | None) -> str:
-    if mean is None:
-        return "-"
-    return f"{mean:.2f}" + ("" if std is None else f" +- {std:.2f}")
 
 
 def _curves_section(study: optuna.Study, rows: list[BestSetting], confirmation: optuna.Study | None) -> Section:
@@ -290,9 +285,6 @@ def _methods_section(studies: list[optuna.Study]) -> Section:
         "weighted-F1 and its figures are mean +- std over the seeds of that trial. A flagged method finished "
         "fewer trials than the others (unequal tuning)."
     )
-
-    def pm(mean: float | None, std: float | None) -> str:
-        return "-" if mean is None else f"{mean:.2f}" + ("" if std is None else f" +- {std:.2f}")
 
     section.tables.append(
         Table(

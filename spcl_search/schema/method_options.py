@@ -52,8 +52,8 @@ def _value(method: str, key: str, default: OptionValue, value: Any) -> OptionVal
     if key in EPOCH_OPTIONS:
         if value is None:
             return None
-        if not (number and float(value).is_integer() and value >= 0):
-            raise ConfigError(f"--method {method}: option {key} is an epoch, a whole number >= 0, got {value!r}")
+        if not (number and float(value).is_integer() and value >= 1):
+            raise ConfigError(f"--method {method}: option {key} is an epoch, a whole number >= 1 (epochs count from 1), got {value!r}")
         return int(value)
     if not number:
         raise ConfigError(f"--method {method}: option {key} must be a number, got {value!r}")

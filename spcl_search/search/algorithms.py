@@ -29,11 +29,17 @@ def max_resource(spec: StudySpec) -> int:
     return spec.epochs
 
 
+def median_warmup(spec: StudySpec) -> int:
+    """The median pruner's first step when the spec gives none: half the epochs with a margin (the margin rule's
+    own; step ``epochs // 2`` is epoch ``epochs // 2 + 1`` counted from 1), else a fifth (Optuna's plain rule here)."""
+    return max(1, spec.epochs // 2) if "margin" in spec.pruner_options else max(1, spec.epochs // 5)
+
+
 def first_prunable_step(spec: StudySpec) -> int:
     """The first step at which the spec's pruner can prune (earlier ``should_prune`` calls are skipped:
     each one reads the study's trials)."""
     if spec.pruner == "median":
-        return int(spec.pruner_options.get("n_warmup_steps", max(1, spec.epochs // 5)))
+        return int(spec.pruner_options.get("n_warmup_steps", median_warmup(spec)))
     if spec.pruner == "none":
         return max_resource(spec) + 1
     return 0
@@ -65,7 +71,7 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     try:
         if spec.pruner == "median":
             opts.setdefault("n_startup_trials", 5)
-            opts.setdefault("n_warmup_steps", max(1, spec.epochs // 5))
+            opts.setdefault("n_warmup_steps", median_warmup(spec))
             if "margin" in opts:  # only a trial clearly below the median stops (spcl_search.search.pruning)
                 from spcl_search.search.pruning import MarginMedianPruner
 

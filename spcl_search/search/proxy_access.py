@@ -17,6 +17,7 @@ Token files should be 0600 and hold at least 16 random characters (``openssl ran
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import secrets
 import stat
@@ -71,8 +72,14 @@ def read_token(path: str | os.PathLike[str], option: str = "--token-file") -> st
 
 
 def is_loopback(host: str) -> bool:
-    """Whether ``host`` names this machine only (a proxy bound there needs no token)."""
-    return host in ("localhost", "::1", "ip6-localhost") or host.startswith("127.")
+    """Whether ``host`` names this machine only (a proxy bound there needs no token): ``localhost`` or a loopback
+    address (``127.0.0.1``, ``::1``); a host name that merely starts with "127." is not one."""
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def holder_of(client_id: str) -> str:

@@ -17,6 +17,7 @@ from spcl_search.search import budget as budgets
 from spcl_search.search.registry import WorkerRecord, workers
 from spcl_search.search.settings import DEFAULT_GRACE_PERIOD
 from spcl_search.search.storage import list_studies
+from spcl_search.stats import pm
 
 
 @dataclass
@@ -141,8 +142,11 @@ def trial_rows(trials: Sequence[optuna.trial.FrozenTrial], now: datetime.datetim
     return rows
 
 
-def study_status(storage: optuna.storages.BaseStorage, name: str, *, stale_after: float | None = None, trials: bool = False) -> StudyStatus:
-    """Status of study ``name`` (KeyError if there is none); with ``trials``, every trial too."""
+def study_status(
+    storage: optuna.storages.BaseStorage, name: str, *, stale_after: float | None = None, trials: bool = False, answers: bool = True
+) -> StudyStatus:
+    """Status of study ``name`` (KeyError if there is none); with ``trials``, every trial too; without ``answers``, not
+    the study's answer (the live view, redrawn every second, leaves it to the final table)."""
     study = optuna.load_study(study_name=name, storage=storage)
     info = study_info(study)
     every = study.get_trials(deepcopy=False)
@@ -156,15 +160,7 @@ def study_status(storage: optuna.storages.BaseStorage, name: str, *, stale_after
         pareto = len(front) if len(study.directions) > 1 else 0
         best = max(front, key=lambda t: (t.values[0], -t.number))
         best_values, best_params, best_trial = list(best.values), dict(best.params), best.number
-    from spcl_search.schema.best import best_settings
-    from spcl_search.search.confirm import CONFIRMS_ATTR, confirmation_of
-
-    parent_name = study.user_attrs.get(CONFIRMS_ATTR)  # a confirmation study shows its parent's answer
-    parent = study if not parent_name else optuna.load_study(study_name=parent_name, storage=storage)
-    answers = [
-        f"{r.modalities} {r.setting}: dev {_pm(r.dev_f1, r.dev_f1_std)}, test {_pm(r.test_f1, r.test_f1_std)} - {r.stage}; {r.verdict}"
-        for r in best_settings(parent, confirmation_of(storage, parent))
-    ]
+    answer_lines = study_answers(storage, study) if answers else []
     grace = stale_after
     if grace is None:
         grace = float(getattr(storage, "grace_period", None) or DEFAULT_GRACE_PERIOD)
@@ -188,11 +184,25 @@ def study_status(storage: optuna.storages.BaseStorage, name: str, *, stale_after
         metric_names=list(info.metric_names),
         workers=live,
         pareto_size=pareto,
-        answers=answers,
+        answers=answer_lines,
         mean_trial_seconds=mean,
         eta_seconds=left,
         trials=trial_rows(every) if trials else None,
     )
+
+
+def study_answers(storage: optuna.storages.BaseStorage, study: optuna.Study) -> list[str]:
+    """One line per modality set: the study's answer with its spread, stage and verdict (a confirmation study gives
+    its parent's)."""
+    from spcl_search.schema.best import best_settings
+    from spcl_search.search.confirm import CONFIRMS_ATTR, confirmation_of
+
+    parent_name = study.user_attrs.get(CONFIRMS_ATTR)
+    parent = study if not parent_name else optuna.load_study(study_name=parent_name, storage=storage)
+    return [
+        f"{r.modalities} {r.setting}: dev {pm(r.dev_f1, r.dev_f1_std)}, test {pm(r.test_f1, r.test_f1_std)} - {r.stage}; {r.verdict}"
+        for r in best_settings(parent, confirmation_of(storage, parent))
+    ]
 
 
 def pareto_front(trials: list[FrozenTrial]) -> list[FrozenTrial]:
@@ -202,12 +212,6 @@ def pareto_front(trials: list[FrozenTrial]) -> list[FrozenTrial]:
         return all(x >= y for x, y in zip(a.values, b.values)) and any(x > y for x, y in zip(a.values, b.values))
 
     return [t for t in trials if not any(dominates(o, t) for o in trials if o is not t)]
-
-
-def _pm(mean: float | None, std: float | None) -> str:
-    if mean is None:
-        return "-"
-    return f"{mean:.2f}" + ("" if std is None else f" ± {std:.2f}")
 
 
 def all_statuses(storage: optuna.storages.BaseStorage, *, trials: bool = False) -> list[StudyStatus]:
