@@ -22,6 +22,8 @@ import statistics
 import time
 from pathlib import Path
 
+from spcl_search.outputs import atomic_write
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SPCL_SHARED_DATA", REPO.parent / "shared" / "data"))
 DATA = SHARED / "iemocap" / "iemocap_surrogate.pkl"
@@ -44,9 +46,7 @@ def _load(path: Path) -> dict:
 
 
 def _write(path: Path, table: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(table, separators=(",", ":")))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(table, separators=(",", ":")))
 
 
 def run_one(dataset, threshold: float | None, growth: float | None, seed: int, epochs: int, threads: int) -> dict:

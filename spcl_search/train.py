@@ -241,10 +241,10 @@ def evaluate(model: torch.nn.Module, batches: list[Batch], device: torch.device,
 
 def _save_checkpoint(path: str, model: torch.nn.Module, meta: dict[str, Any]) -> None:
     """Write atomically (temp file + rename) so a crash never leaves a half checkpoint."""
-    from spcl_search.outputs import write_atomic
+    from spcl_search.outputs import atomic_write
 
     # a failed write leaves neither a half checkpoint nor its temp file, and is one line naming the path
-    write_atomic(path, lambda fh: torch.save({"state_dict": model.state_dict(), "meta": meta}, fh))
+    atomic_write(path, lambda fh: torch.save({"state_dict": model.state_dict(), "meta": meta}, fh))
 
 
 #: what runs on one dataset share and never change: its standardised copy, its dev and test batches (per dataset

@@ -109,34 +109,38 @@ def test_a_checkpoint_writer_killed_mid_write_leaves_the_previous_checkpoint(tmp
 
 
 def test_a_report_whose_rename_fails_leaves_the_previous_report(tmp_path, monkeypatch):
-    from spcl_search.reports import html
+    from spcl_search.outputs import atomic_write
 
     target = tmp_path / "study.html"
-    html.write_atomic(target, "<html>old</html>")
+    atomic_write(target, "<html>old</html>")
     monkeypatch.setattr("spcl_search.outputs.os.replace", _failing_replace)
     with pytest.raises(Crash):
-        html.write_atomic(target, "<html>new" + "x" * 100_000)
+        atomic_write(target, "<html>new" + "x" * 100_000)
     assert target.read_text() == "<html>old</html>" and _leftovers(tmp_path) == []
 
 
 def test_train_json_whose_rename_fails_leaves_no_file(tmp_path, monkeypatch):
-    from spcl_search.cli import train as train_cli
+    from typer.testing import CliRunner
+
+    from spcl_search.cli import app
 
     target = tmp_path / "result.json"
     monkeypatch.setattr("spcl_search.outputs.os.replace", _failing_replace)
-    with pytest.raises(Crash):
-        train_cli._write_atomic(target, '{"dev_f1": 1}')
+    result = CliRunner().invoke(app, ["train", "--backbone", "late_fusion", "--epochs", "1", "--json", str(target)])
+    assert isinstance(result.exception, Crash)
     assert not target.exists() and _leftovers(tmp_path) == []
 
 
 def test_data_synth_whose_rename_fails_keeps_the_previous_file(tmp_path, monkeypatch):
-    from spcl_search.cli import data as data_cli
+    from typer.testing import CliRunner
+
+    from spcl_search.cli import app
 
     target = tmp_path / "syn.pkl"
     target.write_bytes(b"previous")
     monkeypatch.setattr("spcl_search.outputs.os.replace", _failing_replace)
-    with pytest.raises(Crash):
-        data_cli._atomic_pickle(make_synthetic(n_dialogues=4), target)
+    result = CliRunner().invoke(app, ["data", "synth", str(target), "--force"])
+    assert isinstance(result.exception, Crash)
     assert target.read_bytes() == b"previous" and _leftovers(tmp_path) == []
 
 

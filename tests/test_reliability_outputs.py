@@ -14,7 +14,7 @@ from report_fixtures import balance_study
 
 from spcl_search.cli import main
 from spcl_search.errors import ConfigError
-from spcl_search.outputs import write_atomic
+from spcl_search.outputs import atomic_write
 
 OLD = b"the previous output\n"
 
@@ -118,5 +118,5 @@ def test_a_write_that_fails_half_way_leaves_the_old_file_and_no_temporary(tmp_pa
         raise OSError(28, "No space left on device")
 
     with pytest.raises(ConfigError, match=rf"^{target}: cannot write it \(No space left on device\)"):
-        write_atomic(target, half)
+        atomic_write(target, half)
     assert target.read_bytes() == OLD and sorted(p.name for p in tmp_path.iterdir()) == ["result.bin"]

@@ -259,7 +259,7 @@ def test_a_lease_expires_on_the_clock_and_frees_the_database_lock(database):
         pass
 
 
-def test_a_thousand_bogus_lock_calls_leave_status_answering_within_a_second(guarded):
+def test_a_thousand_bogus_lock_calls_leave_status_answering_before_their_waits_end(guarded):
     name = open_study(open_storage(guarded), {"backbone": "mmgcn", "epochs": 1, "n_trials": 2}).spec.name
     storage = open_storage(guarded, heartbeat_interval=None)
     assert storage.call("Lock", {"study": name, "wait": 0})["token"]  # held, never released: callers for it wait
@@ -270,7 +270,7 @@ def test_a_thousand_bogus_lock_calls_leave_status_answering_within_a_second(guar
         result = CliRunner().invoke(app, ["status", "--storage", guarded, "--json"])
         took = time.monotonic() - start
         answers = [c.result() for c in calls]
-    assert result.exit_code == 0 and took < 1.0, took
+    assert result.exit_code == 0 and took < 3.0, took  # blocked behind the 5 s lock waits it would take longer (idle: ~0.3 s)
     assert all(a == {"token": None, "absent": True} for a in answers[::2])
 
 

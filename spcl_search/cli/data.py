@@ -16,6 +16,7 @@ from rich.text import Text
 
 from spcl_search.cli import app
 from spcl_search.errors import ConfigError
+from spcl_search.outputs import atomic_write
 
 console = Console()
 err_console = Console(stderr=True)
@@ -230,7 +231,7 @@ def synth(
     if out.exists() and not force:
         raise ConfigError(f"{out}: already exists; pass --force to overwrite it")
     data = make_synthetic(n_dialogues=n_dialogues, seed=seed)
-    _atomic_pickle(data, out)
+    atomic_write(out, lambda f: pickle.dump(data, f, protocol=4))
     n_utt = sum(len(v) for v in data["label"].values())
     dims = ", ".join(f"{k} {d}" for k, d in SYNTHETIC_DIMS.items())
     console.print(
@@ -238,12 +239,6 @@ def synth(
         f"{n_utt:,} utterances, dims {dims}; every modality is synthetic (seed {seed})",
         highlight=False,
     )
-
-
-def _atomic_pickle(obj: Any, out: Path) -> None:
-    from spcl_search.outputs import write_atomic
-
-    write_atomic(out, lambda f: pickle.dump(obj, f, protocol=4))
 
 
 _FORMATS = {"spcl": "SPCL dict pickle", "dialoguegcn": "DialogueGCN/MMGCN tuple pickle"}

@@ -141,9 +141,9 @@ def compare(
     ] = None,
 ) -> None:
     """Gain table (tri-modal minus bi-modal, without/with SPCL) and best settings across studies."""
+    from spcl_search.outputs import atomic_write
     from spcl_search.reports.csv_tables import csv_text, methods_csv, table_path
     from spcl_search.reports.gain import gain_csv, gain_rows
-    from spcl_search.reports.html import write_atomic
     from spcl_search.reports.study import load_study, open_storage
     from spcl_search.schema.best import best_settings, paper_table
     from spcl_search.schema.records import study_info
@@ -227,7 +227,7 @@ def compare(
             best.add_row(*map(escape, line))  # "mmgcn [spcl]" is text, not rich markup
         out.print(best)
     if csv_out is not None:
-        written = [write_atomic(table_path(csv_out, name), text) for name, text in tables.items()]
+        written = [atomic_write(table_path(csv_out, name), text) for name, text in tables.items()]
         console.print(f"csv: {', '.join(map(str, written))}", highlight=False)
 
 

@@ -706,9 +706,9 @@ def _reproduce(rdb: Any, rows: list[BestSetting], command: bool, toml: Path | No
             print(shell_line(train_command(spec, trial, r.modalities)))
         if toml is not None:
             path = toml / f"{r.study}-{r.modalities}.toml" if len(rows) > 1 or toml.is_dir() else toml
-            from spcl_search.reports.html import write_atomic
+            from spcl_search.outputs import atomic_write
 
-            write_atomic(path, spec_fragment(spec, trial, r.modalities, f"{r.study}-best-{r.modalities}"))
+            atomic_write(path, spec_fragment(spec, trial, r.modalities, f"{r.study}-best-{r.modalities}"))
             console.print(f"wrote {path}", highlight=False)
 
 

@@ -15,6 +15,7 @@ from rich.table import Table
 from backbones.defaults import RUN, SPCL
 from spcl_search.cli import app
 from spcl_search.errors import ConfigError
+from spcl_search.outputs import atomic_write
 from spcl_search.results import EPOCH_BASE
 from spcl_search.tracking import RunTracker, parse_target, require, training_tracker
 
@@ -237,7 +238,7 @@ def train(
             if len(results) == 1
             else {"seeds": seed_list, "epoch_base": EPOCH_BASE, **seeds_summary(results), "runs": [r.to_dict() for r in results]}
         )
-        _write_atomic(json_out, json.dumps(payload, indent=2, default=str))
+        atomic_write(json_out, json.dumps(payload, indent=2, default=str))
         console.print(f"wrote {json_out}")
 
 
@@ -285,10 +286,3 @@ def _method_options(items: list[str]) -> dict[str, Any]:
     from spcl_search.schema.method_options import parse_option
 
     return dict(parse_option(item) for item in items)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a unique temporary file next to ``path``, then rename it into place (one-line error if it cannot)."""
-    from spcl_search.outputs import write_atomic
-
-    write_atomic(path, text)

@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 
 from spcl_search.data.formats import ParsedData
-from spcl_search.data.private import atomic_write, private_dir, sign, verify
+from spcl_search.data.private import private_dir, sign, verify
 from spcl_search.data.types import MODALITY_ORDER, Dialogue
+from spcl_search.outputs import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +92,8 @@ def write_cache(parsed: ParsedData, sha256: str, cache_dir: str | os.PathLike[st
     np.savez(buffer, **arrays)
     npz = buffer.getvalue()
     header["mac"] = sign(npz, _canonical(header)).hex()
-    atomic_write(npz_path, lambda f: f.write(npz))
-    atomic_write(json_path, lambda f: f.write(json.dumps(header).encode()))
+    atomic_write(npz_path, npz, mode=0o600)
+    atomic_write(json_path, json.dumps(header), mode=0o600)
     return npz_path
 
 

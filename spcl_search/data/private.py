@@ -10,17 +10,16 @@ missing and is made again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
 import secrets
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
 
-from spcl_search.outputs import replace_atomically
+from spcl_search.outputs import atomic_write
 
-__all__ = ["KEY_BYTES", "MAC_BYTES", "atomic_write", "key_path", "private_dir", "sign", "user_key", "verify"]
+__all__ = ["KEY_BYTES", "MAC_BYTES", "key_path", "private_dir", "sign", "user_key", "verify"]
 
 KEY_BYTES = 32
 MAC_BYTES = hashlib.sha256().digest_size
@@ -65,14 +64,8 @@ def _load_or_make_key(path: Path) -> bytes:
     except FileNotFoundError:
         pass
     private_dir(path.parent)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first
-        return _read_key(path)
-    with os.fdopen(fd, "wb") as f:
-        f.write(secrets.token_bytes(KEY_BYTES))
-        f.flush()
-        os.fsync(f.fileno())
+    with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
+        atomic_write(path, secrets.token_bytes(KEY_BYTES), mode=0o600, exclusive=True)
     return _read_key(path)
 
 
@@ -104,8 +97,3 @@ def verify(mac: bytes, *parts: bytes) -> bool:
     except OSError:
         return False
     return hmac.compare_digest(mac, expected)
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write ``path`` 0600 through a temporary file in its folder, fsync, then rename into place (OSError on failure)."""
-    replace_atomically(path, write, mode=0o600)

@@ -157,12 +157,6 @@ def safe_name(name: str) -> str:
     return cleaned or "study"
 
 
-def write_atomic(path: Path, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename (a one-line error naming
-    the path when it cannot be written; the old file is kept)."""
-    return outputs.write_atomic(path, data)
-
-
 def page_path(out: Path, study: str) -> Path:
     """Where the report of ``study`` goes: ``out`` itself when it names an ``.html`` file, else ``out/<study>.html``."""
     out = Path(out)
@@ -171,4 +165,4 @@ def page_path(out: Path, study: str) -> Path:
 
 def write_html(report: Report, out: Path) -> Path:
     """Write the page to :func:`page_path` (``out`` an ``.html`` file or a folder) atomically; return its path."""
-    return write_atomic(page_path(out, report.info.name), render_html(report))
+    return outputs.atomic_write(page_path(out, report.info.name), render_html(report))

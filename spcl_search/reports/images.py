@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from spcl_search.errors import ConfigError
-from spcl_search.outputs import output_folder
+from spcl_search.outputs import atomic_write, output_folder
 from spcl_search.reports.report import NamedFigure
 
 #: looked for in order when ``BROWSER_PATH`` is not set
@@ -61,7 +61,5 @@ def write_images(figures: Sequence[NamedFigure], out_dir: Path, fmt: str = "png"
             raise ConfigError(f"--format {fmt}: {browser} could not render the figures ({first})") from exc
         paths = []
         for spec in specs:
-            final = out_dir / spec["path"].name
-            os.replace(spec["path"], final)
-            paths.append(final)
+            paths.append(atomic_write(out_dir / spec["path"].name, spec["path"].read_bytes()))
     return paths

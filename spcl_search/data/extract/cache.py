@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from spcl_search.data.cache import default_cache_dir
-from spcl_search.data.private import MAC_BYTES, atomic_write, private_dir, sign, verify
+from spcl_search.data.private import MAC_BYTES, private_dir, sign, verify
+from spcl_search.outputs import atomic_write
 
 __all__ = ["FEATURE_CACHE_VERSION", "FeatureCache", "default_feature_cache", "task_key"]
 
@@ -74,4 +75,4 @@ class FeatureCache:
         np.save(buffer, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
         body = buffer.getvalue()
         mac = sign(key.encode(), body)
-        atomic_write(target, lambda f: f.write(mac + body))
+        atomic_write(target, mac + body, mode=0o600)

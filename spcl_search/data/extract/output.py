@@ -11,21 +11,18 @@ write the same bytes.
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from spcl_search import outputs
 from spcl_search.data.extract.corpus import SPLITS, Corpus, Utterance
 from spcl_search.data.formats import parse
 from spcl_search.data.types import MODALITY_NAMES, MODALITY_ORDER
 from spcl_search.data.validate import check_labels
 from spcl_search.errors import DataError
 
-__all__ = ["ExtractSummary", "build_features", "write_atomic"]
+__all__ = ["ExtractSummary", "build_features"]
 
 
 @dataclass
@@ -135,11 +132,6 @@ def check_loadable(data: dict[str, Any], name: str) -> None:
             raise DataError(f"{name}: no {split[:-3]} dialogue is left to write (every one was skipped or dropped)")
     parsed = parse(data, name)
     check_labels(name, parsed.dialogues.values(), data["meta"]["classes"])
-
-
-def write_atomic(data: dict[str, Any], out: Path) -> None:
-    """Pickle ``data`` (protocol 4) to a temporary file beside ``out``, flush it to disk, then rename it into place."""
-    outputs.write_atomic(out, lambda f: pickle.dump(data, f, protocol=4))
 
 
 def _local_speakers(us: list[Utterance]) -> list[int]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -40,13 +41,12 @@ from spcl_search.data.extract.output import (
     build_features,
     check_loadable,
     summarise,
-    write_atomic,
 )
 from spcl_search.data.extract.text import DEFAULT_TEXT_MODEL, text_spec
 from spcl_search.data.extract.visual import visual_spec
 from spcl_search.data.types import MODALITY_NAMES, canonical_modalities
 from spcl_search.errors import ConfigError, DataError
-from spcl_search.outputs import check_writable
+from spcl_search.outputs import atomic_write, check_writable
 
 __all__ = ["ExtractOptions", "ExtractProgress", "Task", "extract", "extract_corpus", "make_specs"]
 
@@ -146,7 +146,7 @@ def extract(
     specs = make_specs(options)
     corpus = read_corpus(layout, os.fspath(source), classes=classes, merge_exc=merge_exc, dev_fraction=dev_fraction, dev_seed=dev_seed)
     data, summary = extract_corpus(corpus, options, progress=progress, specs=specs)
-    write_atomic(data, target)
+    atomic_write(target, lambda f: pickle.dump(data, f, protocol=4))
     summary.out = str(target)
     return summary
 
