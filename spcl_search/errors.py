@@ -3,13 +3,20 @@
 Every error a user can cause (a bad file, a bad option, an unreachable database) is raised as a
 subclass of :class:`SpclSearchError` whose message is one line that names the file, field or option
 and says what to do. The CLI prints that line and exits non-zero, with no traceback.
+
+The library names an option by its field, in backquotes (`` `epochs` ``, `` `method_options` ``), never by a
+command-line flag: a library user sees the field, and the CLI shows each such name as its flag (``--epochs``;
+:func:`render`), so one message serves both.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: a field named in a message: `name`
+_FIELD = re.compile(r"`([a-z][a-z0-9_]*)`")
 
 
 class SpclSearchError(Exception):
@@ -23,6 +30,11 @@ class SpclSearchError(Exception):
         if len(args) == 1 and isinstance(args[0], str):
             args = (_CONTROL.sub(lambda m: repr(m.group())[1:-1], args[0]),)
         super().__init__(*args)
+
+    @property
+    def fields(self) -> list[str]:
+        """The fields (options) the message names, in order: what the CLI turns into flags."""
+        return _FIELD.findall(str(self))
 
 
 class DataError(SpclSearchError):
@@ -43,3 +55,8 @@ class NonFiniteLossError(SpclSearchError):
 
 class StudyFailing(SpclSearchError):
     """A study's first trials all failed with the same error: its workers stop instead of spending the budget on it."""
+
+
+def render(message: str, flag: Callable[[str], str]) -> str:
+    """``message`` with each field named in it (`` `name` ``) shown as ``flag(name)`` (the CLI's flag for it)."""
+    return _FIELD.sub(lambda m: flag(m.group(1)), message)

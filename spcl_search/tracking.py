@@ -134,7 +134,7 @@ def _import_mlflow() -> Any:
     try:
         import mlflow
     except ImportError:
-        raise ConfigError(f"--track mlflow needs the mlflow package: pip install 'spcl-search[{EXTRA}]'") from None
+        raise ConfigError(f"`track` mlflow needs the mlflow package: pip install 'spcl-search[{EXTRA}]'") from None
     return mlflow
 
 

@@ -142,7 +142,7 @@ def test_meld_windows_1252_leftovers_become_the_characters_meant(meld):
 
 def test_meld_without_a_csv_is_refused_naming_it(meld):
     (meld / MELD_CSV["test"]).unlink()
-    with pytest.raises(DataError, match=r"test_sent_emo\.csv: no such file; --layout meld needs"):
+    with pytest.raises(DataError, match=r"test_sent_emo\.csv: no such file; `layout` meld needs"):
         read_corpus("meld", meld)
 
 
@@ -217,16 +217,16 @@ def test_manifest_unknown_split_is_refused(manifest):
 
 
 def test_an_option_of_another_layout_is_refused(iemocap, manifest):
-    with pytest.raises(ConfigError, match="--classes applies to --layout manifest only"):
+    with pytest.raises(ConfigError, match="`classes` applies to `layout` manifest only"):
         read_corpus("iemocap", iemocap, classes=["a"])
-    with pytest.raises(ConfigError, match="--merge-exc applies to --layout iemocap only"):
+    with pytest.raises(ConfigError, match="`merge_exc` applies to `layout` iemocap only"):
         read_corpus("manifest", manifest, merge_exc=True)
-    with pytest.raises(ConfigError, match="--layout 'kaldi' is not one of iemocap, meld, manifest"):
+    with pytest.raises(ConfigError, match="`layout` 'kaldi' is not one of iemocap, meld, manifest"):
         read_corpus("kaldi", manifest)
 
 
 def test_a_source_of_the_wrong_layout_is_refused_saying_what_was_expected(manifest, meld):
     with pytest.raises(DataError, match="no Session1..Session5 folders; pass the IEMOCAP release folder"):
         read_corpus("iemocap", meld)
-    with pytest.raises(DataError, match="is a folder; --layout manifest needs the CSV file"):
+    with pytest.raises(DataError, match="is a folder; `layout` manifest needs the CSV file"):
         read_corpus("manifest", manifest.parent)

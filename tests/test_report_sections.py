@@ -78,7 +78,7 @@ def test_importance_on_few_trials_is_flagged_as_rough_and_on_many_is_not():
 
 
 def test_unknown_importance_evaluator_is_a_config_error():
-    with pytest.raises(ConfigError, match="--importance"):
+    with pytest.raises(ConfigError, match="`importance`"):
         param_importances(balance_study(n_spcl=3), "shap")
 
 

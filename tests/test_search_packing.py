@@ -64,7 +64,7 @@ def test_run_starts_k_workers_per_gpu_unless_told_how_many():
 
 
 def test_packing_below_one_is_refused_naming_the_option():
-    with pytest.raises(ValueError, match="--trials-per-gpu must be at least 1, got 0"):
+    with pytest.raises(ValueError, match="`trials_per_gpu` must be at least 1, got 0"):
         packing.place(2, ["0"], 0)
 
 

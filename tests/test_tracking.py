@@ -100,7 +100,7 @@ def test_without_mlflow_track_is_a_one_line_error_naming_the_extra(tmp_path, mon
     db = tmp_path / "t.db"
     result = CliRunner().invoke(app, ["run", "--backbone", "mmgcn", "--workers", "0", "--storage", f"sqlite:///{db}", "--track", "mlflow"])
     assert isinstance(result.exception, ConfigError)
-    assert str(result.exception) == "--track mlflow needs the mlflow package: pip install 'spcl-search[track]'"
+    assert str(result.exception) == "`track` mlflow needs the mlflow package: pip install 'spcl-search[track]'"
     assert not db.exists() or not optuna.get_all_study_names(f"sqlite:///{db}")
 
 

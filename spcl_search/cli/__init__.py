@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except SpclSearchError as exc:
-        _fail(str(exc))
+        from spcl_search.cli.flags import for_cli
+
+        _fail(for_cli(str(exc)))
     except Exception as exc:
         line = _database_failure(exc)
         if line is None:

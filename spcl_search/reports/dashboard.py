@@ -85,7 +85,7 @@ def start_dashboard(storage: BaseStorage, host: str = "127.0.0.1", port: int = 8
     try:
         server = make_server(host, port, guard, server_class=_ThreadedServer, handler_class=_QuietHandler)
     except OSError as exc:
-        raise ConfigError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc})") from exc
+        raise ConfigError(f"`port` {port}: cannot listen on {host}:{port} ({exc.strerror or exc})") from exc
     guard.hosts = _allowed_hosts(host, server.server_port)
     thread = threading.Thread(target=server.serve_forever, name="optuna-dashboard", daemon=True)
     thread.start()

@@ -34,7 +34,7 @@ def require_browser(fmt: str = "png", browser: str | None = None) -> str:
     if browser is None or not (os.path.isfile(browser) and os.access(browser, os.X_OK)):
         where = f"at {browser}" if browser else "on PATH"
         raise ConfigError(
-            f"--format {fmt}: no Chromium/Chrome browser found {where}; install one (apt-get install chromium) or set BROWSER_PATH"
+            f"`format` {fmt}: no Chromium/Chrome browser found {where}; install one (apt-get install chromium) or set BROWSER_PATH"
         )
     return browser
 
@@ -58,7 +58,7 @@ def write_images(figures: Sequence[NamedFigure], out_dir: Path, fmt: str = "png"
             kaleido.write_fig_from_object_sync(specs, kopts={"path": browser}, cancel_on_error=True)
         except Exception as exc:  # kaleido/choreographer raise many types; one line for the user
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(f"--format {fmt}: {browser} could not render the figures ({first})") from exc
+            raise ConfigError(f"`format` {fmt}: {browser} could not render the figures ({first})") from exc
         paths = []
         for spec in specs:
             paths.append(atomic_write(out_dir / spec["path"].name, spec["path"].read_bytes()))

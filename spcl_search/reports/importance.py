@@ -47,7 +47,7 @@ def make_evaluator(name: str) -> tuple[str, BaseImportanceEvaluator]:
     key = name.strip().lower().replace("_", "-").replace("pedanova", "ped-anova")
     if key not in EVALUATORS:
         choices = ", ".join(EVALUATORS)
-        raise ConfigError(f"--importance {name!r}: unknown evaluator; choose one of {choices}")
+        raise ConfigError(f"`importance` {name!r}: unknown evaluator; choose one of {choices}")
     label, factory = EVALUATORS[key]
     return label, factory()
 

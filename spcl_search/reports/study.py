@@ -28,4 +28,4 @@ def load_study(name: str, storage: str | BaseStorage | None = None) -> optuna.St
     except KeyError:
         names = search_storage.list_studies(storage)
         known = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "") if names else "none"
-        raise StorageError(f"study {name!r} not found in the storage (studies there: {known}); check --study and --storage") from None
+        raise StorageError(f"study {name!r} not found in the storage (studies there: {known}); check `study` and `storage`") from None

@@ -100,7 +100,7 @@ def confirm(
     """Create (or resume) the confirmation study of study ``name``: its ``top`` settings and the baseline on
     ``seeds`` (default: :func:`fresh_seeds`). One-line ConfigErrors say what to do when it cannot."""
     if top < 1:
-        raise ConfigError(f"--top must be >= 1, got {top}")
+        raise ConfigError(f"`top` must be >= 1, got {top}")
     if not study_exists(storage, name):
         raise ConfigError(
             f"no study {name!r} in {mask_url(getattr(storage, 'url', 'this storage'))}; run `spcl-search status` to list them"
@@ -117,7 +117,7 @@ def confirm(
         )
     chosen = tuple(int(s) for s in (seeds if seeds is not None else fresh_seeds(spec)))
     if not chosen or any(s < 0 for s in chosen) or len(set(chosen)) != len(chosen):
-        raise ConfigError(f"--seeds must be distinct integers >= 0, got {list(chosen)}")
+        raise ConfigError(f"`seeds` must be distinct integers >= 0, got {list(chosen)}")
     picks = top_trials(parent, spec, top)
     if not picks:
         raise ConfigError(f"study {name!r} has no complete trial to confirm yet; run its search first (spcl-search run --study {name})")
@@ -146,7 +146,7 @@ def confirm(
         if tuple(existing.seeds) != chosen:
             raise ConfigError(
                 f"study {name!r} was already confirmed on seeds {list(existing.seeds)}; see `spcl-search best --study {name}`, "
-                f"or confirm with --seeds {','.join(map(str, existing.seeds))} to finish that confirmation"
+                f"or confirm with `seeds` {','.join(map(str, existing.seeds))} to finish that confirmation"
             )
         request = {"name": child, "data": request["data"]}  # join it as it is (its picks were fixed when it was made)
     opened = open_study(

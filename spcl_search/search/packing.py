@@ -44,7 +44,7 @@ def place(workers: int, gpus: list[str], per_gpu: int = 1) -> list[Placement]:
     More workers than ``per_gpu * len(gpus)`` wrap round (a GPU then holds more than ``per_gpu``).
     """
     if per_gpu < 1:
-        raise ValueError(f"--trials-per-gpu must be at least 1, got {per_gpu}")
+        raise ValueError(f"`trials_per_gpu` must be at least 1, got {per_gpu}")
     if not gpus:
         return []
     chosen = [gpus[(i // per_gpu) % len(gpus)] for i in range(workers)]
@@ -74,7 +74,7 @@ def cap_memory(fraction: float | None, cuda: Any | None = None) -> bool:
     if fraction is None:
         return False
     if not 0 < fraction <= 1:
-        raise ValueError(f"--memory-fraction must be in (0, 1], got {fraction}")
+        raise ValueError(f"`memory_fraction` must be in (0, 1], got {fraction}")
     cuda = cuda if cuda is not None else cuda_runtime()
     if cuda is None or not cuda.is_available():
         return False

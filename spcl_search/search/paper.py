@@ -36,12 +36,12 @@ def paper_setting(backbone: str, dataset: str, modalities: str) -> dict[str, flo
     """``{"cl_growth": .., "cl_threshold": ..}`` from the paper's table (ConfigError if it has none)."""
     key = backbone.lower().replace("-", "_")
     if key not in PAPER_HPARAMS:
-        raise ConfigError(f"the paper reports SPCL settings for {', '.join(PAPER_HPARAMS)} only, not {backbone!r}; drop --warm-start paper")
+        raise ConfigError(f"the paper reports SPCL settings for {', '.join(PAPER_HPARAMS)} only, not {backbone!r}; drop `warm_start` paper")
     per = PAPER_HPARAMS[key]
     if dataset not in per:
         raise ConfigError(
             f"the paper reports SPCL settings for iemocap and meld only, not {dataset!r}; "
-            "use --warm-start paper:iemocap or paper:meld to borrow one of them"
+            "use `warm_start` paper:iemocap or paper:meld to borrow one of them"
         )
     if modalities not in per[dataset]:
         raise ConfigError(f"the paper reports no SPCL setting for modality set {modalities!r} (it has atv, at, av, tv)")

@@ -91,7 +91,7 @@ class OpenSmileFunctionals:
 def audio_spec(feature_set: str = "eGeMAPSv02") -> AudioSpec:
     """Check ``--audio-set`` and that openSMILE is installed."""
     if feature_set not in AUDIO_SETS:
-        raise ConfigError(f"--audio-set {feature_set!r} is not one of {', '.join(AUDIO_SETS)}")
+        raise ConfigError(f"`audio_set` {feature_set!r} is not one of {', '.join(AUDIO_SETS)}")
     for module, package in (("opensmile", "opensmile"), ("av", "av")):
         if importlib.util.find_spec(module) is None:
             raise ConfigError(f"audio features need the '{package}' package: pip install 'spcl-search[extract]'")

@@ -76,11 +76,11 @@ def read_corpus(
     apply to IEMOCAP. An option given to a layout it does not apply to is a :class:`ConfigError`.
     """
     if layout not in LAYOUTS:
-        raise ConfigError(f"--layout {layout!r} is not one of {', '.join(LAYOUTS)}")
+        raise ConfigError(f"`layout` {layout!r} is not one of {', '.join(LAYOUTS)}")
     if classes is not None and layout != "manifest":
-        raise ConfigError(f"--classes applies to --layout manifest only (the {layout} classes are fixed)")
+        raise ConfigError(f"`classes` applies to `layout` manifest only (the {layout} classes are fixed)")
     if merge_exc and layout != "iemocap":
-        raise ConfigError("--merge-exc applies to --layout iemocap only")
+        raise ConfigError("`merge_exc` applies to `layout` iemocap only")
     path = Path(source).expanduser().absolute()
     if not path.exists():
         raise DataError(f"{source}: no such file or folder")
@@ -97,14 +97,14 @@ def read_corpus(
 def read_iemocap(source: Path, *, merge_exc: bool = False, dev_fraction: float = 0.1, dev_seed: int = 0) -> Corpus:
     """Read the IEMOCAP release folder (see the module docstring)."""
     if not source.is_dir():
-        raise DataError(f"{source}: is not a folder; --layout iemocap needs the release folder holding Session1..Session5")
+        raise DataError(f"{source}: is not a folder; `layout` iemocap needs the release folder holding Session1..Session5")
     sessions = sorted(p for p in source.iterdir() if p.is_dir() and _SESSION.fullmatch(p.name))
     if not sessions:
         raise DataError(
-            f"{source}: no Session1..Session5 folders; pass the IEMOCAP release folder (IEMOCAP_full_release) to --layout iemocap"
+            f"{source}: no Session1..Session5 folders; pass the IEMOCAP release folder (IEMOCAP_full_release) to `layout` iemocap"
         )
     if sessions[-1].name != "Session5":
-        raise DataError(f"{source}: no Session5 folder; Session 5 is the test split of --layout iemocap")
+        raise DataError(f"{source}: no Session5 folder; Session 5 is the test split of `layout` iemocap")
     if len(sessions) == 1:
         raise DataError(f"{source}: only Session5 (the test split); sessions 1-4 give the training dialogues")
     classes = tuple(c for c in IEMOCAP_CLASSES if not (merge_exc and c == "exc"))
@@ -203,7 +203,7 @@ def _read_transcript(path: Path) -> dict[str, str]:
 def _seeded_dev(train: list[str], fraction: float, seed: int, source: Path) -> list[str]:
     """``max(1, round(fraction * n))`` of the sorted ``train`` dialogues, drawn with ``default_rng(seed)``."""
     if not 0.0 < fraction < 1.0:
-        raise ConfigError(f"--dev-fraction must be between 0 and 1 (exclusive), got {fraction}")
+        raise ConfigError(f"`dev_fraction` must be between 0 and 1 (exclusive), got {fraction}")
     n_dev = max(1, round(fraction * len(train)))
     if n_dev >= len(train):
         raise DataError(f"{source}: only {len(train)} training dialogue(s), too few to hold out a dev split of {fraction:g}")
@@ -217,14 +217,14 @@ def _seeded_dev(train: list[str], fraction: float, seed: int, source: Path) -> l
 def read_meld(source: Path) -> Corpus:
     """Read the MELD release folder (see the module docstring)."""
     if not source.is_dir():
-        raise DataError(f"{source}: is not a folder; --layout meld needs the folder holding train_sent_emo.csv and the clips")
+        raise DataError(f"{source}: is not a folder; `layout` meld needs the folder holding train_sent_emo.csv and the clips")
     classes = MELD_CLASSES
     problems: list[Problem] = []
     utterances: list[Utterance] = []
     for split in SPLITS:
         path = source / _MELD_CSV[split]
         if not path.is_file():
-            raise DataError(f"{path}: no such file; --layout meld needs {', '.join(_MELD_CSV.values())}")
+            raise DataError(f"{path}: no such file; `layout` meld needs {', '.join(_MELD_CSV.values())}")
         clips = _first_dir(*(source / d for d in _MELD_CLIP_DIRS[split]))
         seen: dict[tuple[int, int], int] = {}
         rows = []
@@ -269,11 +269,11 @@ def read_meld(source: Path) -> Corpus:
 def read_manifest(path: Path, *, classes: Sequence[str] | None = None) -> Corpus:
     """Read a manifest CSV (see the module docstring); ``classes`` fixes the class set, else the sorted labels found."""
     if path.is_dir():
-        raise DataError(f"{path}: is a folder; --layout manifest needs the CSV file ({','.join(MANIFEST_COLUMNS)})")
+        raise DataError(f"{path}: is a folder; `layout` manifest needs the CSV file ({','.join(MANIFEST_COLUMNS)})")
     if classes is not None:
         classes = tuple(c.strip() for c in classes if c.strip())
         if not classes or len(set(classes)) != len(classes):
-            raise ConfigError(f"--classes {','.join(classes)!r}: give distinct class names separated by commas")
+            raise ConfigError(f"`classes` {','.join(classes)!r}: give distinct class names separated by commas")
     base = path.parent
     rows, split_of = _manifest_rows(path)
     labels = {row["label"].strip() for _, _, row, _ in rows}

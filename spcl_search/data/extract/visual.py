@@ -201,13 +201,13 @@ def visual_spec(frames: int = 8, visual_from: str | Path | None = None) -> FaceH
     if visual_from is not None:
         root = Path(visual_from).expanduser()
         if not root.is_dir():
-            raise ConfigError(f"--visual-from {visual_from}: no such folder (it should hold <utterance id>.npy files)")
+            raise ConfigError(f"`visual_from` {visual_from}: no such folder (it should hold <utterance id>.npy files)")
         return ImportedSpec(root=str(root.resolve()))
     if frames < 1:
-        raise ConfigError(f"--visual-frames must be at least 1, got {frames}")
+        raise ConfigError(f"`visual_frames` must be at least 1, got {frames}")
     for module, package in (("skimage", "scikit-image"), ("av", "av")):
         if importlib.util.find_spec(module) is None:
             raise ConfigError(
-                f"visual features need the '{package}' package: pip install 'spcl-search[extract]' (or pass --visual-from DIR)"
+                f"visual features need the '{package}' package: pip install 'spcl-search[extract]' (or pass `visual_from` DIR)"
             )
     return FaceHogSpec(frames=frames)
