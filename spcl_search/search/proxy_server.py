@@ -41,9 +41,11 @@ from spcl_search.search.lock import LockBusy, LockLost, database_lock
 from spcl_search.search.proxy import SERVICE, decode, encode
 from spcl_search.search.proxy_access import is_loopback
 from spcl_search.search.proxy_guard import MAX_MESSAGE_BYTES, Guard
+from spcl_search.search.rdb import open_database
 from spcl_search.search.settings import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
-from spcl_search.search.storage import open_storage, study_exists
-from spcl_search.search.urls import mask_url
+from spcl_search.search.storage import study_exists
+from spcl_search.search.storage_api import StorageOptions, is_database_url
+from spcl_search.search.urls import mask_url, resolve_url
 
 logger = logging.getLogger(__name__)
 
@@ -259,9 +261,10 @@ def make_server(
             "`openssl rand -hex 32 > FILE && chmod 600 FILE`), or listen on 127.0.0.1"
         )
     credentials = _server_credentials(tls) if tls is not None else None
-    storage = open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period, pool=(connections, 0))
-    if not isinstance(storage, optuna.storages.RDBStorage):
+    resolved = resolve_url(url)
+    if not is_database_url(resolved):
         raise StorageError("storage-proxy: give the database URL (postgresql://... or sqlite:///...), not another proxy")
+    storage = open_database(resolved, StorageOptions(heartbeat_interval, grace_period, pool=(connections, 0)))
     lock_engine = None
     if storage.engine.dialect.name == "postgresql":
         lock_engine = sqlalchemy.create_engine(
