@@ -1,6 +1,7 @@
 """The contract every study storage keeps (:class:`spcl_search.search.storage_api.StudyStorage`), run on each of
-them: SQLite, PostgreSQL, and the storage proxy (with a token) in front of either. A new storage adds its
-``Backend`` to ``BACKENDS`` and passes the same tests.
+them: SQLite, PostgreSQL, the storage proxy (with a token) in front of either, and the in-memory storage (one
+process: its clients share one instance). A new storage adds its case to the ``backend`` fixture and passes the same
+tests.
 
 Clients open the storage with a 1 s heartbeat and a 2 s grace period (a proxy is started with those)."""
 
@@ -41,13 +42,15 @@ class Backend:
     client builds on (where a lost answer is simulated)."""
 
     url: str
-    database: str
+    database: str | None
     optuna_base: type
+    #: the one storage every client shares (an in-memory storage), else None: each client opens the URL
+    shared: StudyStorage | None = None
     prefix: str = field(default_factory=lambda: f"contract-{uuid.uuid4().hex[:10]}")
     names: int = 0
 
     def open(self) -> StudyStorage:
-        return open_storage(self.url, heartbeat_interval=HEARTBEAT, grace_period=GRACE)
+        return self.shared or open_storage(self.url, heartbeat_interval=HEARTBEAT, grace_period=GRACE)
 
     def study_name(self) -> str:
         self.names += 1
@@ -63,6 +66,7 @@ BACKENDS = [
     pytest.param("postgresql", marks=pytest.mark.postgres),
     "proxy-sqlite",
     pytest.param("proxy-postgresql", marks=pytest.mark.postgres),
+    "memory",
 ]
 
 
@@ -86,6 +90,14 @@ def _proxy(database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tu
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
     kind = str(request.param)
+    if kind == "memory":
+        yield Backend(
+            "memory://",
+            None,
+            optuna.storages.InMemoryStorage,
+            shared=open_storage("memory://", heartbeat_interval=HEARTBEAT, grace_period=GRACE),
+        )
+        return
     database = str(request.getfixturevalue("pg_url")) if kind.endswith("postgresql") else f"sqlite:///{tmp_path / 'contract.db'}"
     server = None
     if kind.startswith("proxy"):

@@ -126,7 +126,8 @@ def _file_lock(path: Path, wait: float | None = None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _local_lock(key: str, wait: float | None = None) -> Iterator[None]:
+def process_lock(key: str, wait: float | None = None) -> Iterator[None]:
+    """The lock named ``key`` within this process (threads exclude each other; other processes are not seen)."""
     with _LOCAL_GUARD:
         lock = _LOCAL_LOCKS.setdefault(key, threading.Lock())
     if not lock.acquire(timeout=-1 if wait is None else wait):
@@ -154,7 +155,7 @@ def database_lock(
     path = sqlite_path(storage.url)
     if path is not None:
         return _file_lock(path.with_name(path.name + ".lock"), wait)
-    return _local_lock(f"{storage.url}:{study_name}", wait)
+    return process_lock(f"{storage.url}:{study_name}", wait)
 
 
 @contextlib.contextmanager

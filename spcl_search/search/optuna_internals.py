@@ -67,8 +67,8 @@ def study_id(study: optuna.Study) -> int:
     return int(study._study_id)
 
 
-def trial_id(trial: optuna.Trial) -> int:
-    """The storage id of the running ``trial``."""
+def trial_id(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:
+    """The storage id of ``trial`` (running, or as stored)."""
     return int(trial._trial_id)
 
 

@@ -35,6 +35,7 @@ T = TypeVar("T")
 SCHEMES: dict[str, str] = {
     "grpc://": "spcl_search.search.proxy:open_proxy",
     "grpcs://": "spcl_search.search.proxy:open_proxy",
+    "memory://": "spcl_search.search.memory:open_memory",
 }
 #: the opener of every other URL
 DATABASE_OPENER = "spcl_search.search.rdb:open_database"
