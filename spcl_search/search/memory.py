@@ -98,6 +98,6 @@ class InMemoryStudyStorage(optuna.storages.InMemoryStorage, StudyStorage):
 
 
 def open_memory(url: str, options: StorageOptions) -> InMemoryStudyStorage:
-    """A new, empty in-memory storage (its scheme's opener in :data:`spcl_search.search.storage_api.SCHEMES`)."""
+    """A new, empty in-memory storage (its scheme's opener in :data:`spcl_search.search.urls.SCHEMES`)."""
     callback = options.retry_callback() if options.heartbeat_interval is not None else None
     return InMemoryStudyStorage(options.heartbeat_interval, options.grace_period, callback)

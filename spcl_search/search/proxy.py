@@ -51,11 +51,6 @@ LOCK_WAIT = 1.0
 CONNECT_TIMEOUT = 10.0
 
 
-def is_proxy_url(url: str | None) -> bool:
-    """Whether ``url`` names a storage proxy (``grpc://HOST:PORT``, or ``grpcs://HOST:PORT`` over TLS)."""
-    return bool(url) and str(url).startswith((SCHEME, TLS_SCHEME))
-
-
 def parse_proxy_url(url: str) -> tuple[str, int, bool]:
     """``(host, port, tls)`` of ``grpc(s)://HOST:PORT``; a StorageError naming the URL otherwise."""
     tls = url.startswith(TLS_SCHEME)
@@ -222,7 +217,7 @@ retry_in_place(ProxyStorage, (*internals.RETRIED_METHODS, "orphan_trial_ids", "s
 
 
 def open_proxy(url: str, options: StorageOptions) -> ProxyStorage:
-    """The client of the proxy at ``url`` (its scheme's opener in :data:`spcl_search.search.storage_api.SCHEMES`);
+    """The client of the proxy at ``url`` (its scheme's opener in :data:`spcl_search.search.urls.SCHEMES`);
     the proxy's heartbeat interval and grace period apply, heartbeats only when ``options`` has an interval."""
     heartbeats = options.heartbeat_interval is not None
     return ProxyStorage(url, heartbeats=heartbeats, stale_trial_callback=options.retry_callback(), retry_deadline=options.retry_deadline)

@@ -44,8 +44,8 @@ from spcl_search.search.proxy_guard import MAX_MESSAGE_BYTES, Guard
 from spcl_search.search.rdb import open_database
 from spcl_search.search.settings import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
 from spcl_search.search.storage import study_exists
-from spcl_search.search.storage_api import StorageOptions, is_database_url
-from spcl_search.search.urls import mask_url, resolve_url
+from spcl_search.search.storage_api import StorageOptions
+from spcl_search.search.urls import is_database_url, mask_url, resolve_url
 
 logger = logging.getLogger(__name__)
 

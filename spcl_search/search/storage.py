@@ -2,7 +2,7 @@
 
 * The URL comes from ``--storage``, else ``$SPCL_SEARCH_STORAGE``, else a SQLite file
   ``spcl_search.db`` in the working directory.
-* Its scheme picks the storage (:data:`spcl_search.search.storage_api.SCHEMES`): ``grpc://HOST:PORT`` is a storage
+* Its scheme picks the storage (:data:`spcl_search.search.urls.SCHEMES`): ``grpc://HOST:PORT`` is a storage
   proxy (``spcl-search storage-proxy``, :mod:`spcl_search.search.proxy`) in front of the database, any other URL a
   database (SQLite, PostgreSQL: :mod:`spcl_search.search.rdb`). Either is a
   :class:`~spcl_search.search.storage_api.StudyStorage`.
@@ -13,11 +13,14 @@
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+
 import optuna
 
 from spcl_search.search.settings import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_RETRY, ENV_VAR, STORAGE_RETRY_DEADLINE
-from spcl_search.search.storage_api import RUN_ATTRS, RetryCallback, StorageOptions, StudyStorage, opener
-from spcl_search.search.urls import mask_url, resolve_url, sqlite_path
+from spcl_search.search.storage_api import RUN_ATTRS, RetryCallback, StorageOptions, StudyStorage
+from spcl_search.search.urls import mask_url, opener_of, resolve_url, sqlite_path
 
 __all__ = [
     "DEFAULT_GRACE_PERIOD",
@@ -55,7 +58,9 @@ def open_storage(
     """
     resolved = resolve_url(url)
     options = StorageOptions(heartbeat_interval, grace_period, max_retry, must_exist, retry_deadline, pool)
-    return opener(resolved)(resolved, options)
+    module, _, name = opener_of(resolved).partition(":")
+    opener: Callable[[str, StorageOptions], StudyStorage] = getattr(importlib.import_module(module), name)
+    return opener(resolved, options)
 
 
 def list_studies(storage: optuna.storages.BaseStorage) -> list[str]:

@@ -6,8 +6,8 @@ grace period and a retry policy that rides out a restart. :class:`StudyStorage` 
 database storage (:mod:`spcl_search.search.rdb`: SQLite, PostgreSQL) and the storage proxy's client
 (:mod:`spcl_search.search.proxy`) implement it, and the rest of the package calls only the interface.
 
-A new storage is its module (a :class:`StudyStorage` and an opener) plus its line in :data:`SCHEMES`;
-``tests/test_storage_contract.py`` is the suite it must pass.
+A new storage is its module (a :class:`StudyStorage` and an opener) plus its line in
+:data:`spcl_search.search.urls.SCHEMES`; ``tests/test_storage_contract.py`` is the suite it must pass.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import abc
 import contextlib
 import copy
 import functools
-import importlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -29,16 +28,6 @@ from spcl_search.search.retry import retry_call
 from spcl_search.search.settings import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_RETRY, STORAGE_RETRY_DEADLINE
 
 T = TypeVar("T")
-
-#: URL prefixes of the storages that are not a SQLAlchemy database, and the opener of each as ``module:function``
-#: (imported only when such a URL is opened). Any other URL is a database (:func:`spcl_search.search.rdb.open_database`).
-SCHEMES: dict[str, str] = {
-    "grpc://": "spcl_search.search.proxy:open_proxy",
-    "grpcs://": "spcl_search.search.proxy:open_proxy",
-    "memory://": "spcl_search.search.memory:open_memory",
-}
-#: the opener of every other URL
-DATABASE_OPENER = "spcl_search.search.rdb:open_database"
 
 #: user attrs that describe one run of a trial (and why it failed): a retry starts without them
 RUN_ATTRS = ("error", "fail_reason", "worker", "gpu", "oom", "packing", "trial_seconds", "pruned_at_step")
@@ -145,16 +134,3 @@ def _retried(method: Callable[..., Any], what: str) -> Callable[..., Any]:
         return self.retrying(lambda: method(self, *args, **kwargs), what)
 
     return call
-
-
-def opener(url: str) -> Callable[[str, StorageOptions], StudyStorage]:
-    """The function that opens ``url`` (a resolved URL): its scheme's in :data:`SCHEMES`, else the database's."""
-    target = next((path for prefix, path in SCHEMES.items() if url.startswith(prefix)), DATABASE_OPENER)
-    module, _, name = target.partition(":")
-    found: Callable[[str, StorageOptions], StudyStorage] = getattr(importlib.import_module(module), name)
-    return found
-
-
-def is_database_url(url: str) -> bool:
-    """Whether ``url`` names a SQLAlchemy database (no scheme of :data:`SCHEMES`)."""
-    return not url.startswith(tuple(SCHEMES))
