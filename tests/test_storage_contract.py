@@ -22,11 +22,12 @@ import simulated
 from optuna.trial import TrialState
 
 from spcl_search.search import optuna_internals as internals
-from spcl_search.search import retry
+from spcl_search.search import retry, urls
 from spcl_search.search.lock import study_lock
+from spcl_search.search.memory import InMemoryStudyStorage
 from spcl_search.search.proxy_server import ProxyServer, make_server
 from spcl_search.search.storage import open_storage
-from spcl_search.search.storage_api import StudyStorage
+from spcl_search.search.storage_api import StorageOptions, StudyStorage
 from spcl_search.search.study import open_study
 from spcl_search.search.worker import recover_trials, run_worker
 
@@ -215,3 +216,29 @@ def test_a_worker_runs_a_budget_of_two_trials(backend):
     assert report.reason == "budget" and len(report.trials) == 2
     assert Counter(t.state for t in trials) == {TrialState.COMPLETE: 2}
     assert all({"worker", "trial_seconds"} <= set(t.user_attrs) for t in trials)
+
+
+def test_finishing_a_finished_trial_is_refused(backend):
+    storage = backend.open()
+    study = backend.new_study(storage)
+    trial = study.ask()
+    study.tell(trial, 1.0)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+
+
+# ------------------------------------------------------------------ a new storage: its module and its scheme's line
+
+
+def open_toy(url: str, options: StorageOptions) -> StudyStorage:
+    """The opener a ``toy://`` line in ``urls.SCHEMES`` names (an in-memory storage that remembers its URL)."""
+    storage = InMemoryStudyStorage(options.heartbeat_interval, options.grace_period)
+    storage.url = url
+    return storage
+
+
+def test_a_url_of_a_registered_scheme_opens_that_storage_as_given(monkeypatch):
+    monkeypatch.setitem(urls.SCHEMES, "toy://", f"{__name__}:open_toy")
+    storage = open_storage("toy://here", heartbeat_interval=HEARTBEAT, grace_period=GRACE)
+    assert isinstance(storage, InMemoryStudyStorage) and storage.url == "toy://here"
+    assert (storage.get_heartbeat_interval(), storage.grace_period) == (HEARTBEAT, GRACE)

@@ -1,4 +1,4 @@
-"""The one interface every study storage implements, and the table of URL schemes that name one.
+"""The one interface every study storage implements, and what every implementation shares.
 
 The search service needs more of a storage than Optuna's ``BaseStorage``: a lock per study shared by every
 worker, the trials whose worker died (a stale heartbeat, or none at all), a trial's user attrs in one call, the
