@@ -6,7 +6,7 @@ Workers take it for the few milliseconds in which they create a study or reserve
 * PostgreSQL: a session advisory lock (``pg_advisory_lock``) on a key derived from the study name; it
   is released when the holder's connection closes, so a killed worker never leaves it held.
 * SQLite: ``flock`` on ``<database>.lock`` next to the database file (SQLite is for one machine).
-* Anything else (in-memory SQLite): a lock within this process.
+* Anything else (in-memory SQLite; the in-memory storage, :mod:`spcl_search.search.memory`): a lock within this process.
 * Through a storage proxy (``grpc://``): a lease the proxy grants, which takes the database's lock above
   (:mod:`spcl_search.search.proxy_server`).
 

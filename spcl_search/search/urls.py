@@ -107,7 +107,7 @@ def resolve_url(url: str | None = None) -> str:
     ``postgres://`` is read as ``postgresql://``; a PostgreSQL URL without a driver uses psycopg2 when
     psycopg (3) is not installed. A password written with an unescaped ``@`` is read whole, and ``?password=`` is
     moved into the userinfo (the same connection; masked wherever SQLAlchemy shows the URL).
-    A URL of another storage's scheme (:data:`~spcl_search.search.storage_api.SCHEMES`: ``grpc://HOST:PORT``, a
+    A URL of another storage's scheme (:data:`SCHEMES`: ``grpc://HOST:PORT``, a
     storage proxy) is kept as it is.
     """
     raw = url or os.environ.get(ENV_VAR) or f"sqlite:///{Path.cwd() / DEFAULT_SQLITE_FILE}"
