@@ -168,12 +168,13 @@ def replay(table: Table, strategy: Strategy, n_trials: int, sampler_seed: int, t
     from spcl_search.schema.spec import ParamRange
     from spcl_search.search.algorithms import make_pruner, make_sampler
     from spcl_search.search.confirm import confirm
+    from spcl_search.search.memory import InMemoryStudyStorage
     from spcl_search.search.objectives import make_objective
     from spcl_search.search.study import open_study
 
     counter = Counter()
     trainer = TableTrainer(table, counter)
-    storage = optuna.storages.InMemoryStorage()
+    storage = InMemoryStudyStorage()
     seeds = {"all": table.seeds, "two": table.seeds[:2]}.get(strategy.seeds, table.seeds[:1])
     space = {
         "cl_threshold": ParamRange(min(table.thresholds), max(table.thresholds), step=round(table.thresholds[1] - table.thresholds[0], 6)),

@@ -12,7 +12,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from spcl_search.search import optuna_internals
-from spcl_search.search.retry import ResilientRDBStorage
+from spcl_search.search.rdb import ResilientRDBStorage
 from spcl_search.search.storage import open_storage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +37,13 @@ def test_no_other_module_touches_optunas_private_names():
         if path.name == "optuna_internals.py":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            names = {node.attr} if isinstance(node, ast.Attribute) else {a.name for a in node.names} if isinstance(node, ast.ImportFrom) else set()
+            names = (
+                {node.attr}
+                if isinstance(node, ast.Attribute)
+                else {a.name for a in node.names}
+                if isinstance(node, ast.ImportFrom)
+                else set()
+            )
             module = node.module or "" if isinstance(node, ast.ImportFrom) else ""
             if names & private or "._rdb" in module:
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")

@@ -2,8 +2,10 @@
 
 Modules (one concept each): :mod:`~spcl_search.search.settings` (service defaults),
 :mod:`~spcl_search.search.urls` (database URLs), :mod:`~spcl_search.search.retry` (riding out a database
-restart), :mod:`~spcl_search.search.storage` (opening the database), :mod:`~spcl_search.search.lock` (the
-per-study lock), :mod:`~spcl_search.search.optuna_internals` (every use of Optuna's private API),
+restart), :mod:`~spcl_search.search.storage_api` (the one storage interface and its URL schemes),
+:mod:`~spcl_search.search.storage` (opening a storage), :mod:`~spcl_search.search.rdb` (SQLite and PostgreSQL),
+:mod:`~spcl_search.search.proxy` (the storage proxy's client), :mod:`~spcl_search.search.memory` (in memory),
+:mod:`~spcl_search.search.lock` (the per-study lock), :mod:`~spcl_search.search.optuna_internals` (every use of Optuna's private API),
 :mod:`~spcl_search.search.algorithms` (samplers and pruners), :mod:`~spcl_search.search.paper` (the paper's
 hyperparameters), :mod:`~spcl_search.search.study` (create or join a study),
 :mod:`~spcl_search.search.objectives` (search and balance objectives, the trainer protocol),

@@ -28,8 +28,7 @@ from spcl_search.schema.best import ranked_trials
 from spcl_search.schema.records import TrialRecord
 from spcl_search.schema.spec import TRI_MODAL, StudySpec
 from spcl_search.search import budget as budgets
-from spcl_search.search.proxy import StudyStorage
-from spcl_search.search.storage import mask_url, study_exists
+from spcl_search.search.storage import StudyStorage, mask_url, study_exists
 from spcl_search.search.study import OpenedStudy, baseline_params, open_study, stored_spec
 
 #: the confirmation study of ``S`` is ``S`` + this suffix

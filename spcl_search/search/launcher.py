@@ -22,7 +22,7 @@ from pathlib import Path
 
 from spcl_search.openmp import POLICY_VARS, oversubscribed
 from spcl_search.outputs import output_folder, unwritable
-from spcl_search.search.packing import place
+from spcl_search.search.packing import gpu_environment, place
 from spcl_search.search.settings import ENV_VAR
 
 
@@ -75,10 +75,10 @@ def plan(
     for i in range(workers):
         if placements:
             where = placements[i]
-            slots.append(WorkerSlot(i, where.gpu, threads, {"CUDA_VISIBLE_DEVICES": where.gpu}, where.packing))
+            slots.append(WorkerSlot(i, where.gpu, threads, gpu_environment(where.gpu), where.packing))
         else:
             n = threads or max(1, cpus // workers)
-            env = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(n), "MKL_NUM_THREADS": str(n)}
+            env = {**gpu_environment(None), "OMP_NUM_THREADS": str(n), "MKL_NUM_THREADS": str(n)}
             if n > 1 and not user_policy and oversubscribed(n * (workers - 1), n, cpus):
                 env["OMP_WAIT_POLICY"] = "PASSIVE"
             slots.append(WorkerSlot(i, None, n, env))

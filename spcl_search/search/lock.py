@@ -6,9 +6,12 @@ Workers take it for the few milliseconds in which they create a study or reserve
 * PostgreSQL: a session advisory lock (``pg_advisory_lock``) on a key derived from the study name; it
   is released when the holder's connection closes, so a killed worker never leaves it held.
 * SQLite: ``flock`` on ``<database>.lock`` next to the database file (SQLite is for one machine).
-* Anything else (in-memory SQLite, Optuna's InMemoryStorage): a lock within this process.
+* Anything else (in-memory SQLite; the in-memory storage, :mod:`spcl_search.search.memory`): a lock within this process.
 * Through a storage proxy (``grpc://``): a lease the proxy grants, which takes the database's lock above
   (:mod:`spcl_search.search.proxy_server`).
+
+Each storage gives its own (:meth:`spcl_search.search.storage_api.StudyStorage.study_lock`); :func:`study_lock`
+takes it with in-place retries off.
 
 Storage calls made while the lock is held do not retry in place (:func:`spcl_search.search.retry.paused`):
 if the database restarts, the PostgreSQL lock is gone with its connection and another worker may take
@@ -24,14 +27,17 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
 import sqlalchemy
 
-from spcl_search.search.proxy import ProxyStorage, StudyStorage
 from spcl_search.search.retry import TransientStorageError, paused
-from spcl_search.search.storage import sqlite_path
+from spcl_search.search.urls import sqlite_path
+
+if TYPE_CHECKING:
+    import optuna
+
+    from spcl_search.search.storage_api import StudyStorage
 
 _LOCAL_LOCKS: dict[str, threading.Lock] = {}
 _LOCAL_GUARD = threading.Lock()
@@ -120,7 +126,8 @@ def _file_lock(path: Path, wait: float | None = None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _local_lock(key: str, wait: float | None = None) -> Iterator[None]:
+def process_lock(key: str, wait: float | None = None) -> Iterator[None]:
+    """The lock named ``key`` within this process (threads exclude each other; other processes are not seen)."""
     with _LOCAL_GUARD:
         lock = _LOCAL_LOCKS.setdefault(key, threading.Lock())
     if not lock.acquire(timeout=-1 if wait is None else wait):
@@ -133,9 +140,7 @@ def _local_lock(key: str, wait: float | None = None) -> Iterator[None]:
 
 def study_lock(storage: StudyStorage, study_name: str) -> contextlib.AbstractContextManager[None]:
     """Context manager holding the lock of ``study_name`` in ``storage`` across processes."""
-    if isinstance(storage, ProxyStorage):
-        return _without_retries(storage.study_lock(study_name))
-    return _without_retries(database_lock(storage, study_name))
+    return _without_retries(storage.study_lock(study_name))
 
 
 def database_lock(
@@ -144,15 +149,13 @@ def database_lock(
     """The database's own lock of ``study_name`` (in-place retries untouched: the proxy takes it in one thread
     and may release it in another). ``engine`` gives the connection (default: the storage's pool); with ``wait``
     the lock is tried until then and :class:`LockBusy` raised, never waited for without end."""
-    if not isinstance(storage, optuna.storages.RDBStorage):  # Optuna's in-memory storage (replays, tests): one process
-        return _local_lock(f"{id(storage)}:{study_name}", wait)
     backend = storage.engine.dialect.name
     if backend == "postgresql":
         return _pg_lock(engine if engine is not None else storage.engine, study_name, wait)
     path = sqlite_path(storage.url)
     if path is not None:
         return _file_lock(path.with_name(path.name + ".lock"), wait)
-    return _local_lock(f"{storage.url}:{study_name}", wait)
+    return process_lock(f"{storage.url}:{study_name}", wait)
 
 
 @contextlib.contextmanager

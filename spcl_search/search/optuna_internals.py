@@ -67,16 +67,15 @@ def study_id(study: optuna.Study) -> int:
     return int(study._study_id)
 
 
-def trial_id(trial: optuna.Trial) -> int:
-    """The storage id of the running ``trial``."""
+def trial_id(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:
+    """The storage id of ``trial`` (running, or as stored)."""
     return int(trial._trial_id)
 
 
-def rdb_of(trial: optuna.Trial) -> optuna.storages.RDBStorage | None:
-    """The RDB storage ``trial`` writes to (Optuna wraps it in a ``_CachedStorage``), or None."""
+def storage_of(trial: optuna.Trial) -> optuna.storages.BaseStorage | None:
+    """The storage ``trial`` writes to, unwrapped from the ``_CachedStorage`` Optuna puts around a database."""
     storage = getattr(trial, "storage", None)
-    storage = getattr(storage, "_backend", storage)
-    return storage if isinstance(storage, optuna.storages.RDBStorage) else None
+    return getattr(storage, "_backend", storage)
 
 
 def upsert_trial_user_attrs(rdb: optuna.storages.RDBStorage, trial: int, attrs: Mapping[str, Any]) -> bool:
@@ -117,27 +116,19 @@ def orphan_trial_ids(rdb: optuna.storages.RDBStorage, study: int, older_than: fl
 
 
 def set_trial_user_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
-    """Store ``attrs`` as user attrs of the running ``trial`` in one statement where possible.
+    """Store ``attrs`` as user attrs of the running ``trial``: in one call on a study storage
+    (:meth:`spcl_search.search.storage_api.StudyStorage.set_trial_user_attrs`), one ``set_user_attr`` per key on any
+    other (Optuna's in-memory storage).
 
     A trial records a few dozen attrs, and Optuna writes each ``set_user_attr`` as its own transaction of
-    several queries, which on PostgreSQL is most of the per-trial storage cost: on PostgreSQL and SQLite
-    this is one multi-row upsert (retried like any storage call), elsewhere one ``set_user_attr`` per key.
+    several queries, which on PostgreSQL is most of the per-trial storage cost.
     """
     if not attrs:
         return
-    batch = getattr(getattr(trial, "storage", None), "set_trial_user_attrs", None)  # a storage proxy's one call
+    batch = getattr(storage_of(trial), "set_trial_user_attrs", None)
     if batch is not None:
         batch(trial_id(trial), attrs)
         return
-    rdb = rdb_of(trial)
-    if rdb is not None:
-
-        def upsert() -> bool:
-            return upsert_trial_user_attrs(rdb, trial_id(trial), attrs)
-
-        retrying = getattr(rdb, "retrying", None)  # ResilientRDBStorage: ride out a database restart
-        if retrying(upsert, "set the user attrs of a trial") if retrying else upsert():
-            return
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
 

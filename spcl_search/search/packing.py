@@ -52,6 +52,12 @@ def place(workers: int, gpus: list[str], per_gpu: int = 1) -> list[Placement]:
     return [Placement(g, shared[g]) for g in chosen]
 
 
+def gpu_environment(gpu: str | None) -> dict[str, str]:
+    """The environment that shows CUDA only ``gpu`` (no GPU at all for None: a CPU worker); set before CUDA starts,
+    so nothing lands on GPU 0 by accident."""
+    return {"CUDA_VISIBLE_DEVICES": "" if gpu is None else str(gpu)}
+
+
 def memory_fraction(packing: int) -> float | None:
     """The allocator cap of a worker sharing its GPU with ``packing - 1`` others (None: alone, no cap)."""
     return None if packing <= 1 else round(HEADROOM / packing, 4)

@@ -23,13 +23,12 @@ TLS for ``grpcs://HOST:PORT``; a proxy that refuses the client is a one-line :cl
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import random
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, Union
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -37,13 +36,9 @@ from optuna.trial import TrialState
 from spcl_search.errors import StorageError
 from spcl_search.search import optuna_internals as internals
 from spcl_search.search.proxy_access import CA_ENV, TOKEN_ENV, ClientAccess, client_channel
-from spcl_search.search.retry import TransientStorageError, retry_call
+from spcl_search.search.retry import TransientStorageError
 from spcl_search.search.settings import STORAGE_RETRY_DEADLINE
-
-if TYPE_CHECKING:
-    from optuna.storages import RDBStorage
-
-T = TypeVar("T")
+from spcl_search.search.storage_api import StorageOptions, StudyStorage, retry_in_place, set_state_idempotently
 
 SCHEME = "grpc://"
 #: the same over TLS
@@ -54,11 +49,6 @@ SERVICE = "spcl_search.Coordinator"
 LOCK_WAIT = 1.0
 #: seconds to wait for the proxy when a command starts
 CONNECT_TIMEOUT = 10.0
-
-
-def is_proxy_url(url: str | None) -> bool:
-    """Whether ``url`` names a storage proxy (``grpc://HOST:PORT``, or ``grpcs://HOST:PORT`` over TLS)."""
-    return bool(url) and str(url).startswith((SCHEME, TLS_SCHEME))
 
 
 def parse_proxy_url(url: str) -> tuple[str, int, bool]:
@@ -95,7 +85,7 @@ class LeaseLost(TransientStorageError):
     """The proxy gave the study lock away (this client held it past the grace period)."""
 
 
-class ProxyStorage(optuna.storages.GrpcStorageProxy, internals.BaseHeartbeat):
+class ProxyStorage(optuna.storages.GrpcStorageProxy, StudyStorage):
     """Optuna's gRPC storage client with heartbeats, the study lock and batched user attrs (see the module)."""
 
     def __init__(
@@ -150,10 +140,6 @@ class ProxyStorage(optuna.storages.GrpcStorageProxy, internals.BaseHeartbeat):
             )
         return stub(request, timeout=timeout)
 
-    def retrying(self, fn: Callable[[], T], what: str) -> T:
-        """``fn()`` with this storage's retries (a proxy restart is waited for)."""
-        return retry_call(fn, what=what, url=self.url, deadline=self.retry_deadline)
-
     def wait_server_ready(self, timeout: float | None = None) -> None:
         """Wait until the proxy answers on this client's own channel (TLS and all)."""
         import grpc
@@ -199,20 +185,10 @@ class ProxyStorage(optuna.storages.GrpcStorageProxy, internals.BaseHeartbeat):
             raise
 
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
-        attempts = 0
-
-        def attempt() -> bool:
-            nonlocal attempts
-            attempts += 1
-            try:
-                return bool(optuna.storages.GrpcStorageProxy.set_trial_state_values(self, trial_id, state, values))
-            except optuna.exceptions.UpdateFinishedTrialError:
-                # the attempt before may have been applied just before the connection dropped
-                if attempts > 1 and optuna.storages.GrpcStorageProxy.get_trial(self, trial_id).state == state:
-                    return True
-                raise
-
-        return self.retrying(attempt, "set the state of a trial")
+        base = optuna.storages.GrpcStorageProxy
+        return set_state_idempotently(
+            self, lambda: base.set_trial_state_values(self, trial_id, state, values), lambda: base.get_trial(self, trial_id).state, state
+        )
 
     # ---------------------------------------------------------------------------- the study lock
 
@@ -237,21 +213,11 @@ class ProxyStorage(optuna.storages.GrpcStorageProxy, internals.BaseHeartbeat):
             raise LeaseLost(f"the proxy gave the lock of study {study_name!r} away before this worker released it")
 
 
-#: what :func:`spcl_search.search.storage.open_storage` returns
-StudyStorage = Union["RDBStorage", ProxyStorage]
+retry_in_place(ProxyStorage, (*internals.RETRIED_METHODS, "orphan_trial_ids", "stale_trial_ids", "set_trial_user_attrs"))
 
 
-def _retried(name: str) -> Callable[..., Any]:
-    method = getattr(ProxyStorage, name)
-
-    @functools.wraps(method)
-    def call(self: ProxyStorage, *args: Any, **kwargs: Any) -> Any:
-        return self.retrying(lambda: method(self, *args, **kwargs), name.strip("_").replace("_", " "))
-
-    return call
-
-
-for _name in (*internals.RETRIED_METHODS, "orphan_trial_ids", "stale_trial_ids", "set_trial_user_attrs"):
-    if _name in ("_get_trials", "_get_best_trial_id", "_set_trial_param"):
-        continue  # RDBStorage internals: the client has no such steps
-    setattr(ProxyStorage, _name, _retried(_name))
+def open_proxy(url: str, options: StorageOptions) -> ProxyStorage:
+    """The client of the proxy at ``url`` (its scheme's opener in :data:`spcl_search.search.urls.SCHEMES`);
+    the proxy's heartbeat interval and grace period apply, heartbeats only when ``options`` has an interval."""
+    heartbeats = options.heartbeat_interval is not None
+    return ProxyStorage(url, heartbeats=heartbeats, stale_trial_callback=options.retry_callback(), retry_deadline=options.retry_deadline)

@@ -41,9 +41,11 @@ from spcl_search.search.lock import LockBusy, LockLost, database_lock
 from spcl_search.search.proxy import SERVICE, decode, encode
 from spcl_search.search.proxy_access import is_loopback
 from spcl_search.search.proxy_guard import MAX_MESSAGE_BYTES, Guard
+from spcl_search.search.rdb import ResilientRDBStorage, open_database
 from spcl_search.search.settings import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
-from spcl_search.search.storage import open_storage, study_exists
-from spcl_search.search.urls import mask_url
+from spcl_search.search.storage import study_exists
+from spcl_search.search.storage_api import StorageOptions
+from spcl_search.search.urls import is_database_url, mask_url, resolve_url
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +167,7 @@ class LeaseTable:
 class Coordinator:
     """The ``spcl_search.Coordinator`` service: what Optuna's proxy lacks (see the module)."""
 
-    def __init__(self, storage: optuna.storages.RDBStorage, heartbeat_interval: int, grace_period: int, lock_engine: Any = None) -> None:
+    def __init__(self, storage: ResilientRDBStorage, heartbeat_interval: int, grace_period: int, lock_engine: Any = None) -> None:
         self.storage = storage
         self.config = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period, "database": mask_url(storage.url)}
         self.leases = LeaseTable(storage, ttl=float(grace_period), engine=lock_engine)
@@ -178,19 +180,17 @@ class Coordinator:
         return {"ok": True}
 
     def StaleTrials(self, request: Any, context: Any) -> list[int]:
-        return internals.stale_trial_ids(self.storage, int(request["study_id"]))
+        return self.storage.stale_trial_ids(int(request["study_id"]))
 
     def Orphans(self, request: Any, context: Any) -> list[int]:
-        return internals.orphan_trial_ids(self.storage, int(request["study_id"]), float(request["older_than"]))
+        return self.storage.orphan_trial_ids(int(request["study_id"]), float(request["older_than"]))
 
     def SetTrialUserAttrs(self, request: Any, context: Any) -> dict[str, bool]:
         import grpc
 
         trial_id, attrs = int(request["trial_id"]), request["attrs"]
         try:
-            if not internals.upsert_trial_user_attrs(self.storage, trial_id, attrs):
-                for key, value in attrs.items():
-                    self.storage.set_trial_user_attr(trial_id, key, value)
+            self.storage.set_trial_user_attrs(trial_id, attrs)
         except optuna.exceptions.UpdateFinishedTrialError as exc:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return {"ok": True}
@@ -220,7 +220,7 @@ class ProxyServer:
     """A storage proxy made by :func:`make_server`: the gRPC server (not started), its storage and its lease table."""
 
     server: Any
-    storage: optuna.storages.RDBStorage
+    storage: ResilientRDBStorage
     coordinator: Coordinator
     address: str
 
@@ -259,9 +259,10 @@ def make_server(
             "`openssl rand -hex 32 > FILE && chmod 600 FILE`), or listen on 127.0.0.1"
         )
     credentials = _server_credentials(tls) if tls is not None else None
-    storage = open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period, pool=(connections, 0))
-    if not isinstance(storage, optuna.storages.RDBStorage):
+    resolved = resolve_url(url)
+    if not is_database_url(resolved):
         raise StorageError("storage-proxy: give the database URL (postgresql://... or sqlite:///...), not another proxy")
+    storage = open_database(resolved, StorageOptions(heartbeat_interval, grace_period, pool=(connections, 0)))
     lock_engine = None
     if storage.engine.dialect.name == "postgresql":
         lock_engine = sqlalchemy.create_engine(

@@ -5,9 +5,8 @@
   :data:`~spcl_search.search.settings.STORAGE_RETRY_FIRST_WAIT` up to ``STORAGE_RETRY_MAX_WAIT``, with
   jitter) until a total deadline, logging one line per retry with the password masked; after the
   deadline it raises a one-line :class:`~spcl_search.errors.StorageError`.
-* :class:`ResilientRDBStorage` is the Optuna storage :func:`~spcl_search.search.storage.open_storage`
-  returns: each storage call retries in place, so a trial that reports an epoch while the database
-  restarts waits for it instead of failing.
+* Every study storage (:mod:`spcl_search.search.storage_api`) retries its calls in place with it, so a trial
+  that reports an epoch while the database restarts waits for it instead of failing.
 * :func:`paused` turns in-place retries off. The study lock does so: a critical section (count the
   budget, start a trial) must not resume half-way after a restart, since the lock went with the old
   connection; the caller redoes it from the start (``retry_call`` around it). Nested calls never
@@ -17,21 +16,18 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import random
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import optuna
 import sqlalchemy
-from optuna.trial import TrialState
 
 from spcl_search.errors import SpclSearchError, StorageError
-from spcl_search.search.optuna_internals import RETRIED_METHODS
 from spcl_search.search.settings import STORAGE_RETRY_DEADLINE, STORAGE_RETRY_FIRST_WAIT, STORAGE_RETRY_MAX_WAIT
 from spcl_search.search.urls import mask_text, mask_url, short_error
 
@@ -224,49 +220,3 @@ def retry_call(fn: Callable[[], T], *, what: str, url: str, deadline: float | No
         if tries:
             logger.info("study database %s reachable again after %.1f s (%d retries)", mask_url(url), time.monotonic() - start, tries)
         return result
-
-
-class ResilientRDBStorage(optuna.storages.RDBStorage):
-    """An :class:`optuna.storages.RDBStorage` whose calls ride out a database restart (see the module)."""
-
-    #: seconds a call keeps retrying before it raises StorageError
-    retry_deadline: float = STORAGE_RETRY_DEADLINE
-
-    def __init__(self, url: str, *args: Any, retry_deadline: float = STORAGE_RETRY_DEADLINE, **kwargs: Any) -> None:
-        self.retry_deadline = retry_deadline
-        super().__init__(url, *args, **kwargs)
-
-    def retrying(self, fn: Callable[[], T], what: str) -> T:
-        """``fn()`` (storage work outside Optuna's API) with this storage's retries."""
-        return retry_call(fn, what=what, url=self.url, deadline=self.retry_deadline)
-
-    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
-        attempts = 0
-
-        def attempt() -> bool:
-            nonlocal attempts
-            attempts += 1
-            try:
-                return optuna.storages.RDBStorage.set_trial_state_values(self, trial_id, state, values)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                # the attempt before may have committed just before its connection dropped
-                if attempts > 1 and optuna.storages.RDBStorage.get_trial(self, trial_id).state == state:
-                    return True
-                raise
-
-        return self.retrying(attempt, "set the state of a trial")
-
-
-def _retried(name: str) -> Callable[..., Any]:
-    method = getattr(optuna.storages.RDBStorage, name)
-
-    @functools.wraps(method)
-    def call(self: ResilientRDBStorage, *args: Any, **kwargs: Any) -> Any:
-        return self.retrying(lambda: method(self, *args, **kwargs), name.strip("_").replace("_", " "))
-
-    return call
-
-
-for _name in RETRIED_METHODS:
-    if hasattr(optuna.storages.RDBStorage, _name):  # a name this Optuna lacks fails tests/test_search_optuna_internals.py
-        setattr(ResilientRDBStorage, _name, _retried(_name))

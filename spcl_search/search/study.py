@@ -23,8 +23,7 @@ from spcl_search.schema.spec import METHOD_PARAMS, Request, StudySpec
 from spcl_search.search.algorithms import make_pruner, make_sampler
 from spcl_search.search.lock import study_lock
 from spcl_search.search.paper import warm_start_params
-from spcl_search.search.proxy import StudyStorage
-from spcl_search.search.storage import mask_url, study_exists
+from spcl_search.search.storage import StudyStorage, mask_url, study_exists
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +113,7 @@ def open_study(
     ``requested`` holds the spec fields given explicitly (file fields and options). Joining adopts the
     stored spec; an explicit field that differs is refused with a ConfigError naming it, except
     ``n_trials`` (the budget may be changed) and ``data`` (paths differ between machines).
-    ``fingerprint`` is the dataset's sha256, stored at creation and checked on joining. A study created here
+    ``fingerprint`` is the dataset's sha256, stored at creation (a worker checks its features against it). A study created here
     also gets the user ``attrs`` and the ``queue`` of (params, trial user attrs) enqueued.
 
     The study is created by one process (the database refuses a second study of that name), which then
@@ -139,11 +138,11 @@ def open_study(
         with study_lock(storage, name):
             study = optuna.load_study(study_name=name, storage=storage)
             if SPEC_ATTR in study.user_attrs or time.monotonic() > deadline:
-                return _join(storage, study, request, fingerprint)
+                return _join(storage, study, request)
         time.sleep(0.2)  # another process created it a moment ago and is storing its spec
 
 
-def _join(storage: StudyStorage, study: optuna.Study, request: Request, fingerprint: str | None) -> OpenedStudy:
+def _join(storage: StudyStorage, study: optuna.Study, request: Request) -> OpenedStudy:
     name = study.study_name
     notes: list[str] = []
     spec = stored_spec(study)
@@ -152,12 +151,6 @@ def _join(storage: StudyStorage, study: optuna.Study, request: Request, fingerpr
         text = "; ".join(f"{k} is {have!r} there but {want!r} here" for k, (have, want) in diff.items())
         raise ConfigError(
             f"study {name!r} in {mask_url(storage.url)} has another spec: {text}; drop those options to join it, or pick a new --study name"
-        )
-    stored_fp = study.user_attrs.get("data_sha256")
-    if fingerprint and stored_fp and fingerprint != stored_fp:
-        raise ConfigError(
-            f"study {name!r} was created on another feature file (sha256 {stored_fp[:12]}..., this one {fingerprint[:12]}...); "
-            "pass the same --data file or pick a new --study name"
         )
     want = request.get("n_trials")
     if want is not None and want != spec.n_trials:

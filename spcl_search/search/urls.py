@@ -22,6 +22,16 @@ SECRET_KEY = re.compile("pass|pwd|secret|token", re.IGNORECASE)
 #: a URL inside a longer text (a driver's error message)
 URL_IN_TEXT = re.compile(r"\b[A-Za-z][\w+.-]*://\S+")
 
+#: URL prefixes of the storages that are not a SQLAlchemy database, and the opener of each as ``module:function``
+#: (imported only when such a URL is opened; see :mod:`spcl_search.search.storage_api`). Any other URL is a database.
+SCHEMES: dict[str, str] = {
+    "grpc://": "spcl_search.search.proxy:open_proxy",
+    "grpcs://": "spcl_search.search.proxy:open_proxy",
+    "memory://": "spcl_search.search.memory:open_memory",
+}
+#: the opener of every other URL
+DATABASE_OPENER = "spcl_search.search.rdb:open_database"
+
 
 def mask_url(url: str) -> str:
     """``url`` with every secret replaced by ``***``: parsed with SQLAlchemy's ``make_url`` (a password holding an
@@ -97,10 +107,11 @@ def resolve_url(url: str | None = None) -> str:
     ``postgres://`` is read as ``postgresql://``; a PostgreSQL URL without a driver uses psycopg2 when
     psycopg (3) is not installed. A password written with an unescaped ``@`` is read whole, and ``?password=`` is
     moved into the userinfo (the same connection; masked wherever SQLAlchemy shows the URL).
-    ``grpc://HOST:PORT`` and ``grpcs://HOST:PORT`` (a storage proxy) are kept as they are.
+    A URL of another storage's scheme (:data:`SCHEMES`: ``grpc://HOST:PORT``, a
+    storage proxy) is kept as it is.
     """
     raw = url or os.environ.get(ENV_VAR) or f"sqlite:///{Path.cwd() / DEFAULT_SQLITE_FILE}"
-    if raw.startswith(("grpc://", "grpcs://")):
+    if not is_database_url(raw):
         return raw
     parsed = _normalised(_parse(raw))
     if parsed.drivername == "postgres":
@@ -109,6 +120,16 @@ def resolve_url(url: str | None = None) -> str:
         if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
             parsed = parsed.set(drivername="postgresql+psycopg2")
     return parsed.render_as_string(hide_password=False)
+
+
+def is_database_url(url: str) -> bool:
+    """Whether ``url`` names a SQLAlchemy database (no prefix of :data:`SCHEMES`)."""
+    return not url.startswith(tuple(SCHEMES))
+
+
+def opener_of(url: str) -> str:
+    """``module:function`` that opens the resolved ``url``: its scheme's in :data:`SCHEMES`, else the database's."""
+    return next((target for prefix, target in SCHEMES.items() if url.startswith(prefix)), DATABASE_OPENER)
 
 
 def _parse(url: str) -> URL:

@@ -49,10 +49,10 @@ from spcl_search.search import optuna_internals as internals
 from spcl_search.search import packing
 from spcl_search.search.lock import study_lock
 from spcl_search.search.objectives import Trainer, TrainerFactory, TrialProgress, make_objective, real_trainer
-from spcl_search.search.proxy import ProxyStorage, StudyStorage
 from spcl_search.search.registry import WorkerRecord
-from spcl_search.search.retry import paused, retry_call
+from spcl_search.search.retry import paused
 from spcl_search.search.settings import TRAINER_ENV_VAR
+from spcl_search.search.storage_api import StudyStorage
 from spcl_search.search.study import budget as study_budget
 from spcl_search.search.study import open_study
 from spcl_search.tracking import RunTracker, StudyTracker, effective_settings, parse_target, study_tracker
@@ -233,8 +233,7 @@ def load_trainer(spec: StudySpec, study: optuna.Study, options: WorkerOptions, d
     _check_dataset(study, spec, dataset)
     device = options.device
     if options.gpu is not None:
-        # one GPU per worker: hide the others before CUDA starts, so nothing lands on GPU 0 by accident
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(options.gpu)
+        os.environ.update(packing.gpu_environment(options.gpu))  # one GPU per worker: the others hidden
         device = "cuda"
     return real_trainer(spec, dataset, device=device, threads=options.threads)
 
@@ -265,10 +264,7 @@ def recover_trials(study: optuna.Study, storage: StudyStorage) -> None:
     """
     grace = float(storage.grace_period or 2 * (storage.get_heartbeat_interval() or 30))
     sid = internals.study_id(study)
-    if isinstance(storage, ProxyStorage):  # the proxy queries the database
-        stale, orphans = storage.stale_trial_ids(sid), storage.orphan_trial_ids(sid, grace)
-    else:
-        stale, orphans = internals.stale_trial_ids(storage, sid), internals.orphan_trial_ids(storage, sid, grace)
+    stale, orphans = storage.stale_trial_ids(sid), storage.orphan_trial_ids(sid, grace)
     callback = storage.get_heartbeat_stale_trial_callback()
     for trial_id in stale:
         if _fail_for_silence(storage, trial_id, f"no heartbeat for over {grace:.0f} s (its worker died or lost the database)"):
@@ -294,11 +290,7 @@ def _fail_for_silence(storage: StudyStorage, trial_id: int, error: str) -> bool:
     """Fail a running trial whose worker went silent, saying so (``fail_reason`` "heartbeat"); False if another worker
     finished it first. The attrs go first: a finished trial takes none."""
     try:
-        if isinstance(storage, ProxyStorage):
-            storage.set_trial_user_attrs(trial_id, {"fail_reason": HEARTBEAT, "error": error})
-        elif not internals.upsert_trial_user_attrs(storage, trial_id, {"fail_reason": HEARTBEAT, "error": error}):
-            storage.set_trial_user_attr(trial_id, "fail_reason", HEARTBEAT)
-            storage.set_trial_user_attr(trial_id, "error", error)
+        storage.set_trial_user_attrs(trial_id, {"fail_reason": HEARTBEAT, "error": error})
         return bool(storage.set_trial_state_values(trial_id, TrialState.FAIL))
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
@@ -347,7 +339,7 @@ def _reserve(
     """Under the study lock: recover dead workers' trials, then start a trial if a slot is free.
 
     Returns ``(trial, done)``: ``done`` when the budget is spent for good. Redo it from the start after
-    a transient storage error (``retry_call``): a trial an earlier attempt started is in ``pending``.
+    a transient storage error (``storage.retrying``): a trial an earlier attempt started is in ``pending``.
     With ``before`` (the trials finished when the worker joined), raises :class:`StudyFailing` once the
     first trials finished since all failed with the same error (:func:`repeated_failure`).
     """
@@ -478,13 +470,7 @@ def _run_trial(
     if fatal is not None:
         raise fatal
     if final.get("oom") and record.packing > 1 and trial.user_attrs.get(packing.RETRIED_AFTER) != packing.OUT_OF_MEMORY:
-        deadline = getattr(storage, "retry_deadline", None)
-        retry_call(
-            lambda: _recover_locked(study, storage),
-            what="enqueue the retry of a trial out of GPU memory",
-            url=storage.url,
-            deadline=deadline,
-        )
+        storage.retrying(lambda: _recover_locked(study, storage), "enqueue the retry of a trial out of GPU memory")
         logger.warning(
             "trial %d ran out of GPU memory with %d workers on GPU %s: it is retried once, and this worker leaves so the GPU runs %d",
             trial.number,
@@ -526,10 +512,7 @@ def _interrupted(study: optuna.Study, storage: StudyStorage, trial: optuna.Trial
         study.tell(trial, state=TrialState.FAIL)
     except optuna.exceptions.UpdateFinishedTrialError:
         return  # already failed by the heartbeat check, which enqueued the retry
-    deadline = getattr(storage, "retry_deadline", None)
-    retry_call(
-        lambda: _recover_locked(study, storage), what="enqueue the retry of an interrupted trial", url=storage.url, deadline=deadline
-    )
+    storage.retrying(lambda: _recover_locked(study, storage), "enqueue the retry of an interrupted trial")
 
 
 #: seconds between the worker record's writes of a running trial's progress (the heartbeat writes it too)
@@ -591,14 +574,13 @@ def run_worker(
     req = dict(requested or {})
     if study_name:
         req["name"] = study_name
-    deadline = getattr(storage, "retry_deadline", None)
-    opened = retry_call(lambda: open_study(storage, req), what="open the study", url=storage.url, deadline=deadline)
+    opened = storage.retrying(lambda: open_study(storage, req), "open the study")
     for note in opened.notes:
         logger.info("%s", note)
     study, spec = opened.study, opened.spec
     study_id = storage.get_study_id_from_name(study.study_name)
     if options.gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(options.gpu)  # before anything starts CUDA
+        os.environ.update(packing.gpu_environment(options.gpu))  # before anything starts CUDA
     factory = trainer or trainer_from_env()
     record = WorkerRecord(gpu=options.gpu, threads=options.threads, packing=options.trials_per_gpu, grace_period=storage.grace_period)
     target = parse_target(spec.track, "track")
@@ -637,7 +619,7 @@ def run_worker(
                 if stop_at is not None and time.monotonic() >= stop_at:
                     report.reason = "timeout"
                     break
-                trial, done = retry_call(reserve, what="reserve a trial", url=storage.url, deadline=deadline)
+                trial, done = storage.retrying(reserve, "reserve a trial")
                 if done:
                     report.reason = "budget"
                     break
