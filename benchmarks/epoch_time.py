@@ -182,7 +182,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backbones", nargs="*", default=backbones.names())
-    ap.add_argument("--variants", nargs="*", default=backbones.cards())
+    ap.add_argument("--variants", nargs="*", default=backbones.forms())
     ap.add_argument("--datasets", nargs="*", default=list(DATASETS))
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)

@@ -103,7 +103,7 @@ def train(
 
     form = _form(backbone, variant)
     if reference_arithmetic and "reference_arithmetic" not in form.accepts:
-        accepting = [f for f in backbones.cards(backbone) if "reference_arithmetic" in backbones.lookup(backbone, f).accepts]
+        accepting = [f for f in backbones.forms(backbone) if "reference_arithmetic" in backbones.lookup(backbone, f).accepts]
         raise ConfigError(f"--reference-arithmetic applies to --variant {' or '.join(accepting) or '(none of this backbone)'} only")
     seed_list = _seed_list(seeds, seed)
     model = {**_model_options(model_option or []), **({"reference_arithmetic": True} if reference_arithmetic else {})}
@@ -256,7 +256,7 @@ def _form(backbone: str, variant: str) -> type[backbones.Form]:
         return backbones.lookup(backbone, variant)
     except ValueError as exc:
         if backbone.lower().replace("-", "_") in backbones.names():
-            raise ConfigError(f"--variant {variant!r}: choose one of {', '.join(backbones.cards(backbone))}") from None
+            raise ConfigError(f"--variant {variant!r}: choose one of {', '.join(backbones.forms(backbone))}") from None
         raise ConfigError(f"--backbone {backbone}: {exc}") from None
 
 
