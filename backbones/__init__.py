@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from backbones.registry import DEFAULT_FORM, Form, forms, lookup, names
+from backbones.registry import DEFAULT_FORM, Form, UnknownForm, forms, lookup, names
 
 if TYPE_CHECKING:  # the package itself imports no torch: specs read the forms' protocols without it
     from backbones.base import Backbone
@@ -43,4 +43,4 @@ def build(
     return lookup(name, variant).build(modalities, input_dims, n_classes, n_speakers, dataset, **overrides)
 
 
-__all__ = ["DEFAULT_FORM", "DEFAULT_VARIANT", "Backbone", "Form", "build", "forms", "lookup", "names"]
+__all__ = ["DEFAULT_FORM", "DEFAULT_VARIANT", "Backbone", "Form", "UnknownForm", "build", "forms", "lookup", "names"]

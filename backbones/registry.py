@@ -38,6 +38,14 @@ _FORMS: dict[tuple[str, str], type[Form]] = {}
 _discovered = False
 
 
+class UnknownForm(ValueError):
+    """An unknown backbone or form: ``field`` says which (``"backbone"`` or ``"variant"``), ``choices`` the known ones."""
+
+    def __init__(self, field: str, value: str, choices: list[str]) -> None:
+        self.field, self.value, self.choices = field, value, choices
+        super().__init__(f"unknown {field} {value!r}; choose one of {', '.join(choices)}")
+
+
 class Form:
     """One backbone in one form: what builds it and the defaults it carries (subclass it to register one)."""
 
@@ -76,7 +84,7 @@ class Form:
         """The model class (imports it, and torch, when named as ``"module:Class"``)."""
         if isinstance(cls.model, str):
             module, _, name = cls.model.partition(":")
-            return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+            return getattr(importlib.import_module(module), name)
         return cls.model
 
     @classmethod
@@ -116,7 +124,15 @@ def discover() -> None:
     global _discovered
     if _discovered:
         return
-    _discovered = True
+    _discovered = True  # a module being imported may look forms up already
+    try:
+        _import_all()
+    except BaseException:
+        _discovered = False  # the next lookup fails the same way, rather than seeing half the forms
+        raise
+
+
+def _import_all() -> None:
     import backbones.cards as builtin
 
     for info in pkgutil.iter_modules(builtin.__path__):
@@ -144,14 +160,27 @@ def forms(name: str | None = None) -> list[str]:
 
 
 def lookup(name: str, form: str = DEFAULT_FORM) -> type[Form]:
-    """The form class of backbone ``name`` in form ``form``; ValueError naming the choices otherwise."""
+    """The form class of backbone ``name`` in form ``form``; :class:`UnknownForm` naming the choices otherwise (and
+    ValueError naming a plugin module that cannot be imported)."""
     discover()
     key = _key(name)
     if key not in names():
-        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(names())}")
+        raise UnknownForm("backbone", name, names())
     if (key, form) not in _FORMS:
-        raise ValueError(f"unknown variant {form!r}; choose one of {', '.join(forms(key))}")
+        raise UnknownForm("variant", form, forms(key))
     return _FORMS[(key, form)]
 
 
-__all__ = ["DEFAULT_FORM", "ENTRY_POINTS", "PLUGINS_ENV", "SPCL_PROTOCOL", "Form", "discover", "forms", "lookup", "names", "register"]
+__all__ = [
+    "DEFAULT_FORM",
+    "ENTRY_POINTS",
+    "PLUGINS_ENV",
+    "SPCL_PROTOCOL",
+    "Form",
+    "UnknownForm",
+    "discover",
+    "forms",
+    "lookup",
+    "names",
+    "register",
+]

@@ -158,9 +158,10 @@ def backbone_form(config: TrainConfig) -> type[Form]:
     """The registered form class of the run's backbone and form; ConfigError naming the option otherwise."""
     try:
         return backbones.lookup(config.backbone, config.variant)
-    except ValueError as exc:
-        known = config.backbone.lower().replace("-", "_") in backbones.names()
-        raise ConfigError(f"--variant: {exc}" if known else f"--backbone {config.backbone}: {exc}") from None
+    except backbones.UnknownForm as exc:
+        raise ConfigError(f"--variant: {exc}" if exc.field == "variant" else f"--backbone {config.backbone}: {exc}") from None
+    except ValueError as exc:  # a plugin module that cannot be imported
+        raise ConfigError(str(exc)) from None
 
 
 def effective_protocol(config: TrainConfig, dataset_name: str | None) -> dict[str, Any]:

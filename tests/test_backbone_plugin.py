@@ -87,4 +87,6 @@ def test_a_plugin_module_that_cannot_be_imported_is_named(tmp_path):
         [sys.executable, "-m", "spcl_search", "train", "--backbone", "toy", "--epochs", "1"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
-    assert proc.returncode != 0 and "SPCL_SEARCH_PLUGINS: cannot import 'no_such_plugin_module'" in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(
+        "error: SPCL_SEARCH_PLUGINS: cannot import 'no_such_plugin_module'"
+    )

@@ -9,13 +9,13 @@ class BiDDINForm(Form):
     """BiDDIN: DialogueRNN states per modality with cross-modal attention."""
 
     backbone = "biddin"
-    model = "backbones.biddin:BiDDIN"
 
 
 class BiDDINSPCL(BiDDINForm):
     """scripts/train_biddin.sh: global 150, party 150, emotion 100, classifier 100; 4 heads; drop 0.5."""
 
     form = "spcl"
+    model = "backbones.biddin:SPCLBiDDIN"
     defaults = {"default": {"d_global": 150, "d_party": 150, "d_emotion": 100, "hidden": 100, "n_heads": 4, "dropout": 0.5}}
     protocol = {"default": {"lr": 4e-4, "weight_decay": 1e-8, "batch_size": 32, "epochs": 50, "patience": None}}
     fused_optimizer = True
@@ -26,6 +26,7 @@ class BiDDINOriginal(BiDDINForm):
     """BiDDIN: DialogueRNN states global 150, party 150, emotion 100, classifier 100 (paper); 4 heads."""
 
     form = "original"
+    model = "backbones.biddin:OriginalBiDDIN"
     defaults = {
         "default": {
             "d_utt": 100,

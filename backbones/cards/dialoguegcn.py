@@ -9,13 +9,13 @@ class DialogueGCNForm(Form):
     """DialogueGCN: a speaker-relational graph over a context window."""
 
     backbone = "dialoguegcn"
-    model = "backbones.dialoguegcn:DialogueGCN"
 
 
 class DialogueGCNSPCL(DialogueGCNForm):
     """scripts/train_dialoguegcn.sh: g 200 (transformer context out), h 100, 2 layers, 1 head, wp = wf = 5, drop 0.1."""
 
     form = "spcl"
+    model = "backbones.dialoguegcn:SPCLDialogueGCN"
     defaults = {
         "default": {
             "hidden": 200,
@@ -38,4 +38,5 @@ class DialogueGCNOriginal(DialogueGCNForm):
     (paper). Windows 10 / 10 as in the paper. "add" = the paper's attention-weighted sum."""
 
     form = "original"
+    model = "backbones.dialoguegcn:OriginalDialogueGCN"
     defaults = {"default": {"hidden": 100, "window_past": 10, "window_future": 10, "n_bases": 30, "rgcn_aggr": "add", "dropout": 0.5}}

@@ -9,13 +9,13 @@ class LateFusionForm(Form):
     """Late fusion: one encoder and head per modality."""
 
     backbone = "late_fusion"
-    model = "backbones.late_fusion:LateFusion"
 
 
 class LateFusionSPCL(LateFusionForm):
     """SPCL code: transformer encoder per modality -> Linear(hidden, classes); train.py's defaults (no script)."""
 
     form = "spcl"
+    model = "backbones.late_fusion:SPCLLateFusion"
     defaults = {"default": {"hidden": 200, "encoder_layers": 2, "dropout": 0.5}}
     protocol = {"default": SPCL_PROTOCOL}
     fused_optimizer = True
@@ -26,4 +26,5 @@ class LateFusionOriginal(LateFusionForm):
     """Per-utterance MLP, no context."""
 
     form = "original"
+    model = "backbones.late_fusion:OriginalLateFusion"
     defaults = {"default": {"hidden": 200, "dropout": 0.5}}

@@ -9,13 +9,13 @@ class MMGCNForm(Form):
     """MMGCN: per-modality encoders, one multimodal graph per dialogue, deep GCNII."""
 
     backbone = "mmgcn"
-    model = "backbones.mmgcn:MMGCN"
 
 
 class MMGCNSPCL(MMGCNForm):
     """scripts/train_mmgcn.sh: hidden 256, drop 0.4; encoder and GCNII layers both encoder_nlayers (2)."""
 
     form = "spcl"
+    model = "backbones.mmgcn:SPCLMMGCN"
     defaults = {"default": {"hidden": 256, "n_layers": 2, "encoder_layers": 2, "alpha": 0.1, "lamda": 0.5, "dropout": 0.4}}
     protocol = {"default": {"lr": 1e-4, "weight_decay": 1e-8, "batch_size": 32, "epochs": 60, "patience": 20}}
     fused_optimizer = True
@@ -31,4 +31,5 @@ class MMGCNOriginal(MMGCNForm):
     """
 
     form = "original"
+    model = "backbones.mmgcn:OriginalMMGCN"
     defaults = {"default": {"hidden": 200, "graph_hidden": 100, "n_layers": 4, "alpha": 0.1, "lamda": 0.5, "dropout": 0.5}}

@@ -254,10 +254,12 @@ def _form(backbone: str, variant: str) -> type[backbones.Form]:
     """The registered form class; ConfigError naming the option and its choices otherwise."""
     try:
         return backbones.lookup(backbone, variant)
-    except ValueError as exc:
-        if backbone.lower().replace("-", "_") in backbones.names():
-            raise ConfigError(f"--variant {variant!r}: choose one of {', '.join(backbones.forms(backbone))}") from None
+    except backbones.UnknownForm as exc:
+        if exc.field == "variant":
+            raise ConfigError(f"--variant {variant!r}: choose one of {', '.join(exc.choices)}") from None
         raise ConfigError(f"--backbone {backbone}: {exc}") from None
+    except ValueError as exc:  # a plugin module that cannot be imported
+        raise ConfigError(str(exc)) from None
 
 
 def _seed_list(seeds: str | None, seed: int) -> list[int]:
