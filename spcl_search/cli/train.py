@@ -29,6 +29,7 @@ def train(
         str,
         typer.Option(
             "--variant",
+            "--form",
             help="Backbone form: 'spcl' (the SPCL code's, whose settings the paper reports) or 'original' (the backbone's own paper).",
         ),
     ] = "spcl",
