@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from backbones.defaults import DEFAULT_VARIANT, check_variant, model_defaults
+from backbones.registry import DEFAULT_FORM, lookup
 from spcl_search.data.batching import Batch
 
 
@@ -64,20 +64,26 @@ def scale_rows(batch: Batch, modality: str, rows: torch.Tensor, pack: Any) -> to
 class Backbone(nn.Module):
     """Base class: stores the form, the modality set, input dims, class and speaker counts.
 
-    ``variant`` selects the form (see :mod:`backbones.defaults`): ``"spcl"`` (the SPCL code's, default) or
-    ``"original"`` (the backbone's own paper). Constructor options left ``None`` take the form's default
-    from :data:`backbones.defaults.MODEL` (:meth:`options`), so the class and ``backbones.build`` share one
-    table.
+    Each form is a class of its own (e.g. :class:`~backbones.mmgcn.SPCLMMGCN` and
+    :class:`~backbones.mmgcn.OriginalMMGCN` on a shared :class:`~backbones.mmgcn.MMGCN`) that declares it as
+    ``variant``; its registered form class (:mod:`backbones.registry`) carries its defaults. Constructor options
+    left ``None`` take the form's default (:meth:`options`), so the class and ``backbones.build`` share one table.
     """
 
     #: registry name, e.g. ``"mmgcn"``
     name: str = ""
+    #: the form a class implements; empty: a class of several forms, told which by ``variant`` (default spcl)
+    variant: str = ""
 
     def __init__(
-        self, modalities: str, input_dims: dict[str, int], n_classes: int, n_speakers: int, variant: str = DEFAULT_VARIANT
+        self, modalities: str, input_dims: dict[str, int], n_classes: int, n_speakers: int, variant: str | None = None
     ) -> None:
         super().__init__()
-        self.variant = check_variant(variant)
+        declared = type(self).variant
+        if declared and variant not in (None, declared):
+            raise ValueError(f"{type(self).__name__} is the {declared} form of {self.name}, not {variant!r}")
+        self.variant = declared or variant or DEFAULT_FORM
+        self.form_class = lookup(self.name, self.variant)
         self.modalities = modalities
         self.input_dims = {m: int(input_dims[m]) for m in modalities}
         self.n_classes = int(n_classes)
@@ -85,7 +91,7 @@ class Backbone(nn.Module):
 
     def options(self, **given: Any) -> dict[str, Any]:
         """``given`` with every ``None`` replaced by this form's default (``None`` again if the form has none)."""
-        table = model_defaults(self.name, None, self.variant)
+        table = self.form_class.model_defaults()
         return {k: table.get(k) if v is None else v for k, v in given.items()}
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:  # pragma: no cover - interface

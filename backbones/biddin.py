@@ -1,13 +1,13 @@
 """BiDDIN (Zhang et al., 2020): DialogueRNN cells per modality with intra- and inter-modal attention, in two forms.
 
-``variant="spcl"`` (default) is the SPCL code's model (``code/backbone/BiDDIN.py``), which the SPCL paper's
+``"spcl"`` (default, :class:`SPCLBiDDIN`) is the SPCL code's model (``code/backbone/BiDDIN.py``), which the SPCL paper's
 numbers belong to: per modality a bidirectional DialogueRNN on the raw features with the SPCL code's cell
 (:mod:`backbones.dialogue_rnn`), ``[e_fwd ; e_bwd]`` + positional encoding, 4-head self-attention and
 ``Linear(2e, 2h) -> ReLU -> dropout -> Linear``; no cross-modal interaction (:class:`SPCLEmotionAttention`).
 Its self-attention attends over padding and mixes the dialogues of a batch (a reshape of a time-major
 tensor); ``reference_arithmetic=True`` reproduces that, the default attends within each dialogue.
 
-``variant="original"`` is the BiDDIN paper's model. Per modality ``m`` and direction (forwards, and backwards over each dialogue's own reversal), the
+``"original"`` (:class:`OriginalBiDDIN`) is the BiDDIN paper's model. Per modality ``m`` and direction (forwards, and backwards over each dialogue's own reversal), the
 DialogueRNN recurrence of Majumder et al. (2019), with ``u_t`` the projected utterance (``d_utt``):
 
 - global state  ``g_t = GRU_G(g_{t-1}, [u_t ; q_{s(t), t-1}])``  (``d_global``)
@@ -260,23 +260,18 @@ class SPCLEmotionAttention(nn.Module):
 
 
 class BiDDIN(Backbone):
-    """BiDDIN: bidirectional DialogueRNNs per modality, in two forms.
+    """BiDDIN: bidirectional DialogueRNNs per modality, in two forms (one subclass each).
 
-    ``variant="spcl"`` (default): the SPCL code's per-modality bidirectional DialogueRNN
+    ``"spcl"`` (default, :class:`SPCLBiDDIN`): the SPCL code's per-modality bidirectional DialogueRNN
     (:class:`~backbones.dialogue_rnn.SPCLDialogueRNN`) on the raw features, its self-attention and head
-    (:class:`SPCLEmotionAttention`); no cross-modal interaction. ``variant="original"``: the BiDDIN paper's
-    model with intra- and inter-modal matching attention (module docstring).
+    (:class:`SPCLEmotionAttention`); no cross-modal interaction. ``"original"`` (:class:`OriginalBiDDIN`): the
+    BiDDIN paper's model with intra- and inter-modal matching attention (module docstring).
 
-    Args (``None``: the form's default from :mod:`backbones.defaults`):
-        d_utt: original only: size the utterance features are projected to (per modality).
+    Args (``None``: the form's default, from its form class in :mod:`backbones.cards.biddin`):
         d_global, d_party, d_emotion: DialogueRNN state sizes (paper and SPCL scripts: 150, 150, 100).
         hidden: classifier hidden size (100; the spcl head is ``2 * hidden`` wide, as the SPCL code's).
         n_heads: heads of the self-attention over the emotion states (SPCL code: 4).
-        cross_modal: original only: inter-modal attention (BiDDIN); ``False`` gives a per-modality model.
-        positional: original only: add a sinusoidal positional encoding before the self-attention.
         dropout: on the states and in the classifier (0.5).
-        reference_arithmetic: spcl only; the SPCL code's self-attention (no padding mask, heads mixing the
-            dialogues of a batch; see :class:`SPCLEmotionAttention`).
     """
 
     name = "biddin"
@@ -287,71 +282,73 @@ class BiDDIN(Backbone):
         input_dims: dict[str, int],
         n_classes: int,
         n_speakers: int,
-        variant: str = "spcl",
-        d_utt: int | None = None,
+        variant: str | None = None,
         d_global: int | None = None,
         d_party: int | None = None,
         d_emotion: int | None = None,
         hidden: int | None = None,
         n_heads: int | None = None,
-        cross_modal: bool | None = None,
-        positional: bool | None = None,
+        dropout: float | None = None,
+    ) -> None:
+        super().__init__(modalities, input_dims, n_classes, n_speakers, variant)
+        o = self.options(d_global=d_global, d_party=d_party, d_emotion=d_emotion, hidden=hidden, n_heads=n_heads, dropout=dropout)
+        self.d_global, self.d_party, self.d_emotion = int(o["d_global"]), int(o["d_party"]), int(o["d_emotion"])
+        self.hidden, self.n_heads, self.dropout = int(o["hidden"]), int(o["n_heads"]), float(o["dropout"])
+        if 2 * self.d_emotion % self.n_heads:
+            raise ValueError(f"2 * d_emotion ({2 * self.d_emotion}) must be divisible by n_heads ({self.n_heads})")
+
+    def extra_config(self) -> dict[str, Any]:
+        return {
+            **super().extra_config(),
+            "d_global": self.d_global,
+            "d_party": self.d_party,
+            "d_emotion": self.d_emotion,
+            "hidden": self.hidden,
+            "n_heads": self.n_heads,
+            "dropout": self.dropout,
+        }
+
+
+class SPCLBiDDIN(BiDDIN):
+    """The SPCL code's form.
+
+    Args (besides :class:`BiDDIN`'s):
+        reference_arithmetic: the SPCL code's self-attention (no padding mask, heads mixing the dialogues of a
+            batch; see :class:`SPCLEmotionAttention`).
+    """
+
+    variant = "spcl"
+
+    def __init__(
+        self,
+        modalities: str,
+        input_dims: dict[str, int],
+        n_classes: int,
+        n_speakers: int,
+        variant: str | None = None,
+        d_global: int | None = None,
+        d_party: int | None = None,
+        d_emotion: int | None = None,
+        hidden: int | None = None,
+        n_heads: int | None = None,
         dropout: float | None = None,
         reference_arithmetic: bool = False,
     ) -> None:
-        super().__init__(modalities, input_dims, n_classes, n_speakers, variant)
-        o = self.options(
-            d_utt=d_utt, d_global=d_global, d_party=d_party, d_emotion=d_emotion, hidden=hidden, n_heads=n_heads,
-            cross_modal=cross_modal, positional=positional, dropout=dropout,
-        )  # fmt: skip
-        self.d_global, self.d_party, self.d_emotion = int(o["d_global"]), int(o["d_party"]), int(o["d_emotion"])
-        self.hidden, self.n_heads, self.dropout = int(o["hidden"]), int(o["n_heads"]), float(o["dropout"])
-        self.reference_arithmetic = bool(reference_arithmetic) and self.variant == "spcl"
+        super().__init__(modalities, input_dims, n_classes, n_speakers, variant, d_global, d_party, d_emotion, hidden, n_heads, dropout)
+        self.reference_arithmetic = bool(reference_arithmetic)
         d_out = 2 * self.d_emotion
-        if d_out % self.n_heads:
-            raise ValueError(f"2 * d_emotion ({d_out}) must be divisible by n_heads ({self.n_heads})")
-        if self.variant == "spcl":
-            self.rnn = SPCLDialogueRNN(
-                [self.input_dims[m] for m in modalities], self.d_global, self.d_party, self.d_emotion, self.n_speakers, self.dropout
-            )
-            self.heads = nn.ModuleDict(
-                {m: SPCLEmotionAttention(d_out, self.hidden, self.n_classes, self.n_heads, self.dropout, self.reference_arithmetic) for m in modalities}
-            )
-            self.drop = nn.Dropout(self.dropout)
-            return
-        self.d_utt, self.cross_modal, self.positional = int(o["d_utt"]), bool(o["cross_modal"]), bool(o["positional"])
-        self.proj = nn.ModuleDict({m: nn.Linear(self.input_dims[m], self.d_utt) for m in modalities})
-        self.rnn = GroupedDialogueRNN(len(modalities), self.d_utt, self.d_global, self.d_party, self.d_emotion, self.n_speakers, self.cross_modal)
-        self.attn = nn.ModuleDict({m: DialogueSelfAttention(d_out, self.n_heads) for m in modalities})
-        self.norm = nn.ModuleDict({m: nn.LayerNorm(d_out) for m in modalities})
-        self.head = nn.ModuleDict(
-            {m: nn.Sequential(nn.Linear(d_out, self.hidden), nn.ReLU(), nn.Dropout(self.dropout), nn.Linear(self.hidden, self.n_classes)) for m in modalities}
+        self.rnn = SPCLDialogueRNN(
+            [self.input_dims[m] for m in modalities], self.d_global, self.d_party, self.d_emotion, self.n_speakers, self.dropout
+        )
+        self.heads = nn.ModuleDict(
+            {m: SPCLEmotionAttention(d_out, self.hidden, self.n_classes, self.n_heads, self.dropout, self.reference_arithmetic) for m in modalities}
         )
         self.drop = nn.Dropout(self.dropout)
-
-    def emotions(self, batch: Batch) -> torch.Tensor:
-        """Original form: bidirectional emotion states ``[M, B, T, 2 * d_emotion]`` (batch-first, zeros at padding)."""
-        layout = SequenceLayout.from_mask(batch.mask)
-        u = torch.stack([self.drop(self.proj[m](layout.rows(batch.features[m]))) for m in self.modalities])
-        return layout.to_padded(self.rnn(u, batch.speakers, layout))
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         """features[m] ``[seq, batch, dim_m]``, speakers ``[seq, batch]``, mask ``[seq, batch]`` ->
         ``{m: logits [seq, batch, n_classes]}``."""
         valid = batch.mask.t() > 0  # [B, T]
-        if self.variant == "spcl":
-            return self._forward_spcl(batch, valid)
-        e = self.drop(self.emotions(batch))
-        if self.positional:
-            e = e + positional_encoding(e.shape[2], e.shape[3], e.device, e.dtype)
-        out = {}
-        for i, m in enumerate(self.modalities):
-            x = scale_rows(batch, m, e[i], lambda s: s.t())
-            y = x + self.attn[m](x, valid)
-            out[m] = apply_to_real(lambda r, m=m: self.head[m](self.norm[m](r)), y, valid).transpose(0, 1)
-        return out
-
-    def _forward_spcl(self, batch: Batch, valid: torch.Tensor) -> dict[str, torch.Tensor]:
         states = self.rnn([batch.features[m] for m in self.modalities], batch.speakers, batch.lengths)  # [M, 2, S, B, e]
         s = states.shape[2]
         pe = positional_encoding(s, 2 * self.d_emotion, states.device, states.dtype).unsqueeze(1)  # [S, 1, 2e]
@@ -363,24 +360,79 @@ class BiDDIN(Backbone):
         return out
 
     def encoder_parts(self, modality: str) -> list[ParameterPart]:
-        """The modality's bidirectional DialogueRNN (its rows of the grouped weights); original: with its projection."""
-        i = self.modalities.index(modality)
-        if self.variant == "spcl":
-            return self.rnn.parts(i)
-        return whole(self.proj[modality]) + self.rnn.parts(i)
+        """The modality's bidirectional DialogueRNN (its rows of the grouped weights)."""
+        return self.rnn.parts(self.modalities.index(modality))
 
     def extra_config(self) -> dict[str, Any]:
-        out = {
-            **super().extra_config(),
-            "d_global": self.d_global,
-            "d_party": self.d_party,
-            "d_emotion": self.d_emotion,
-            "hidden": self.hidden,
-            "n_heads": self.n_heads,
-            "dropout": self.dropout,
-        }
-        if self.variant == "spcl":
-            out["reference_arithmetic"] = self.reference_arithmetic
-        else:
-            out.update(d_utt=self.d_utt, cross_modal=self.cross_modal, positional=self.positional)
+        return {**super().extra_config(), "reference_arithmetic": self.reference_arithmetic}
+
+
+class OriginalBiDDIN(BiDDIN):
+    """The BiDDIN paper's form.
+
+    Args (besides :class:`BiDDIN`'s):
+        d_utt: size the utterance features are projected to (per modality).
+        cross_modal: inter-modal attention (BiDDIN); ``False`` gives a per-modality model.
+        positional: add a sinusoidal positional encoding before the self-attention.
+    """
+
+    variant = "original"
+
+    def __init__(
+        self,
+        modalities: str,
+        input_dims: dict[str, int],
+        n_classes: int,
+        n_speakers: int,
+        variant: str | None = None,
+        d_utt: int | None = None,
+        d_global: int | None = None,
+        d_party: int | None = None,
+        d_emotion: int | None = None,
+        hidden: int | None = None,
+        n_heads: int | None = None,
+        cross_modal: bool | None = None,
+        positional: bool | None = None,
+        dropout: float | None = None,
+    ) -> None:
+        super().__init__(modalities, input_dims, n_classes, n_speakers, variant, d_global, d_party, d_emotion, hidden, n_heads, dropout)
+        o = self.options(d_utt=d_utt, cross_modal=cross_modal, positional=positional)
+        self.d_utt, self.cross_modal, self.positional = int(o["d_utt"]), bool(o["cross_modal"]), bool(o["positional"])
+        d_out = 2 * self.d_emotion
+        self.proj = nn.ModuleDict({m: nn.Linear(self.input_dims[m], self.d_utt) for m in modalities})
+        self.rnn = GroupedDialogueRNN(len(modalities), self.d_utt, self.d_global, self.d_party, self.d_emotion, self.n_speakers, self.cross_modal)
+        self.attn = nn.ModuleDict({m: DialogueSelfAttention(d_out, self.n_heads) for m in modalities})
+        self.norm = nn.ModuleDict({m: nn.LayerNorm(d_out) for m in modalities})
+        self.head = nn.ModuleDict(
+            {m: nn.Sequential(nn.Linear(d_out, self.hidden), nn.ReLU(), nn.Dropout(self.dropout), nn.Linear(self.hidden, self.n_classes)) for m in modalities}
+        )
+        self.drop = nn.Dropout(self.dropout)
+
+    def emotions(self, batch: Batch) -> torch.Tensor:
+        """Bidirectional emotion states ``[M, B, T, 2 * d_emotion]`` (batch-first, zeros at padding)."""
+        layout = SequenceLayout.from_mask(batch.mask)
+        u = torch.stack([self.drop(self.proj[m](layout.rows(batch.features[m]))) for m in self.modalities])
+        return layout.to_padded(self.rnn(u, batch.speakers, layout))
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """features[m] ``[seq, batch, dim_m]``, speakers ``[seq, batch]``, mask ``[seq, batch]`` ->
+        ``{m: logits [seq, batch, n_classes]}``."""
+        valid = batch.mask.t() > 0  # [B, T]
+        e = self.drop(self.emotions(batch))
+        if self.positional:
+            e = e + positional_encoding(e.shape[2], e.shape[3], e.device, e.dtype)
+        out = {}
+        for i, m in enumerate(self.modalities):
+            x = scale_rows(batch, m, e[i], lambda s: s.t())
+            y = x + self.attn[m](x, valid)
+            out[m] = apply_to_real(lambda r, m=m: self.head[m](self.norm[m](r)), y, valid).transpose(0, 1)
         return out
+
+    def encoder_parts(self, modality: str) -> list[ParameterPart]:
+        """The modality's projection and bidirectional DialogueRNN (its rows of the grouped weights)."""
+        return whole(self.proj[modality]) + self.rnn.parts(self.modalities.index(modality))
+
+    def extra_config(self) -> dict[str, Any]:
+        return {**super().extra_config(), "d_utt": self.d_utt, "cross_modal": self.cross_modal, "positional": self.positional}
+
+

@@ -1,6 +1,6 @@
 """DialogueGCN (Ghosal et al., EMNLP 2019), one network per modality as in the SPCL code, in two forms.
 
-``variant="spcl"`` (default), the SPCL code's (``code/backbone/dialogueGCN.py``), which the SPCL paper's
+``"spcl"`` (default, :class:`SPCLDialogueGCN`), the SPCL code's (``code/backbone/dialogueGCN.py``), which the SPCL paper's
 numbers belong to. Per modality: a transformer context on the input dim (2 layers, 1 head, ``Linear(dim,
 g=200)``; :class:`~backbones.transformer.UtteranceTransformer`), window edges ``j -> k`` for ``k`` within
 ``[j - wp, j + wf]`` (5, 5) with relation ``(speaker_j, speaker_k, j >= k)``, edge attention normalised over
@@ -11,7 +11,7 @@ graphs use the dense layout below; each dialogue is its own block. ``reference_a
 transformer attend over padding as the SPCL code's does. The SPCL code's MELD loader folds speaker 8 into 7
 (8 speaker slots); here the dataset's 9 speakers keep their own relations.
 
-``variant="original"``, the paper's. Per modality ``m`` (the engine sums the modality logits):
+``"original"`` (:class:`OriginalDialogueGCN`), the paper's. Per modality ``m`` (the engine sums the modality logits):
 
 1. sequential context: 2-layer BiLSTM, ``hidden`` per direction (``g_i``, ``2 * hidden``); padding never
    enters the recurrence (the backward direction runs over each dialogue's own reversal);
@@ -307,24 +307,23 @@ class SPCLGraphHead(nn.Module):
 class DialogueGCN(Backbone):
     """DialogueGCN: one graph network per modality; the engine sums the modality logits.
 
-    Args (``None``: the form's default from :mod:`backbones.defaults`):
-        variant: ``"spcl"`` (the SPCL code's form, see :class:`SPCLGraphHead`) or ``"original"`` (the paper's).
+    The shared part of both forms; :class:`SPCLDialogueGCN` and :class:`OriginalDialogueGCN` add their context
+    encoders and graph heads.
+
+    Args (``None``: the form's default, from its form class in :mod:`backbones.cards.dialoguegcn`):
         hidden: context size (spcl: the transformer context's output ``g``, 200; original: LSTM size per
             direction, 100, so the context is ``2 * hidden``).
-        graph_hidden: graph and head size (spcl only; 100; original: ``hidden``).
-        encoder_layers: transformer context layers (spcl only; 2).
-        n_heads: attention heads of the transformer context (spcl only; the scripts' ``trans_head`` 1).
         window_past, window_future: window sizes ``wp``, ``wf`` (spcl 5, 5; paper 10, 10). In the spcl form an
             edge ``j -> k`` exists for ``j - wp <= k <= j + wf`` (the SPCL code's), in the original for
             ``i - wp <= j <= i + wf`` of the target ``i``; the same graph when ``wp = wf``.
         n_bases: bases of the relational layer (30).
-        rgcn_aggr: original only: ``"add"`` (paper's weighted sum) or ``"mean"``.
         dropout: spcl: inside the transformer and in the head (0.1); original: between the LSTM layers, on the
             context states and before the classifier (0.5).
-        reference_arithmetic: spcl only; the transformer context attends over padding as the SPCL code's does.
     """
 
     name = "dialoguegcn"
+    graph_hidden: int
+    rgcn_aggr: str
 
     def __init__(
         self,
@@ -332,60 +331,27 @@ class DialogueGCN(Backbone):
         input_dims: dict[str, int],
         n_classes: int,
         n_speakers: int,
-        variant: str = "spcl",
+        variant: str | None = None,
         hidden: int | None = None,
-        graph_hidden: int | None = None,
-        encoder_layers: int | None = None,
-        n_heads: int | None = None,
         window_past: int | None = None,
         window_future: int | None = None,
         n_bases: int | None = None,
-        rgcn_aggr: str | None = None,
         dropout: float | None = None,
-        reference_arithmetic: bool = False,
     ) -> None:
         super().__init__(modalities, input_dims, n_classes, n_speakers, variant)
-        o = self.options(
-            hidden=hidden, graph_hidden=graph_hidden, encoder_layers=encoder_layers, n_heads=n_heads,
-            window_past=window_past, window_future=window_future, n_bases=n_bases, rgcn_aggr=rgcn_aggr, dropout=dropout,
-        )  # fmt: skip
+        o = self.options(hidden=hidden, window_past=window_past, window_future=window_future, n_bases=n_bases, dropout=dropout)
         self.hidden, self.window_past, self.window_future = int(o["hidden"]), int(o["window_past"]), int(o["window_future"])
         if self.window_past < 0 or self.window_future < 0:
             raise ValueError(f"windows must be >= 0, got window_past={self.window_past}, window_future={self.window_future}")
         self.n_bases, self.dropout = int(o["n_bases"]), float(o["dropout"])
-        self.reference_arithmetic = bool(reference_arithmetic) and self.variant == "spcl"
-        if self.variant == "spcl":
-            self.graph_hidden = int(o["graph_hidden"])
-            self.encoder_layers, self.n_heads = int(o["encoder_layers"]), int(o["n_heads"])
-            self.rgcn_aggr = "mean"
-            self.context = nn.ModuleDict(
-                {
-                    m: UtteranceTransformer(
-                        self.input_dims[m], self.hidden, self.encoder_layers, self.n_heads, dropout=self.dropout,
-                        attend_padding=self.reference_arithmetic,
-                    )  # fmt: skip
-                    for m in modalities
-                }
-            )
-            self.graphs = nn.ModuleDict(
-                {m: SPCLGraphHead(self.n_classes, self.n_speakers, self.hidden, self.graph_hidden, self.n_bases, self.dropout) for m in modalities}
-            )
-        else:
-            self.graph_hidden = self.hidden
-            self.rgcn_aggr = str(o["rgcn_aggr"])
-            # one 2-layer BiLSTM per modality, run together (see backbones.recurrent)
-            self.context = GroupedBiLSTM([self.input_dims[m] for m in modalities], self.hidden, num_layers=2, dropout=self.dropout)
-            self.graphs = nn.ModuleDict(
-                {m: DialogueGCNGraph(self.n_classes, self.n_speakers, self.hidden, self.n_bases, self.rgcn_aggr, self.dropout) for m in modalities}
-            )
-            self.drop = nn.Dropout(self.dropout)
 
-    def graph(self, batch: Batch) -> WindowGraph:
+    def graph(self, batch: Batch) -> WindowGraph:  # pragma: no cover - interface
         """The batch's window graphs (shared by all modalities)."""
-        valid = batch.mask.t() > 0
-        if self.variant == "spcl":  # edges j -> k for k in window(j): the target's window is mirrored
-            return WindowGraph.build(valid, batch.speakers.t(), self.window_future, self.window_past, self.n_speakers, loop_future=True)
-        return WindowGraph.build(valid, batch.speakers.t(), self.window_past, self.window_future, self.n_speakers)
+        raise NotImplementedError
+
+    def contexts(self, batch: Batch) -> torch.Tensor:  # pragma: no cover - interface
+        """Sequential context states of every modality, batch-first ``[M, B, N, context]`` (zeros at padding)."""
+        raise NotImplementedError
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         """features[m] ``[seq, batch, dim_m]``, speakers ``[seq, batch]``, mask ``[seq, batch]`` ->
@@ -394,33 +360,8 @@ class DialogueGCN(Backbone):
         graph = self.graph(batch)
         return {m: self.graphs[m](scale_rows(batch, m, g[i], lambda s: s.t()), graph).transpose(0, 1) for i, m in enumerate(self.modalities)}
 
-    def encoder_parts(self, modality: str) -> list[ParameterPart]:
-        """The modality's sequential context (spcl: its transformer; original: its slice of the grouped BiLSTM)."""
-        if self.variant == "spcl":
-            return whole(self.context[modality])
-        return self.context.parts(self.modalities.index(modality))
-
-    def contexts(self, batch: Batch) -> torch.Tensor:
-        """Sequential context states of every modality, batch-first ``[M, B, N, context]`` (zeros at padding;
-        the original form's after dropout)."""
-        if self.variant == "spcl":
-            packing = Packing.from_mask(batch.mask)
-            return torch.stack([packing.scatter(self.context[m](batch.features[m], packing)) for m in self.modalities])
-        layout = SequenceLayout.from_mask(batch.mask)
-        rows = self.context([batch.features[m] for m in self.modalities], layout)
-        return layout.to_padded(self.drop(rows))
-
-    def edge_weights(self, batch: Batch, modality: str) -> torch.Tensor:
-        """The attention edge weights ``[B, N, N]`` of ``modality`` as ``weight[b, i, j]`` of the edge ``j -> i``
-        (for inspection)."""
-        g = self.contexts(batch)[self.modalities.index(modality)]
-        head = self.graphs[modality]
-        if self.variant == "spcl":
-            return head.attention(g, self.graph(batch)).transpose(1, 2)
-        return head.edge_weights(g, self.graph(batch))
-
     def extra_config(self) -> dict[str, Any]:
-        out = {
+        return {
             **super().extra_config(),
             "hidden": self.hidden,
             "graph_hidden": self.graph_hidden,
@@ -430,6 +371,136 @@ class DialogueGCN(Backbone):
             "rgcn_aggr": self.rgcn_aggr,
             "dropout": self.dropout,
         }
-        if self.variant == "spcl":
-            out.update(encoder_layers=self.encoder_layers, n_heads=self.n_heads, reference_arithmetic=self.reference_arithmetic)
-        return out
+
+
+class SPCLDialogueGCN(DialogueGCN):
+    """The SPCL code's form: a transformer context per modality and :class:`SPCLGraphHead`.
+
+    Args (besides :class:`DialogueGCN`'s):
+        graph_hidden: graph and head size (100).
+        encoder_layers: transformer context layers (2).
+        n_heads: attention heads of the transformer context (the scripts' ``trans_head`` 1).
+        reference_arithmetic: the transformer context attends over padding as the SPCL code's does.
+    """
+
+    variant = "spcl"
+
+    def __init__(
+        self,
+        modalities: str,
+        input_dims: dict[str, int],
+        n_classes: int,
+        n_speakers: int,
+        variant: str | None = None,
+        hidden: int | None = None,
+        graph_hidden: int | None = None,
+        encoder_layers: int | None = None,
+        n_heads: int | None = None,
+        window_past: int | None = None,
+        window_future: int | None = None,
+        n_bases: int | None = None,
+        dropout: float | None = None,
+        reference_arithmetic: bool = False,
+    ) -> None:
+        super().__init__(modalities, input_dims, n_classes, n_speakers, variant, hidden, window_past, window_future, n_bases, dropout)
+        self.reference_arithmetic = bool(reference_arithmetic)
+        o = self.options(graph_hidden=graph_hidden, encoder_layers=encoder_layers, n_heads=n_heads)
+        self.graph_hidden = int(o["graph_hidden"])
+        self.encoder_layers, self.n_heads = int(o["encoder_layers"]), int(o["n_heads"])
+        self.rgcn_aggr = "mean"
+        self.context = nn.ModuleDict(
+            {
+                m: UtteranceTransformer(
+                    self.input_dims[m], self.hidden, self.encoder_layers, self.n_heads, dropout=self.dropout,
+                    attend_padding=self.reference_arithmetic,
+                )  # fmt: skip
+                for m in modalities
+            }
+        )
+        self.graphs = nn.ModuleDict(
+            {m: SPCLGraphHead(self.n_classes, self.n_speakers, self.hidden, self.graph_hidden, self.n_bases, self.dropout) for m in modalities}
+        )
+
+    def graph(self, batch: Batch) -> WindowGraph:
+        """The batch's window graphs: edges j -> k for k in window(j) (the target's window is mirrored)."""
+        valid = batch.mask.t() > 0
+        return WindowGraph.build(valid, batch.speakers.t(), self.window_future, self.window_past, self.n_speakers, loop_future=True)
+
+    def contexts(self, batch: Batch) -> torch.Tensor:
+        packing = Packing.from_mask(batch.mask)
+        return torch.stack([packing.scatter(self.context[m](batch.features[m], packing)) for m in self.modalities])
+
+    def encoder_parts(self, modality: str) -> list[ParameterPart]:
+        """The modality's transformer context."""
+        return whole(self.context[modality])
+
+    def edge_weights(self, batch: Batch, modality: str) -> torch.Tensor:
+        """The attention edge weights ``[B, N, N]`` of ``modality`` as ``weight[b, i, j]`` of the edge ``j -> i``
+        (for inspection)."""
+        g = self.contexts(batch)[self.modalities.index(modality)]
+        return self.graphs[modality].attention(g, self.graph(batch)).transpose(1, 2)
+
+    def extra_config(self) -> dict[str, Any]:
+        return {
+            **super().extra_config(),
+            "encoder_layers": self.encoder_layers,
+            "n_heads": self.n_heads,
+            "reference_arithmetic": self.reference_arithmetic,
+        }
+
+
+class OriginalDialogueGCN(DialogueGCN):
+    """The paper's form: one 2-layer BiLSTM per modality (run together) and :class:`DialogueGCNGraph`.
+
+    Args (besides :class:`DialogueGCN`'s):
+        rgcn_aggr: ``"add"`` (paper's weighted sum) or ``"mean"``.
+    """
+
+    variant = "original"
+
+    def __init__(
+        self,
+        modalities: str,
+        input_dims: dict[str, int],
+        n_classes: int,
+        n_speakers: int,
+        variant: str | None = None,
+        hidden: int | None = None,
+        window_past: int | None = None,
+        window_future: int | None = None,
+        n_bases: int | None = None,
+        rgcn_aggr: str | None = None,
+        dropout: float | None = None,
+    ) -> None:
+        super().__init__(modalities, input_dims, n_classes, n_speakers, variant, hidden, window_past, window_future, n_bases, dropout)
+        self.graph_hidden = self.hidden
+        self.rgcn_aggr = str(self.options(rgcn_aggr=rgcn_aggr)["rgcn_aggr"])
+        # one 2-layer BiLSTM per modality, run together (see backbones.recurrent)
+        self.context = GroupedBiLSTM([self.input_dims[m] for m in modalities], self.hidden, num_layers=2, dropout=self.dropout)
+        self.graphs = nn.ModuleDict(
+            {m: DialogueGCNGraph(self.n_classes, self.n_speakers, self.hidden, self.n_bases, self.rgcn_aggr, self.dropout) for m in modalities}
+        )
+        self.drop = nn.Dropout(self.dropout)
+
+    def graph(self, batch: Batch) -> WindowGraph:
+        """The batch's window graphs: the window of each target."""
+        valid = batch.mask.t() > 0
+        return WindowGraph.build(valid, batch.speakers.t(), self.window_past, self.window_future, self.n_speakers)
+
+    def contexts(self, batch: Batch) -> torch.Tensor:
+        """The grouped BiLSTM's states after dropout."""
+        layout = SequenceLayout.from_mask(batch.mask)
+        rows = self.context([batch.features[m] for m in self.modalities], layout)
+        return layout.to_padded(self.drop(rows))
+
+    def encoder_parts(self, modality: str) -> list[ParameterPart]:
+        """The modality's slice of the grouped BiLSTM."""
+        return self.context.parts(self.modalities.index(modality))
+
+    def edge_weights(self, batch: Batch, modality: str) -> torch.Tensor:
+        """The attention edge weights ``[B, N, N]`` of ``modality`` as ``weight[b, i, j]`` of the edge ``j -> i``
+        (for inspection)."""
+        g = self.contexts(batch)[self.modalities.index(modality)]
+        return self.graphs[modality].edge_weights(g, self.graph(batch))
+
+

@@ -1,6 +1,6 @@
 """MM-DFN (Hu et al., ICASSP 2022): multimodal dynamic fusion network for ERC, in two forms.
 
-``variant="spcl"`` (default) is the SPCL code's simplified MM-DFN (``code/backbone/MM_DFN.py``), which the
+``"spcl"`` (default, :class:`SPCLMMDFN`) is the SPCL code's simplified MM-DFN (``code/backbone/MM_DFN.py``), which the
 SPCL paper's numbers belong to: MMGCN's SPCL form up to the graph (transformer encoders, hidden 300, cosines
 scaled by 0.99999, GCNII of width ``hidden`` with 2 layers; :mod:`backbones.mmgcn`), then pairwise gated
 attention across modalities on ``[dropped input || graph]``: per modality ``h_m = dropout_0.5(ReLU(Linear(2h,
@@ -10,7 +10,7 @@ classes)`` per modality. With one modality ``out = h`` (the SPCL code fails ther
 no speaker encoder. ``reference_arithmetic=True`` makes its encoders attend over padding as the SPCL code's
 do (:mod:`backbones.transformer`).
 
-``variant="original"`` is the paper's network, described below.
+``"original"`` (:class:`OriginalMMDFN`) is the paper's network, described below.
 
 What it does (original form). Modality encoders (text: Linear -> 2-layer BiGRU; audio and visual: Linear) are each
 complemented by a speaker-aware encoder: a BiGRU that runs over each speaker's own utterances in order
@@ -86,32 +86,29 @@ def speaker_positions(speakers: torch.Tensor, packing: Packing) -> tuple[torch.T
 class MMDFN(Backbone):
     """MM-DFN backbone: encoders, multimodal graph, GCNII with dynamic fusion or gated attention, modality heads.
 
-    Args (``None``: the form's default from :mod:`backbones.defaults`):
+    The shared part of both forms; :class:`SPCLMMDFN` and :class:`OriginalMMDFN` add their encoders.
+
+    Args (``None``: the form's default, from its form class in :mod:`backbones.cards.mm_dfn`):
         modalities: modality subset in canonical order (``"a"``, ``"at"``, ... ``"atv"``).
         input_dims: feature size per modality.
         n_classes: number of emotion classes.
         n_speakers: number of speakers the dataset uses (recorded; the speaker encoder needs no table).
-        variant: ``"spcl"`` (the SPCL code's form) or ``"original"`` (the paper's).
         hidden: node size after the encoders (spcl 300; original 200, its BiGRUs ``hidden // 2`` per direction).
         graph_hidden: width of the fusion module (spcl: ``hidden``; original 100).
         n_layers: number of graph layers (spcl 2; original 16, its scripts also try 32 and 64).
-        encoder_layers: transformer layers per modality (spcl only; 2).
-        n_heads: attention heads of the encoders (spcl only; ``None``: the SPCL code's rule).
         alpha: GCNII initial-residual weight (spcl 0.1; MM-DFN 0.2).
         lamda: GCNII identity-mapping strength (0.5).
         dropout: dropout on encoder outputs, after every graph layer and (original) before the heads.
         gcn_variant: GCNII weights over ``[A_hat h || h0]`` (released code).
-        fusion: original only: ``"dfn"`` (the paper) or ``"gated_attention"`` (the SPCL code's simplification
-            on the original encoders); the spcl form always uses gated attention.
+        fusion: ``"dfn"`` (the paper) or ``"gated_attention"`` (the SPCL code's simplification); the spcl form
+            always uses gated attention.
         gate: recurrent cell between graph layers for ``fusion="dfn"``: ``"lstm"`` (released code) or ``"gru"``.
-        speaker_weights: original only: weight of the speaker-aware encoder per modality (0 switches it off
-            for that modality); default IEMOCAP's ``{"a": 3, "t": 1, "v": 0}``.
-        attention_dropout: dropout of the gated attention's inputs (spcl: 0.5, fixed in the SPCL code;
-            original: ``dropout``).
-        reference_arithmetic: spcl only; the encoders attend over padding as the SPCL code's do.
+        attention_dropout: dropout of the gated attention's inputs (``None``: ``dropout``).
     """
 
     name = "mm_dfn"
+    #: every cosine is multiplied by this before ``arccos`` (None: cosines clamped, exact self-loops)
+    cos_scale: float | None = None
 
     def __init__(
         self,
@@ -119,104 +116,57 @@ class MMDFN(Backbone):
         input_dims: dict[str, int],
         n_classes: int,
         n_speakers: int,
-        variant: str = "spcl",
+        variant: str | None = None,
         hidden: int | None = None,
         graph_hidden: int | None = None,
         n_layers: int | None = None,
-        encoder_layers: int | None = None,
-        n_heads: int | None = None,
         alpha: float | None = None,
         lamda: float | None = None,
         dropout: float | None = None,
         gcn_variant: bool = True,
         fusion: str | None = None,
         gate: str = "lstm",
-        speaker_weights: dict[str, float] | None = None,
         attention_dropout: float | None = None,
-        reference_arithmetic: bool = False,
     ) -> None:
         super().__init__(modalities, input_dims, n_classes, n_speakers, variant)
         o = self.options(
-            hidden=hidden, graph_hidden=graph_hidden, n_layers=n_layers, encoder_layers=encoder_layers,
-            alpha=alpha, lamda=lamda, dropout=dropout, fusion=fusion,
+            hidden=hidden, graph_hidden=graph_hidden, n_layers=n_layers, alpha=alpha, lamda=lamda, dropout=dropout, fusion=fusion
         )  # fmt: skip
-        spcl = self.variant == "spcl"
         self.hidden = int(o["hidden"])
-        self.graph_hidden = self.hidden if spcl and o["graph_hidden"] is None else int(o["graph_hidden"])
+        self.graph_hidden = self.hidden if o["graph_hidden"] is None else int(o["graph_hidden"])
         self.n_layers = int(o["n_layers"])
-        self.encoder_layers = int(o["encoder_layers"] or 0)
         self.alpha, self.lamda, self.dropout = float(o["alpha"]), float(o["lamda"]), float(o["dropout"])
-        self.fusion = "gated_attention" if spcl else (o["fusion"] or "dfn")
+        self.fusion = o["fusion"] or "dfn"
         self.gcn_variant = bool(gcn_variant)
         self.gate = gate
-        self.attention_dropout = float(attention_dropout if attention_dropout is not None else (0.5 if spcl else self.dropout))
-        self.reference_arithmetic = bool(reference_arithmetic) and spcl
+        self.attention_dropout = float(attention_dropout if attention_dropout is not None else self.dropout)
         if self.n_layers < 1:
             raise ValueError(f"n_layers must be at least 1, got {self.n_layers}")
         if self.fusion not in ("dfn", "gated_attention"):
             raise ValueError(f"fusion must be 'dfn' or 'gated_attention', got {self.fusion!r}")
         if gate not in ("lstm", "gru"):
             raise ValueError(f"gate must be 'lstm' or 'gru', got {gate!r}")
-        if spcl:
-            self.speaker_weights = {m: 0.0 for m in modalities}
-            self.encoders = nn.ModuleDict(
-                {
-                    m: UtteranceTransformer(
-                        self.input_dims[m], self.hidden, self.encoder_layers, n_heads, dropout=self.dropout,
-                        attend_padding=self.reference_arithmetic,
-                    )  # fmt: skip
-                    for m in modalities
-                }
-            )
-            self.text_rnn = self.speaker_rnn = None
-        else:
-            if self.hidden % 2:
-                raise ValueError(f"hidden must be even (the BiGRUs give hidden // 2 per direction), got {self.hidden}")
-            weights = dict(IEMOCAP_SPEAKER_WEIGHTS if speaker_weights is None else speaker_weights)
-            self.speaker_weights = {m: float(weights.get(m, 0.0)) for m in modalities}
-            h = self.hidden
-            self.encoders = nn.ModuleDict({m: nn.Linear(self.input_dims[m], h) for m in modalities})
-            self.text_rnn = PaddedBiRNN("gru", h, h // 2, 2, self.dropout) if "t" in modalities else None
-            self.speaker_rnn = PaddedBiRNN("gru", h, h // 2, 2, self.dropout) if any(self.speaker_weights.values()) else None
-        g = self.graph_hidden
+
+    def build_graph_layers(self) -> None:
+        """The GCNII, the fusion module and the heads; a form calls it after building its encoders (parameters are
+        drawn in this order)."""
+        g, modalities = self.graph_hidden, self.modalities
         self.input_fc = nn.Linear(self.hidden, g)
         self.convs = nn.ModuleList([GCNIIConv(g, k + 1, self.alpha, self.lamda, variant=self.gcn_variant) for k in range(self.n_layers)])
         if self.fusion == "dfn":
-            self.cell = (nn.LSTMCell if gate == "lstm" else nn.GRUCell)(g, g)
-            self.heads = nn.ModuleDict({m: nn.Linear(self.hidden + g, n_classes) for m in modalities})
+            self.cell = (nn.LSTMCell if self.gate == "lstm" else nn.GRUCell)(g, g)
+            self.heads = nn.ModuleDict({m: nn.Linear(self.hidden + g, self.n_classes) for m in modalities})
         else:
             self.cell = None
             self.attn_in = nn.ModuleDict({m: nn.Linear(self.hidden + g, g) for m in modalities})
             self.attn_gates = nn.ModuleDict(
                 {f"{i}{j}": nn.Linear(3 * g, g) for i in modalities for j in modalities if i != j}
             )
-            self.heads = nn.ModuleDict({m: nn.Linear(g, n_classes) for m in modalities})
+            self.heads = nn.ModuleDict({m: nn.Linear(g, self.n_classes) for m in modalities})
 
-    def encode(self, batch: Batch, packing: Packing) -> torch.Tensor:
-        """Encoder outputs as packed graph nodes ``[M, R, hidden]`` (original: context + weighted speaker encoding)."""
-        if self.variant == "spcl":
-            return torch.stack([self.encoders[m](batch.features[m], packing) for m in self.modalities])
-        projected = {m: self.encoders[m](batch.features[m]) for m in self.modalities}  # [S, B, hidden]
-        nodes = {}
-        for m in self.modalities:
-            x = projected[m]
-            if m == "t":
-                x = self.text_rnn(x, batch.lengths)
-            nodes[m] = packing.pack(x)
-        spk_mods = [m for m in self.modalities if self.speaker_weights[m] != 0.0]
-        if spk_mods:
-            slot, lengths = speaker_positions(batch.speakers, packing)
-            g, t = lengths.numel(), int(lengths.max())
-            # one run of the shared speaker GRU over every modality's groups: [T, G * M', hidden]
-            seqs = []
-            for m in spk_mods:
-                packed = packing.pack(projected[m])
-                seqs.append(packed.new_zeros(t * g, self.hidden).index_copy(0, slot, packed).view(t, g, self.hidden))
-            out = self.speaker_rnn(torch.cat(seqs, dim=1), lengths.repeat(len(spk_mods)))
-            for k, m in enumerate(spk_mods):
-                per = out[:, k * g : (k + 1) * g].reshape(t * g, -1).index_select(0, slot)
-                nodes[m] = nodes[m] + self.speaker_weights[m] * per
-        return torch.stack([nodes[m] for m in self.modalities])
+    def encode(self, batch: Batch, packing: Packing) -> torch.Tensor:  # pragma: no cover - interface
+        """Encoder outputs as packed graph nodes ``[M, R, hidden]``."""
+        raise NotImplementedError
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Per-modality logits.
@@ -227,7 +177,7 @@ class MMDFN(Backbone):
         """
         packing = Packing.from_mask(batch.mask)
         nodes = scale_nodes(batch, self.modalities, self.encode(batch, packing), packing)  # [M, R, hidden]
-        graph = build_graph(nodes, packing, cos_scale=SPCL_COS_SCALE if self.variant == "spcl" else None)
+        graph = build_graph(nodes, packing, cos_scale=self.cos_scale)
         x = dropout(nodes, self.dropout, self.training)
         h0 = F.relu(self.input_fc(x))
         h = dropout(h0, self.dropout, self.training)
@@ -253,13 +203,6 @@ class MMDFN(Backbone):
             feats = self.gated_attention(torch.cat([x, h], dim=-1))
         return {m: packing.unpack(self.heads[m](feats[i])) for i, m in enumerate(self.modalities)}
 
-    def encoder_parts(self, modality: str) -> list[ParameterPart]:
-        """The modality's encoder (original form: with the text BiGRU for ``t``; the speaker GRU is shared)."""
-        parts = whole(self.encoders[modality])
-        if modality == "t" and self.text_rnn is not None:
-            parts += whole(self.text_rnn)
-        return parts
-
     def gated_attention(self, feats: torch.Tensor) -> torch.Tensor:
         """Pairwise gated attention across modalities (SPCL's MM-DFN): ``[M, R, D] -> [M, R, graph_hidden]``."""
         mods = self.modalities
@@ -277,7 +220,7 @@ class MMDFN(Backbone):
         return torch.stack(out)
 
     def extra_config(self) -> dict[str, Any]:
-        out = {
+        return {
             **super().extra_config(),
             "hidden": self.hidden,
             "graph_hidden": self.graph_hidden,
@@ -289,12 +232,144 @@ class MMDFN(Backbone):
             "fusion": self.fusion,
             "attention_dropout": self.attention_dropout,
         }
-        if self.variant == "spcl":
-            heads = {m: enc.n_heads for m, enc in self.encoders.items()}
-            out.update(encoder_layers=self.encoder_layers, n_heads=heads, reference_arithmetic=self.reference_arithmetic)
-        else:
-            out.update(gate=self.gate, speaker_weights=dict(self.speaker_weights))
-        return out
 
 
-__all__ = ["IEMOCAP_SPEAKER_WEIGHTS", "MMDFN", "speaker_positions"]
+class SPCLMMDFN(MMDFN):
+    """The SPCL code's simplified MM-DFN: MMGCN's SPCL form up to the graph, then pairwise gated attention.
+
+    Args (besides :class:`MMDFN`'s, less ``fusion`` and ``gate``):
+        encoder_layers: transformer layers per modality (2).
+        n_heads: attention heads of the encoders (``None``: the SPCL code's rule).
+        attention_dropout: dropout of the gated attention's inputs (0.5, fixed in the SPCL code).
+        reference_arithmetic: the encoders attend over padding as the SPCL code's do.
+    """
+
+    variant = "spcl"
+    cos_scale = SPCL_COS_SCALE
+
+    def __init__(
+        self,
+        modalities: str,
+        input_dims: dict[str, int],
+        n_classes: int,
+        n_speakers: int,
+        variant: str | None = None,
+        hidden: int | None = None,
+        graph_hidden: int | None = None,
+        n_layers: int | None = None,
+        encoder_layers: int | None = None,
+        n_heads: int | None = None,
+        alpha: float | None = None,
+        lamda: float | None = None,
+        dropout: float | None = None,
+        gcn_variant: bool = True,
+        attention_dropout: float | None = None,
+        reference_arithmetic: bool = False,
+    ) -> None:
+        super().__init__(
+            modalities, input_dims, n_classes, n_speakers, variant, hidden, graph_hidden, n_layers, alpha, lamda, dropout, gcn_variant,
+            fusion="gated_attention", attention_dropout=0.5 if attention_dropout is None else attention_dropout,
+        )  # fmt: skip
+        self.encoder_layers = int(self.options(encoder_layers=encoder_layers)["encoder_layers"] or 0)
+        self.reference_arithmetic = bool(reference_arithmetic)
+        self.encoders = nn.ModuleDict(
+            {
+                m: UtteranceTransformer(
+                    self.input_dims[m], self.hidden, self.encoder_layers, n_heads, dropout=self.dropout,
+                    attend_padding=self.reference_arithmetic,
+                )  # fmt: skip
+                for m in modalities
+            }
+        )
+        self.build_graph_layers()
+
+    def encode(self, batch: Batch, packing: Packing) -> torch.Tensor:
+        return torch.stack([self.encoders[m](batch.features[m], packing) for m in self.modalities])
+
+    def encoder_parts(self, modality: str) -> list[ParameterPart]:
+        return whole(self.encoders[modality])
+
+    def extra_config(self) -> dict[str, Any]:
+        heads = {m: enc.n_heads for m, enc in self.encoders.items()}
+        return {**super().extra_config(), "encoder_layers": self.encoder_layers, "n_heads": heads, "reference_arithmetic": self.reference_arithmetic}
+
+
+class OriginalMMDFN(MMDFN):
+    """The paper's MM-DFN: Linear (+ text BiGRU) encoders with a speaker-aware BiGRU, the dynamic fusion module.
+
+    Args (besides :class:`MMDFN`'s):
+        speaker_weights: weight of the speaker-aware encoder per modality (0 switches it off for that modality);
+            default IEMOCAP's ``{"a": 3, "t": 1, "v": 0}``.
+    """
+
+    variant = "original"
+
+    def __init__(
+        self,
+        modalities: str,
+        input_dims: dict[str, int],
+        n_classes: int,
+        n_speakers: int,
+        variant: str | None = None,
+        hidden: int | None = None,
+        graph_hidden: int | None = None,
+        n_layers: int | None = None,
+        alpha: float | None = None,
+        lamda: float | None = None,
+        dropout: float | None = None,
+        gcn_variant: bool = True,
+        fusion: str | None = None,
+        gate: str = "lstm",
+        speaker_weights: dict[str, float] | None = None,
+        attention_dropout: float | None = None,
+    ) -> None:
+        super().__init__(
+            modalities, input_dims, n_classes, n_speakers, variant, hidden, graph_hidden, n_layers, alpha, lamda, dropout, gcn_variant,
+            fusion, gate, attention_dropout,
+        )  # fmt: skip
+        if self.hidden % 2:
+            raise ValueError(f"hidden must be even (the BiGRUs give hidden // 2 per direction), got {self.hidden}")
+        weights = dict(IEMOCAP_SPEAKER_WEIGHTS if speaker_weights is None else speaker_weights)
+        self.speaker_weights = {m: float(weights.get(m, 0.0)) for m in modalities}
+        h = self.hidden
+        self.encoders = nn.ModuleDict({m: nn.Linear(self.input_dims[m], h) for m in modalities})
+        self.text_rnn = PaddedBiRNN("gru", h, h // 2, 2, self.dropout) if "t" in modalities else None
+        self.speaker_rnn = PaddedBiRNN("gru", h, h // 2, 2, self.dropout) if any(self.speaker_weights.values()) else None
+        self.build_graph_layers()
+
+    def encode(self, batch: Batch, packing: Packing) -> torch.Tensor:
+        """Encoder outputs as packed graph nodes ``[M, R, hidden]``: context + weighted speaker encoding."""
+        projected = {m: self.encoders[m](batch.features[m]) for m in self.modalities}  # [S, B, hidden]
+        nodes = {}
+        for m in self.modalities:
+            x = projected[m]
+            if m == "t":
+                x = self.text_rnn(x, batch.lengths)
+            nodes[m] = packing.pack(x)
+        spk_mods = [m for m in self.modalities if self.speaker_weights[m] != 0.0]
+        if spk_mods:
+            slot, lengths = speaker_positions(batch.speakers, packing)
+            g, t = lengths.numel(), int(lengths.max())
+            # one run of the shared speaker GRU over every modality's groups: [T, G * M', hidden]
+            seqs = []
+            for m in spk_mods:
+                packed = packing.pack(projected[m])
+                seqs.append(packed.new_zeros(t * g, self.hidden).index_copy(0, slot, packed).view(t, g, self.hidden))
+            out = self.speaker_rnn(torch.cat(seqs, dim=1), lengths.repeat(len(spk_mods)))
+            for k, m in enumerate(spk_mods):
+                per = out[:, k * g : (k + 1) * g].reshape(t * g, -1).index_select(0, slot)
+                nodes[m] = nodes[m] + self.speaker_weights[m] * per
+        return torch.stack([nodes[m] for m in self.modalities])
+
+    def encoder_parts(self, modality: str) -> list[ParameterPart]:
+        """The modality's encoder, with the text BiGRU for ``t`` (the speaker GRU is shared)."""
+        parts = whole(self.encoders[modality])
+        if modality == "t" and self.text_rnn is not None:
+            parts += whole(self.text_rnn)
+        return parts
+
+    def extra_config(self) -> dict[str, Any]:
+        return {**super().extra_config(), "gate": self.gate, "speaker_weights": dict(self.speaker_weights)}
+
+
+__all__ = ["IEMOCAP_SPEAKER_WEIGHTS", "MMDFN", "OriginalMMDFN", "SPCLMMDFN", "speaker_positions"]

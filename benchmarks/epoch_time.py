@@ -117,7 +117,6 @@ def measure(backbone: str, variant: str, dataset: str, epochs: int, threads: int
     import torch
 
     import backbones
-    from backbones.defaults import training_defaults
     from spcl_search.data.load import load_dataset
     from spcl_search.search.paper import paper_setting
     from spcl_search.spcl import SPCL, SPCLConfig
@@ -130,7 +129,8 @@ def measure(backbone: str, variant: str, dataset: str, epochs: int, threads: int
         growth, threshold = setting["cl_growth"], setting["cl_threshold"]
     except Exception:  # noqa: BLE001 - the late-fusion baseline has no paper setting
         growth, threshold = 1.1, 0.4
-    batch = training_defaults(backbone, dataset, variant)["batch_size"] if variant == "spcl" else ORIGINAL_BATCH.get(backbone)
+    protocol = backbones.lookup(backbone, variant).training_defaults(dataset)
+    batch = ORIGINAL_BATCH.get(backbone) if variant == "original" else protocol["batch_size"]  # the originals' own scripts
     spcl = SPCLConfig(threshold=threshold, growth=growth)
     cfg = TrainConfig(
         backbone=backbone, variant=variant, modalities="atv", epochs=epochs, threads=threads, device=device,
@@ -182,7 +182,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backbones", nargs="*", default=backbones.names())
-    ap.add_argument("--variants", nargs="*", default=list(backbones.VARIANTS))
+    ap.add_argument("--variants", nargs="*", default=backbones.forms())
     ap.add_argument("--datasets", nargs="*", default=list(DATASETS))
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)

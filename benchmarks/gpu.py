@@ -211,7 +211,7 @@ def main() -> int:
     import backbones
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--forms", nargs="*", default=[f"{b}:{v}" for b in backbones.names() for v in backbones.VARIANTS],
+    ap.add_argument("--forms", nargs="*", default=[f"{b}:{v}" for b in backbones.names() for v in backbones.forms(b)],
                     help="backbone:variant pairs (default: every backbone, both forms)")
     ap.add_argument("--ks", nargs="*", type=int, default=list(KS), help="trials sharing the GPU (default 1 2 4 8)")
     ap.add_argument("--epochs", type=int, default=3, help="epochs of a trial (the first is not counted in s/epoch)")
@@ -238,9 +238,9 @@ def main() -> int:
         args.data = "synthetic"
     forms = [tuple(f.split(":", 1)) for f in args.forms]
     for form in forms:
-        if len(form) != 2 or form[0] not in backbones.names() or form[1] not in backbones.VARIANTS:
+        if len(form) != 2 or form[0] not in backbones.names() or form[1] not in backbones.forms(form[0]):
             ap.error(f"--forms {':'.join(form)}: give backbone:variant with a backbone of {', '.join(backbones.names())} "
-                     f"and a variant of {', '.join(backbones.VARIANTS)}")
+                     f"and a variant of {', '.join(backbones.forms())}")
     ks = tuple(sorted(set(args.ks)))
     name = torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or platform.machine()
     print(f"# GPU benchmark, SURROGATE data ({Path(args.data).name}), tri-modal, {args.epochs}-epoch trials, device {device} ({name}), "

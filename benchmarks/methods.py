@@ -80,7 +80,7 @@ def main() -> None:
     import optuna
     import torch
 
-    from backbones.defaults import training_defaults
+    import backbones
     from spcl_search.data.load import load_dataset
     from spcl_search.reports.methods import method_rows
     from spcl_search.schema.records import TrialRecord
@@ -96,7 +96,7 @@ def main() -> None:
     print(f"# balance methods, SURROGATE {args.dataset}, {args.variant} forms, {args.trials} tuning trials per method, "
           f"seeds {args.seeds} for each best setting, {args.threads} thread(s)", flush=True)  # fmt: skip
     for backbone in args.backbones:
-        epochs = args.epochs or int(training_defaults(backbone, args.dataset, args.variant)["epochs"] or 50)
+        epochs = args.epochs or int(backbones.lookup(backbone, args.variant).training_defaults(args.dataset)["epochs"] or 50)
         confirmed, tuned = [], {}
         for method in args.methods:
             base = {"backbone": backbone, "dataset": args.dataset, "data": str(DATASETS[args.dataset]), "variant": args.variant,

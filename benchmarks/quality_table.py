@@ -1,7 +1,7 @@
 """Dev/test weighted-F1 per backbone and form, atv, with and without SPCL, on the SURROGATE benchmarks.
 
 For every backbone x form x dataset x {SPCL at the paper's setting, no SPCL} x seed, trains the tri-modal
-model with the form's protocol (epochs, early stopping, lr, batch: ``backbones/defaults.py``; ``--epochs``
+model with the form's protocol (epochs, early stopping, lr, batch: its form class in ``backbones/cards/``; ``--epochs``
 overrides the epochs), selects the epoch on dev and reports test at that epoch. Prints a markdown table of
 mean and spread (sample std over seeds) beside the per-utterance linear floor of ../shared/data/README.md.
 Runs are independent processes (``--jobs``), each with ``--threads`` torch threads; every finished run is

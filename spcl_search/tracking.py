@@ -104,10 +104,11 @@ def training_tracker(target: Target, name: str, tags: Mapping[str, str]) -> RunT
 def effective_settings(spec: StudySpec, params: Mapping[str, Any], use_cl: bool = True) -> dict[str, Any]:
     """What one trial of ``spec`` trained with: its searched ``params`` over the study's protocol (the form's
     defaults under the spec's ``train`` table), switches and model options, flat (``spcl.cap``, ``model.hidden``)."""
-    from backbones.defaults import RUN, SPCL, training_defaults
+    from backbones.defaults import RUN, SPCL
+    from spcl_search.schema.spec import form
 
     dataset = spec.dataset if spec.dataset in ("iemocap", "meld") else None
-    protocol = {**training_defaults(spec.backbone, dataset, spec.variant), "clip_grad_norm": RUN["clip_grad_norm"], **spec.train}
+    protocol = {**form(spec.backbone, spec.variant).training_defaults(dataset), "clip_grad_norm": RUN["clip_grad_norm"], **spec.train}
     out: dict[str, Any] = {
         "backbone": spec.backbone,
         "form": spec.variant,

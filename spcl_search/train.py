@@ -23,7 +23,8 @@ from sklearn.metrics import accuracy_score, f1_score
 
 import backbones
 from backbones.base import ParameterPart
-from backbones.defaults import DEFAULT_PRECISION, DEFAULT_VARIANT, PRECISIONS, RUN, training_defaults
+from backbones.defaults import DEFAULT_PRECISION, PRECISIONS, RUN
+from backbones.registry import DEFAULT_FORM, Form
 from spcl_search.data.batching import Batch, iter_batches
 from spcl_search.data.standardise import standardise
 from spcl_search.data.types import ERCDataset, canonical_modalities
@@ -45,14 +46,14 @@ class TrainConfig:
 
     variant:     the backbone's form, ``"spcl"`` (the SPCL code's, default) or ``"original"``
     epochs, lr, weight_decay, batch_size, patience: ``None`` takes the form's protocol
-                 (:func:`backbones.defaults.training_defaults`); ``patience = 0`` turns early stopping off
+                 (:meth:`backbones.registry.Form.training_defaults`); ``patience = 0`` turns early stopping off
     standardise: standardise every feature dimension with train-split moments before training
     precision:   ``"fp32"`` (default) or ``"bf16"``: forward passes (training and evaluation) under
                  ``torch.autocast`` with bfloat16; parameters, optimiser, loss and recurrent states stay float32
     """
 
     backbone: str = "mmgcn"
-    variant: str = DEFAULT_VARIANT
+    variant: str = DEFAULT_FORM
     modalities: str = "atv"
     epochs: int | None = None
     lr: float | None = None
@@ -153,13 +154,20 @@ def _dataset_key(dataset: ERCDataset) -> str | None:
     return dataset.name if dataset.name in KNOWN_DATASETS else None
 
 
+def backbone_form(config: TrainConfig) -> type[Form]:
+    """The registered form class of the run's backbone and form; ConfigError naming the option otherwise."""
+    try:
+        return backbones.lookup(config.backbone, config.variant)
+    except backbones.UnknownForm as exc:
+        raise ConfigError(f"--variant: {exc}" if exc.field == "variant" else f"--backbone {config.backbone}: {exc}") from None
+    except ValueError as exc:  # a plugin module that cannot be imported
+        raise ConfigError(str(exc)) from None
+
+
 def effective_protocol(config: TrainConfig, dataset_name: str | None) -> dict[str, Any]:
     """lr, weight decay, batch size, epochs and patience of a run: ``config``'s, else the form's defaults."""
     key = dataset_name if dataset_name in KNOWN_DATASETS else None
-    try:
-        defaults = training_defaults(config.backbone, key, config.variant)
-    except ValueError as exc:
-        raise ConfigError(f"--variant: {exc}") from None
+    defaults = backbone_form(config).training_defaults(key)
     out = {}
     for name in ("lr", "weight_decay", "batch_size", "epochs", "patience"):
         value = getattr(config, name)
@@ -295,20 +303,19 @@ def training(dataset: ERCDataset, config: TrainConfig) -> Generator[EpochRecord,
     if config.standardise:
         dataset = prepared(dataset, ("standardised",), lambda: standardise(dataset))
 
+    form = backbone_form(config)
     try:
-        model = backbones.build(
-            config.backbone,
+        model = form.build(
             modalities,
             {m: dataset.dims[m] for m in modalities},
             dataset.n_classes,
             dataset.n_speakers,
             dataset=_dataset_key(dataset),
-            variant=config.variant,
             **config.model,
         ).to(device)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"--backbone {config.backbone}: {exc}") from None
-    optimizer = make_optimizer(model, eff["lr"], eff["weight_decay"], fused=config.variant == "spcl")
+    optimizer = make_optimizer(model, eff["lr"], eff["weight_decay"], fused=form.fused_optimizer)
     # what the balance method calls: the backbone itself in fp32 (bit for bit as before), wrapped under bf16
     stepper = model if config.precision == "fp32" else AutocastBackbone(model, config.precision, device)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from backbones.attention import DialogueSelfAttention
-from backbones.biddin import BiDDIN, GroupedDialogueRNN
+from backbones.biddin import GroupedDialogueRNN, OriginalBiDDIN
 from backbones.recurrent import History, SequenceLayout, SharedWeight, gru_cell
 from spcl_search.data.batching import collate
 from spcl_search.data.types import Dialogue
@@ -24,9 +24,9 @@ def _dialogue(vid: str, speakers: list[int], seed: int) -> Dialogue:
     return Dialogue(vid, np.zeros(n, dtype=np.int64), np.array(speakers, dtype=np.int64), feats)
 
 
-def _build(modalities: str, n_speakers: int = 2, seed: int = 0, **kw) -> BiDDIN:
+def _build(modalities: str, n_speakers: int = 2, seed: int = 0, **kw) -> OriginalBiDDIN:
     torch.manual_seed(seed)
-    return BiDDIN(modalities, {m: DIMS[m] for m in modalities}, 4, n_speakers, variant="original", **{**SMALL, **kw}).eval()
+    return OriginalBiDDIN(modalities, {m: DIMS[m] for m in modalities}, 4, n_speakers, **{**SMALL, **kw}).eval()
 
 
 @pytest.mark.parametrize("cross_modal", [True, False])
@@ -228,7 +228,7 @@ def test_dialogue_self_attention_matches_multihead_attention_with_a_key_padding_
 
 def test_heads_must_divide_the_emotion_width():
     with pytest.raises(ValueError, match="must be divisible by n_heads"):
-        BiDDIN("t", {"t": 8}, 4, 2, variant="original", d_emotion=5, n_heads=4)
+        OriginalBiDDIN("t", {"t": 8}, 4, 2, d_emotion=5, n_heads=4)
 
 
 def test_extra_config_records_the_switches():

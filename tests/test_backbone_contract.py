@@ -1,4 +1,6 @@
-"""Every backbone in both forms, every modality subset: the properties the SPCL engine relies on."""
+"""Every registered backbone form, every modality subset: the properties the SPCL engine relies on.
+
+A new form is one file (its form class and model) plus its entry in :data:`SMALL` here."""
 
 from __future__ import annotations
 
@@ -12,9 +14,10 @@ from spcl_search.spcl import SPCL, SPCLConfig
 
 from conftest import DIMS, make_dialogues
 
-FORMS = [(name, variant) for name in backbones.names() for variant in backbones.VARIANTS]
+FORMS = [(name, variant) for name in backbones.names() for variant in backbones.forms(name)]
 N_CLASSES = 4
-#: small sizes per (backbone, form), so that every contract test runs in a fraction of a second
+#: small sizes per (backbone, form), so that every contract test runs in a fraction of a second; every registered
+#: form needs its entry
 SMALL = {
     ("late_fusion", "spcl"): {"hidden": 16},
     ("late_fusion", "original"): {"hidden": 16},
@@ -128,22 +131,26 @@ def test_same_seed_gives_the_same_logits(form):
 
 def test_unknown_backbone_names_the_choices():
     with pytest.raises(ValueError, match="unknown backbone 'resnet'; choose one of"):
-        backbones.get_class("resnet")
+        backbones.lookup("resnet")
+
+
+def test_every_registered_form_has_its_small_sizes_here():
+    assert sorted(FORMS) == sorted(SMALL)
 
 
 def test_the_spcl_form_is_the_default_and_is_recorded(form):
     name, variant = form
     built = _build(form, "atv")
     assert built.extra_config()["variant"] == variant
-    default = backbones.get_class(name)("atv", DIMS, N_CLASSES, 2, **SMALL[(name, "spcl")])
+    default = backbones.build(name, "atv", DIMS, N_CLASSES, 2, **SMALL[(name, "spcl")])
     assert default.variant == "spcl"
 
 
-@pytest.mark.parametrize("name", backbones.names())
-def test_reference_arithmetic_lets_padding_reach_the_real_utterances(name):
+@pytest.mark.parametrize("form", [f for f in FORMS if "reference_arithmetic" in backbones.lookup(*f).accepts], ids="-".join)
+def test_reference_arithmetic_lets_padding_reach_the_real_utterances(form):
     """The SPCL code's defect, reproduced on purpose when asked: its attention sees the padded positions."""
     dlg = make_dialogues(3)
-    model = backbones.build(name, "atv", DIMS, N_CLASSES, 2, variant="spcl", reference_arithmetic=True, **SMALL[(name, "spcl")]).eval()
+    model = backbones.build(form[0], "atv", DIMS, N_CLASSES, 2, variant=form[1], reference_arithmetic=True, **SMALL[form]).eval()
     assert model.extra_config()["reference_arithmetic"] is True
     with torch.no_grad():
         tight = model(collate(dlg, "atv", 2))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from backbones.dialoguegcn import DialogueGCN, RelationalGraphConv, WindowGraph
+from backbones.dialoguegcn import OriginalDialogueGCN, RelationalGraphConv, WindowGraph
 from backbones.recurrent import GroupedBiLSTM, SequenceLayout
 from spcl_search.data.batching import collate
 from spcl_search.data.types import Dialogue
@@ -60,7 +60,7 @@ def test_attention_edge_weights_sum_to_one_over_each_window():
     dialogues = make_dialogues(3, min_len=4, max_len=12)
     batch = collate(dialogues, "at", 2, pad_to=15)
     torch.manual_seed(0)
-    model = DialogueGCN("at", {m: DIMS[m] for m in "at"}, 4, 2, variant="original", hidden=8, window_past=2, window_future=3).eval()
+    model = OriginalDialogueGCN("at", {m: DIMS[m] for m in "at"}, 4, 2, hidden=8, window_past=2, window_future=3).eval()
     with torch.no_grad():
         weights = model.edge_weights(batch, "t")
     graph = model.graph(batch)
@@ -133,7 +133,7 @@ def test_window_sizes_and_aggregation_switch_the_model():
 
     def logits(**kw):
         torch.manual_seed(0)
-        return DialogueGCN("t", {"t": DIMS["t"]}, 4, 2, variant="original", hidden=8, **kw).eval()(batch)["t"]
+        return OriginalDialogueGCN("t", {"t": DIMS["t"]}, 4, 2, hidden=8, **kw).eval()(batch)["t"]
 
     base = logits()
     assert not torch.allclose(base, logits(window_past=1, window_future=1))
@@ -145,7 +145,7 @@ def test_window_sizes_and_aggregation_switch_the_model():
 def test_meld_sized_speaker_sets_use_the_basis_path_and_stay_padding_invariant():
     dialogues = [_dialogue("a", [0, 8, 3, 8, 1], seed=1), _dialogue("b", [5, 2, 7], seed=2)]
     torch.manual_seed(0)
-    model = DialogueGCN("at", {m: DIMS[m] for m in "at"}, 7, 9, variant="original", hidden=8).eval()
+    model = OriginalDialogueGCN("at", {m: DIMS[m] for m in "at"}, 7, 9, hidden=8).eval()
     assert model.graphs["t"].rgcn.n_relations == 162 > model.n_bases
     with torch.no_grad():
         tight = model(collate(dialogues, "at", 9))
@@ -155,7 +155,7 @@ def test_meld_sized_speaker_sets_use_the_basis_path_and_stay_padding_invariant()
 
 
 def test_extra_config_records_the_hyperparameters():
-    model = DialogueGCN("t", {"t": 8}, 4, 2, variant="original", hidden=12, window_past=2, window_future=5, rgcn_aggr="mean")
+    model = OriginalDialogueGCN("t", {"t": 8}, 4, 2, hidden=12, window_past=2, window_future=5, rgcn_aggr="mean")
     assert model.extra_config() == {
         "variant": "original",
         "hidden": 12,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import backbones
-from backbones.mm_dfn import IEMOCAP_SPEAKER_WEIGHTS, MMDFN, speaker_positions
+from backbones.mm_dfn import IEMOCAP_SPEAKER_WEIGHTS, OriginalMMDFN, speaker_positions
 from backbones.multimodal_graph import Packing
 from spcl_search.data.batching import collate
 from spcl_search.data.types import MODALITY_SUBSETS, Dialogue
@@ -33,7 +33,7 @@ def make_dialogues(lengths, seed=0):
 def make_model(modalities="atv", **kw):
     torch.manual_seed(0)
     kw.setdefault("n_layers", 3)
-    return MMDFN(modalities, DIMS, N_CLASSES, N_SPEAKERS, variant="original", hidden=8, graph_hidden=6, **kw).eval()
+    return OriginalMMDFN(modalities, DIMS, N_CLASSES, N_SPEAKERS, hidden=8, graph_hidden=6, **kw).eval()
 
 
 def test_speaker_positions_lay_out_each_speakers_utterances_in_order():
@@ -143,7 +143,7 @@ def test_layer_count_sets_the_number_of_graph_layers(n_layers):
 
 
 def test_paper_defaults():
-    model = MMDFN("atv", DIMS, N_CLASSES, 2, variant="original")
+    model = OriginalMMDFN("atv", DIMS, N_CLASSES, 2)
     cfg = model.extra_config()
     assert (cfg["n_layers"], cfg["alpha"], cfg["lamda"], cfg["hidden"], cfg["graph_hidden"]) == (16, 0.2, 0.5, 200, 100)
     assert cfg["fusion"] == "dfn" and cfg["gate"] == "lstm"
@@ -175,6 +175,6 @@ def test_meld_speaker_count_works():
     feats = {m: rng.standard_normal((12, n)).astype(np.float32) for m, n in DIMS.items()}
     d = Dialogue("m", rng.integers(0, 7, 12), np.arange(12) % 9, feats)
     weights = {"a": 0.5, "t": 1.5, "v": 0.5}
-    model = MMDFN("atv", DIMS, 7, 9, variant="original", hidden=8, graph_hidden=6, n_layers=2, speaker_weights=weights)
+    model = OriginalMMDFN("atv", DIMS, 7, 9, hidden=8, graph_hidden=6, n_layers=2, speaker_weights=weights)
     out = model.eval()(collate([d], "atv", 9))
     assert all(o.shape == (12, 1, 7) for o in out.values())

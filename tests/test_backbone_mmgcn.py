@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from backbones.mmgcn import MMGCN
+from backbones.mmgcn import OriginalMMGCN
 from backbones.multimodal_graph import (
     MultimodalGraph,
     Packing,
@@ -41,7 +41,7 @@ def make_dialogues(lengths, seed=0):
 def make_model(modalities="atv", **kw):
     torch.manual_seed(0)
     kw.setdefault("n_layers", 3)
-    return MMGCN(modalities, DIMS, N_CLASSES, N_SPEAKERS, variant="original", hidden=8, graph_hidden=6, **kw).eval()
+    return OriginalMMGCN(modalities, DIMS, N_CLASSES, N_SPEAKERS, hidden=8, graph_hidden=6, **kw).eval()
 
 
 def angular(u, v):
@@ -187,7 +187,7 @@ def test_variant_switch_changes_the_gcnii_weight_shape():
 
 
 def test_speaker_embedding_reaches_up_to_meld_speaker_count():
-    model = MMGCN("t", {"t": 5}, 7, 9, variant="original", hidden=8, graph_hidden=6, n_layers=2).eval()
+    model = OriginalMMGCN("t", {"t": 5}, 7, 9, hidden=8, graph_hidden=6, n_layers=2).eval()
     rng = np.random.default_rng(0)
     d = Dialogue("m", rng.integers(0, 7, 9), np.arange(9), {"t": rng.standard_normal((9, 5)).astype(np.float32)})
     out = model(collate([d], "t", 9))
@@ -223,6 +223,6 @@ def test_same_seed_gives_the_same_training_step():
 
 def test_invalid_hyper_parameters_are_rejected():
     with pytest.raises(ValueError, match="even"):
-        MMGCN("t", DIMS, 4, 2, variant="original", hidden=7)
+        OriginalMMGCN("t", DIMS, 4, 2, hidden=7)
     with pytest.raises(ValueError, match="n_layers"):
-        MMGCN("t", DIMS, 4, 2, variant="original", n_layers=0)
+        OriginalMMGCN("t", DIMS, 4, 2, n_layers=0)

@@ -163,7 +163,7 @@ def test_the_spcl_form_is_the_default_and_the_study_files_name_it():
 
 
 def test_an_unknown_form_is_refused_naming_the_choices():
-    with pytest.raises(ConfigError, match="variant must be one of spcl, original, got 'paper'"):
+    with pytest.raises(ConfigError, match="unknown variant 'paper'; choose one of spcl, original"):
         specs.build({"backbone": "mmgcn", "variant": "paper"})
 
 

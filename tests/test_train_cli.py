@@ -40,6 +40,13 @@ def test_train_records_the_form_it_trained(_train, tmp_path):
     assert "(original form)" in proc.stdout
 
 
+def test_form_is_another_name_for_variant(_train, tmp_path):
+    out = tmp_path / "run.json"
+    proc = _train("--form", "original", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["model"]["variant"] == "original"
+
+
 def test_reference_arithmetic_and_standardise_are_recorded(_train, tmp_path):
     out = tmp_path / "run.json"
     proc = _train("--reference-arithmetic", "--standardise", "--json", str(out))

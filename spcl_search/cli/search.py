@@ -180,7 +180,8 @@ Storage = Annotated[str | None, typer.Option("--storage", help=_STORAGE_HELP)]
 SpecFile = Annotated[Path | None, typer.Option("--spec", help=_SPEC_HELP)]
 Backbone = Annotated[str | None, typer.Option("--backbone", "-b", help="mmgcn, dialoguegcn, mm_dfn, biddin (or late_fusion).")]
 Variant = Annotated[
-    str | None, typer.Option("--variant", help="Backbone form: spcl (the SPCL code's, default) or original (the backbone's paper).")
+    str | None,
+    typer.Option("--variant", "--form", help="Backbone form: spcl (the SPCL code's, default) or original (the backbone's paper)."),
 ]
 Method = Annotated[
     str | None,
@@ -479,7 +480,7 @@ def worker(
     spec_file: Annotated[Path | None, typer.Option("--spec", help="Create the study from this spec if it does not exist.")] = None,
     backbone: Annotated[str | None, typer.Option("--backbone", "-b", help="Create: backbone.")] = None,
     variant: Annotated[
-        str | None, typer.Option("--variant", help="Backbone form: spcl or original (refused if it differs from the study's).")
+        str | None, typer.Option("--variant", "--form", help="Backbone form: spcl or original (refused if it differs from the study's).")
     ] = None,
     method: Annotated[str | None, typer.Option("--method", help="Balance method (refused if it differs from the study's).")] = None,
     precision: Annotated[str | None, typer.Option("--precision", help="fp32 or bf16 (refused if it differs from the study's).")] = None,

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+import backbones
 from backbones.defaults import RUN, SPCL
 from spcl_search.cli import app
 from spcl_search.errors import ConfigError
@@ -29,6 +30,7 @@ def train(
         str,
         typer.Option(
             "--variant",
+            "--form",
             help="Backbone form: 'spcl' (the SPCL code's, whose settings the paper reports) or 'original' (the backbone's own paper).",
         ),
     ] = "spcl",
@@ -96,16 +98,15 @@ def train(
     ] = None,
 ) -> None:
     """Train one SPCL-wrapped backbone; select on dev, report test at the best dev epoch."""
-    from backbones.defaults import VARIANTS
     from spcl_search.data.load import load_dataset
     from spcl_search.spcl import Normalise, Score, SPCLConfig
     from spcl_search.train import TrainConfig, effective_protocol
     from spcl_search.train import train as run_training
 
-    if variant not in VARIANTS:
-        raise ConfigError(f"--variant {variant!r}: choose one of {', '.join(VARIANTS)}")
-    if reference_arithmetic and variant != "spcl":
-        raise ConfigError("--reference-arithmetic applies to --variant spcl only")
+    form = _form(backbone, variant)
+    if reference_arithmetic and "reference_arithmetic" not in form.accepts:
+        accepting = [f for f in backbones.forms(backbone) if "reference_arithmetic" in backbones.lookup(backbone, f).accepts]
+        raise ConfigError(f"--reference-arithmetic applies to --variant {' or '.join(accepting) or '(none of this backbone)'} only")
     seed_list = _seed_list(seeds, seed)
     model = {**_model_options(model_option or []), **({"reference_arithmetic": True} if reference_arithmetic else {})}
     config = TrainConfig(
@@ -249,6 +250,18 @@ def seeds_summary(results: list) -> dict[str, dict[str, float]]:
     keys = ("dev_f1", "test_f1", "dev_acc", "test_acc")
     spread = {k: mean_std([getattr(r, k) for r in results]) for k in keys}
     return {"mean": {k: float(v[0] or 0.0) for k, v in spread.items()}, "std": {k: v[1] or 0.0 for k, v in spread.items()}}
+
+
+def _form(backbone: str, variant: str) -> type[backbones.Form]:
+    """The registered form class; ConfigError naming the option and its choices otherwise."""
+    try:
+        return backbones.lookup(backbone, variant)
+    except backbones.UnknownForm as exc:
+        if exc.field == "variant":
+            raise ConfigError(f"--variant {variant!r}: choose one of {', '.join(exc.choices)}") from None
+        raise ConfigError(f"--backbone {backbone}: {exc}") from None
+    except ValueError as exc:  # a plugin module that cannot be imported
+        raise ConfigError(str(exc)) from None
 
 
 def _seed_list(seeds: str | None, seed: int) -> list[int]:

@@ -17,9 +17,9 @@ from typing import Any
 
 from optuna.trial import FrozenTrial
 
-from backbones.defaults import RUN, SPCL, training_defaults
+from backbones.defaults import RUN, SPCL
 from spcl_search.schema.records import TrialRecord
-from spcl_search.schema.spec import METHOD_PARAMS, StudySpec
+from spcl_search.schema.spec import METHOD_PARAMS, StudySpec, form
 
 #: searched parameters that are training options rather than method settings or model options
 TRAIN_PARAMS = ("lr",)
@@ -30,7 +30,7 @@ def effective(spec: StudySpec, trial: FrozenTrial) -> dict[str, Any]:
     record = TrialRecord.of(trial)
     params = {k: v for k, v in trial.params.items() if k != "modalities"}
     dataset = spec.dataset if spec.dataset in ("iemocap", "meld") else None
-    derived = {**training_defaults(spec.backbone, dataset, spec.variant), **spec.train}
+    derived = {**form(spec.backbone, spec.variant).training_defaults(dataset), **spec.train}
     derived.update(epochs=spec.epochs, clip_grad_norm=spec.train.get("clip_grad_norm", RUN["clip_grad_norm"]))
     derived.update(standardise=bool(spec.train.get("standardise", False)), precision=spec.precision)
     derived["model"] = {**spec.model, **{k: v for k, v in params.items() if k not in METHOD_PARAMS[spec.method] and k not in TRAIN_PARAMS}}

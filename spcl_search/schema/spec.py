@@ -8,8 +8,8 @@ A spec enters at three boundaries, and each parses it once into typed values:
 
 The first two give a :class:`Request` (the fields asked for, checked and canonical); :func:`build` lays a
 request over the defaults of its backbone x dataset x kind x variant (:func:`defaults`, read from
-:mod:`backbones.defaults`) into a frozen :class:`StudySpec`. A process that joins an existing study adopts
-the stored spec and is refused if a field it asked for explicitly disagrees with it (:func:`conflicts`).
+:mod:`backbones.defaults` and the registered form class, :func:`form`) into a frozen :class:`StudySpec`. A
+process that joins an existing study adopts the stored spec and is refused if a field it asked for explicitly disagrees with it (:func:`conflicts`).
 Every field is parsed by one entry of :data:`FIELDS`; adding a field is a :class:`StudySpec` attribute
 and one entry there.
 
@@ -28,14 +28,13 @@ from typing import Any
 from backbones.defaults import (
     DEFAULT_METHOD,
     DEFAULT_PRECISION,
-    DEFAULT_VARIANT,
     METHOD_SPACES,
     METHODS,
     PRECISIONS,
     STUDY,
-    VARIANTS,
-    training_defaults,
 )
+from backbones.registry import DEFAULT_FORM as DEFAULT_VARIANT
+from backbones.registry import Form, lookup
 from spcl_search.errors import ConfigError
 from spcl_search.schema.limits import LIMITS
 from spcl_search.schema.method_options import method_options, parse_option
@@ -198,9 +197,9 @@ def defaults(
     backbone: str, dataset: str = "synthetic", kind: str = "search", variant: str = DEFAULT_VARIANT, method: str = DEFAULT_METHOD
 ) -> dict[str, Any]:
     """Default fields for ``backbone`` x ``dataset`` x ``kind`` x ``variant`` x ``method`` (small and quick on
-    ``synthetic``; elsewhere the form's protocol, :func:`backbones.defaults.training_defaults`)."""
+    ``synthetic``; elsewhere the form's protocol, :meth:`backbones.registry.Form.training_defaults`)."""
     real = int(dataset != "synthetic")
-    epochs = STUDY["epochs"][real] or int(training_defaults(backbone, dataset, variant).get("epochs") or 50)
+    epochs = STUDY["epochs"][real] or int(form(backbone, variant).training_defaults(dataset).get("epochs") or 50)
     out: dict[str, Any] = {
         "backbone": backbone,
         "dataset": dataset,
@@ -434,7 +433,7 @@ FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "backbone": _text("backbone"),
     "dataset": _text("dataset"),
     "kind": _choice("kind", KINDS),
-    "variant": _choice("variant", VARIANTS),
+    "variant": _text("variant"),  # checked with the backbone, by form()
     "method": _choice("method", METHODS),
     "precision": _choice("precision", PRECISIONS),
     "name": _text("name"),
@@ -684,7 +683,7 @@ def validate(spec: StudySpec) -> None:
         )
 
         make_pruner(spec)  # ConfigError naming the bad option
-    check_backbone(spec.backbone)
+    form(spec.backbone, spec.variant)
     if not spec.data:
         raise ConfigError(
             f"study {spec.name!r} needs a feature file for dataset {spec.dataset!r}: pass --data PATH or set data in the spec"
@@ -697,12 +696,13 @@ def foreign_params(method: str) -> tuple[str, ...]:
     return tuple(sorted({n for names in METHOD_PARAMS.values() for n in names} - own))
 
 
-def check_backbone(name: str) -> None:
-    """ConfigError unless ``name`` is a registered backbone (the registry imports no torch)."""
-    import backbones
-
-    if name not in backbones.REGISTRY:
-        raise ConfigError(f"unknown backbone {name!r}; choose one of {', '.join(backbones.REGISTRY)}")
+def form(backbone: str, variant: str) -> type[Form]:
+    """The registered form class of ``backbone`` x ``variant``; ConfigError naming the choices otherwise (the
+    registry imports no torch)."""
+    try:
+        return lookup(backbone, variant)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def from_dict(stored: Mapping[str, Any]) -> StudySpec:
