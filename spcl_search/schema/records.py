@@ -54,6 +54,15 @@ class SetResult:
 _SET_FIELDS = {f.name for f in fields(SetResult)}
 
 
+#: the user attrs that mark an enqueued trial as the baseline (no balance method), as stored studies hold them
+BASELINE_ATTRS: dict[str, Any] = {"use_cl": False}
+
+
+def marks_baseline(attrs: Mapping[str, Any]) -> bool:
+    """Whether a trial's user ``attrs`` mark it as a baseline: the one place that reads the stored ``use_cl``."""
+    return attrs.get("use_cl", True) is False
+
+
 @dataclass
 class TrialRecord:
     """What one trial records: its settings, seeds, versions, timings and per-set figures."""
@@ -120,7 +129,7 @@ class TrialRecord:
                 record.gain_vs[match["m"]] = value
             else:
                 record.extra[key] = value
-        record.use_cl = bool(record.use_cl)
+        record.use_cl = not marks_baseline(attrs)
         return record
 
     @classmethod

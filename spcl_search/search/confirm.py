@@ -25,7 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from spcl_search.errors import ConfigError
 from spcl_search.schema.best import ranked_trials
-from spcl_search.schema.records import TrialRecord
+from spcl_search.schema.records import BASELINE_ATTRS, TrialRecord
 from spcl_search.schema.spec import TRI_MODAL, StudySpec
 from spcl_search.search import budget as budgets
 from spcl_search.search.proxy import StudyStorage
@@ -126,7 +126,7 @@ def confirm(
     if reused:
         notes.append(f"seeds {reused} were used by the search too: its selection bias stays in them (fresh seeds avoid it)")
     queue: list[tuple[dict[str, Any], dict[str, Any]]] = [(dict(t.params), {"use_cl": True, "confirms": t.number}) for t in picks]
-    queue += [(params, {"use_cl": False, "enqueued": "baseline"}) for params in baseline_params(spec)]
+    queue += [(params, {**BASELINE_ATTRS, "enqueued": "baseline"}) for params in baseline_params(spec)]
     child = confirmation_name(name)
     request = {
         **{k: v for k, v in spec.to_dict().items() if k != "objectives"},

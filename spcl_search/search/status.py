@@ -12,7 +12,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from spcl_search.schema.records import TrialRecord, study_info
+from spcl_search.schema.records import TrialRecord, marks_baseline, study_info
 from spcl_search.search import budget as budgets
 from spcl_search.search.registry import WorkerRecord, workers
 from spcl_search.search.settings import DEFAULT_GRACE_PERIOD
@@ -124,7 +124,7 @@ def trial_rows(trials: Sequence[optuna.trial.FrozenTrial], now: datetime.datetim
         run = next(iter(TrialRecord.of(t).sets.values()), None)
         if t.state == TrialState.PRUNED and run is not None and run.epochs:
             notes.append(f"pruned after epoch {run.epochs}")
-        if attrs.get("use_cl") is False:
+        if marks_baseline(attrs):
             notes.append("no-SPCL baseline")
         if t.system_attrs.get("failed_trial") is not None:
             notes.append(f"retry of trial {t.system_attrs['failed_trial']}")
@@ -152,7 +152,7 @@ def study_status(
     every = study.get_trials(deepcopy=False)
     counts = budgets.count(every)
     # the baseline (no balance method) is the reference, never "best": its params are placeholders
-    complete = [t for t in every if t.state == TrialState.COMPLETE and t.values is not None and t.user_attrs.get("use_cl", True)]
+    complete = [t for t in every if t.state == TrialState.COMPLETE and t.values is not None and not marks_baseline(t.user_attrs)]
     best_values = best_params = best_trial = None
     pareto = 0
     if complete:
