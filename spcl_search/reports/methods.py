@@ -18,8 +18,9 @@ import plotly.graph_objects as go
 from optuna.trial import TrialState
 
 from spcl_search.schema.best import best_trial, method_setting
-from spcl_search.schema.records import TrialRecord, study_info
+from spcl_search.schema.records import TrialRecord
 from spcl_search.schema.spec import METHOD_PARAMS, TRI_MODAL
+from spcl_search.schema.study_info import study_info
 
 #: methods in the order tables and figures show them
 METHOD_ORDER = ("none", "spcl", "ogm_ge", "opm", "mmpareto")
@@ -111,7 +112,7 @@ def sibling_studies(storage: optuna.storages.BaseStorage, study: optuna.Study) -
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         other = optuna.load_study(study_name=summary.study_name, storage=storage)
         o = study_info(other)
-        if other.user_attrs.get("confirms"):  # a confirmation study belongs to its parent, not beside it
+        if o.confirms:  # a confirmation study belongs to its parent, not beside it
             continue
         if (o.backbone, o.variant, o.dataset, o.kind) == (info.backbone, info.variant, info.dataset, info.kind):
             out.append(other)

@@ -82,7 +82,7 @@ def _fill(section: Section, key: str, make: Callable[[], go.Figure | list[go.Fig
 
 def _trial_count(info: records.StudyInfo) -> str:
     """``5 complete of 8 run (budget 20)``, or what an empty study has: its budget and no trial yet."""
-    budget = info.spec.get("n_trials")
+    budget = info.budget
     of = f" (budget {budget})" if budget else ""
     if info.n_trials == 0:
         return f"none run yet{of}"

@@ -20,8 +20,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from spcl_search.methods import registry
-from spcl_search.schema.records import TrialRecord, sort_modalities, study_info
+from spcl_search.schema.records import TrialRecord, sort_modalities
 from spcl_search.schema.spec import METHOD_PARAMS
+from spcl_search.schema.study_info import study_info
 from spcl_search.stats import PairedDifference, mean_std, paired_difference
 
 

@@ -15,8 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from spcl_search.results import EPOCH_BASE
 from spcl_search.schema.spec import MODALITY_SETS
@@ -197,58 +196,6 @@ class TrialRecord:
             elif value is not None:
                 out[f.name] = value
         return out
-
-
-@dataclass(frozen=True)
-class StudyInfo:
-    """What a study says about itself: its user attrs (written by ``open_study``), metric names and trial counts.
-
-    A study stored before backbones had forms has no ``variant``: it trained the original forms; one stored
-    before balance methods has no ``method``: it trained SPCL.
-    """
-
-    name: str
-    kind: str
-    backbone: str
-    dataset: str
-    metric_names: tuple[str, ...]
-    n_trials: int
-    n_complete: int
-    surrogate: str = ""
-    variant: str = "original"
-    #: the study's balance method (studies stored before methods existed: SPCL)
-    method: str = "spcl"
-    spec: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def is_multi_objective(self) -> bool:
-        return len(self.metric_names) > 1
-
-
-def study_info(study: optuna.Study) -> StudyInfo:
-    """The :class:`StudyInfo` of ``study`` (the study attrs, else its stored spec, else a fallback)."""
-    attrs = study.user_attrs
-    stored = attrs.get(SPEC_ATTR)
-    spec: dict[str, Any] = stored if isinstance(stored, dict) else {}
-    n_objectives = len(study.directions)
-    trials = study.get_trials(deepcopy=False)
-
-    def attr(key: str, fallback: str) -> str:
-        return str(attrs.get(key) or spec.get(key) or fallback)
-
-    return StudyInfo(
-        name=study.study_name,
-        kind=attr("kind", "balance" if n_objectives > 1 else "search"),
-        backbone=attr("backbone", "?"),
-        dataset=attr("dataset", "?"),
-        metric_names=tuple(study.metric_names or spec.get("objectives") or [f"objective {i}" for i in range(n_objectives)]),
-        n_trials=len(trials),
-        n_complete=sum(t.state == TrialState.COMPLETE for t in trials),
-        surrogate=next((str(t.user_attrs["data_surrogate"]) for t in trials if t.user_attrs.get("data_surrogate")), ""),
-        variant=attr("variant", "original"),
-        method=attr("method", "spcl"),
-        spec=spec,
-    )
 
 
 def sort_modalities(modalities: Iterable[str]) -> list[str]:

@@ -105,6 +105,9 @@ TRAINED_SETS = ("atv", "at", "av", "tv")
 RUNTIME_KEYS = ("data", "n_trials", "track")
 #: metric names per kind (``study.set_metric_names``); every objective is maximised
 METRICS = {"search": ("dev_f1",), "balance": ("dev_f1_atv", "gain")}
+#: what a study stored before a field existed trained with: the original forms (before forms), SPCL (before
+#: balance methods), fp32 (before ``precision``); mapped once, when a stored spec is read (:func:`from_dict`)
+LEGACY_DEFAULTS: dict[str, str] = {"variant": "original", "method": DEFAULT_METHOD, "precision": DEFAULT_PRECISION}
 #: stored fields that older versions wrote and this one ignores (``objectives`` is derived from ``kind``;
 #: ``objective`` and ``cheap`` named a simulated trainer, which tests now inject)
 IGNORED_STORED = ("objectives", "objective", "cheap")
@@ -755,9 +758,8 @@ def from_dict(stored: Mapping[str, Any]) -> StudySpec:
     stored before balance methods has no ``method``: those trained SPCL; one stored before ``precision`` trained fp32.
     """
     fields_ = {k: v for k, v in stored.items() if k not in IGNORED_STORED}
-    fields_.setdefault("variant", "original")
-    fields_.setdefault("method", DEFAULT_METHOD)
-    fields_.setdefault("precision", DEFAULT_PRECISION)
+    for key, value in LEGACY_DEFAULTS.items():
+        fields_.setdefault(key, value)
     try:
         return StudySpec(**Request(fields_, where="stored spec"))
     except TypeError:  # a required field is missing

@@ -20,6 +20,7 @@ from spcl_search.errors import ConfigError
 from spcl_search.schema import spec as schema
 from spcl_search.schema.records import BASELINE_ATTRS, SPEC_ATTR
 from spcl_search.schema.spec import METHOD_PARAMS, Request, StudySpec
+from spcl_search.schema.study_info import DATA_SHA256_ATTR
 from spcl_search.search.algorithms import make_pruner, make_sampler
 from spcl_search.search.lock import study_lock
 from spcl_search.search.paper import warm_start_params
@@ -153,7 +154,7 @@ def _join(storage: StudyStorage, study: optuna.Study, request: Request, fingerpr
         raise ConfigError(
             f"study {name!r} in {mask_url(storage.url)} has another spec: {text}; drop those options to join it, or pick a new --study name"
         )
-    stored_fp = study.user_attrs.get("data_sha256")
+    stored_fp = study.user_attrs.get(DATA_SHA256_ATTR)
     if fingerprint and stored_fp and fingerprint != stored_fp:
         raise ConfigError(
             f"study {name!r} was created on another feature file (sha256 {stored_fp[:12]}..., this one {fingerprint[:12]}...); "
@@ -204,7 +205,7 @@ def _create(
             ):
                 study.set_user_attr(key, value)
             if fingerprint:
-                study.set_user_attr("data_sha256", fingerprint)
+                study.set_user_attr(DATA_SHA256_ATTR, fingerprint)
             for key, value in (attrs or {}).items():
                 study.set_user_attr(key, value)
             notes = _enqueue(study, spec, queued, baselines)
