@@ -239,11 +239,10 @@ def searched_names() -> tuple[str, ...]:
     return tuple(dict.fromkeys(p for m in methods().values() for p in m.space))
 
 
-def needs_modalities(method: str, modalities: str, least: int = 2) -> None:
-    """ConfigError naming ``--method`` when ``modalities`` has fewer than ``least`` modalities (balancing
-    needs something to balance)."""
-    if len(modalities) < least:
-        raise ConfigError(f"--method {method}: balancing needs at least {'two' if least == 2 else least} modalities, got {modalities!r}")
+def needs_modalities(method: str, modalities: str) -> None:
+    """ConfigError naming ``--method`` when ``modalities`` has fewer than two modalities (nothing to balance)."""
+    if len(modalities) < 2:
+        raise ConfigError(f"--method {method}: balancing needs at least two modalities, got {modalities!r}")
 
 
 def help_line() -> str:
@@ -292,6 +291,7 @@ __all__ = [
     "method_options",
     "methods",
     "names",
+    "needs_modalities",
     "option",
     "options_help",
     "parse",
