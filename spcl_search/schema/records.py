@@ -69,8 +69,9 @@ class TrialRecord:
     variant: str | None = None
     #: the balance method this trial trained with (``none`` for a baseline; older trials: ``None``, SPCL's)
     method: str | None = None
-    #: every option of that method the trial trained with, searched, fixed or default (``None`` for SPCL and
-    #: none, and for trials stored before it was recorded: those of OGM-GE used ``rho - 1``, the smooth variant)
+    #: every option of that method the trial trained with, searched, fixed or default (``None`` for none, for SPCL
+    #: trials stored before SPCL's switches were its options, and for trials stored before it was recorded: those
+    #: of OGM-GE used ``rho - 1``, the smooth variant)
     method_options: dict[str, Any] | None = None
     #: forward-pass arithmetic, ``fp32`` or ``bf16`` (older trials: ``None``, fp32)
     precision: str | None = None
