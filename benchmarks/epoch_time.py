@@ -134,7 +134,7 @@ def measure(backbone: str, variant: str, dataset: str, epochs: int, threads: int
     spcl = SPCLConfig(threshold=threshold, growth=growth)
     cfg = TrainConfig(
         backbone=backbone, variant=variant, modalities="atv", epochs=epochs, threads=threads, device=device,
-        batch_size=batch, patience=0, spcl=spcl,
+        batch_size=batch, patience=0, method_options={"cl_threshold": threshold, "cl_growth": growth},
     )  # fmt: skip
     result = train(ds, cfg)
     secs = [r.seconds for r in result.history]

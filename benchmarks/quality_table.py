@@ -41,7 +41,6 @@ def run_one(backbone: str, variant: str, dataset: str, use_cl: bool, seed: int, 
     torch.set_num_threads(threads)
     from spcl_search.data.load import load_dataset
     from spcl_search.search.paper import paper_setting
-    from spcl_search.spcl import SPCLConfig
     from spcl_search.train import TrainConfig, train
 
     ds = load_dataset(str(DATASETS[dataset]))
@@ -49,7 +48,8 @@ def run_one(backbone: str, variant: str, dataset: str, use_cl: bool, seed: int, 
     growth, threshold = setting["cl_growth"], setting["cl_threshold"]
     cfg = TrainConfig(
         backbone=backbone, variant=variant, modalities="atv", epochs=epochs, seed=seed, threads=threads, device="cpu",
-        standardise=standardise, spcl=SPCLConfig(enabled=use_cl, threshold=threshold, growth=growth),
+        standardise=standardise, method="spcl" if use_cl else "none",
+        method_options={"cl_threshold": threshold, "cl_growth": growth} if use_cl else {},
     )  # fmt: skip
     r = train(ds, cfg)
     return {

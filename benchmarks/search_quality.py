@@ -99,7 +99,8 @@ class TableTrainer:
     def run(self, modalities: str, seed: int, setting) -> Generator:
         from spcl_search.results import EpochRecord, TrainResult
 
-        key = self.table.key(setting.cl_threshold, setting.cl_growth) if setting.use_cl else "none"
+        options = setting.method_options
+        key = "none" if setting.baseline else self.table.key(options["cl_threshold"], options["cl_growth"])
         rec = self.table.runs[key][seed]
         history = []
         for e in range(self.table.epochs):

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SPCL_SHARED_DATA", REPO.parent / "shared" / "data"))
 DATA = SHARED / "iemocap" / "iemocap_surrogate.pkl"
 OUT = REPO / "docs" / "search_table.json"
-#: the grid: 8 values per axis, evenly over the SPCL search space (backbones/defaults.py METHOD_SPACES)
+#: the grid: 8 values per axis, evenly over the SPCL search space (the spcl method's space, spcl_search/methods/curriculum.py)
 THRESHOLDS = [round(0.1 + 0.2 * i, 4) for i in range(8)]  # 0.1 .. 1.5
 GROWTHS = [round(1.0 + i / 7, 4) for i in range(8)]  # 1.0 .. 2.0
 BASELINE = "none"
@@ -50,13 +50,12 @@ def _write(path: Path, table: dict) -> None:
 
 
 def run_one(dataset, threshold: float | None, growth: float | None, seed: int, epochs: int, threads: int) -> dict:
-    from spcl_search.spcl import SPCLConfig
     from spcl_search.train import TrainConfig, train
 
-    spcl = SPCLConfig() if threshold is None else SPCLConfig(threshold=threshold, growth=growth)
+    options = {} if threshold is None else {"cl_threshold": threshold, "cl_growth": growth}
     cfg = TrainConfig(
         backbone="mmgcn", variant="original", modalities="atv", epochs=epochs, seed=seed, threads=threads, device="cpu",
-        standardise=True, method="none" if threshold is None else "spcl", spcl=spcl,
+        standardise=True, method="none" if threshold is None else "spcl", method_options=options,
     )  # fmt: skip
     r = train(dataset, cfg)
     h = r.history

@@ -94,12 +94,11 @@ def overhead(url: str, n_trials: int, epochs: int) -> tuple[float, float, int]:
 def real_trial_seconds() -> float:
     """Wall time of one trial of the default synthetic study (DialogueGCN, 5 epochs, 1 thread)."""
     from spcl_search.data.load import load_dataset
-    from spcl_search.spcl import SPCLConfig
     from spcl_search.train import TrainConfig, train
 
     dataset = load_dataset("synthetic")
     t0 = time.perf_counter()
-    train(dataset, TrainConfig(backbone="dialoguegcn", epochs=5, threads=1, device="cpu", spcl=SPCLConfig(threshold=0.7, growth=1.3)))
+    train(dataset, TrainConfig(backbone="dialoguegcn", epochs=5, threads=1, device="cpu", method_options={"cl_threshold": 0.7, "cl_growth": 1.3}))
     return time.perf_counter() - t0
 
 

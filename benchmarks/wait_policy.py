@@ -39,11 +39,10 @@ import json, os, statistics, sys
 from spcl_search.openmp import apply_at_entry
 apply_at_entry()  # first, as the command line does: it picks the wait policy before torch loads
 from spcl_search.data.load import load_dataset
-from spcl_search.spcl import SPCLConfig
 from spcl_search.train import TrainConfig, train
 backbone, path, threads, batch_size, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 cfg = TrainConfig(backbone=backbone, modalities="atv", epochs=epochs, threads=threads, device="cpu",
-                  batch_size=batch_size, spcl=SPCLConfig(threshold=0.4, growth=1.1))
+                  batch_size=batch_size, method_options={"cl_threshold": 0.4, "cl_growth": 1.1})
 secs = [r.seconds for r in train(load_dataset(path), cfg).history]
 print(json.dumps({"seconds": statistics.median(secs[1:] or secs), "policy": os.environ.get("OMP_WAIT_POLICY", "default")}))
 """

@@ -15,16 +15,19 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from backbones.defaults import SPCL as DEFAULTS
 from spcl_search.errors import ConfigError
+from spcl_search.methods.curriculum import SPCLOptions
 
 Normalise = Literal["all", "selected"]
 Score = Literal["sum", "mean"]
+#: the switches' defaults: the ``spcl`` method's options
+DEFAULTS = SPCLOptions()
 
 
 @dataclass(frozen=True)
 class SPCLConfig:
-    """SPCL switches, all recorded with every run (defaults: ``backbones.defaults.SPCL``).
+    """SPCL switches, all recorded with every run (defaults: the ``spcl`` method's options,
+    :class:`~spcl_search.methods.curriculum.SPCLOptions`).
 
     enabled:   False trains with plain NLL on the joint prediction (the baseline).
     threshold: the starting threshold (``cl_threshold``, the paper's epsilon).
@@ -37,11 +40,11 @@ class SPCLConfig:
     """
 
     enabled: bool = True
-    threshold: float = DEFAULTS["cl_threshold"]
-    growth: float = DEFAULTS["cl_growth"]
-    cap: float = DEFAULTS["cap"]
-    normalise: Normalise = DEFAULTS["normalise"]
-    score: Score = DEFAULTS["score"]
+    threshold: float = DEFAULTS.cl_threshold
+    growth: float = DEFAULTS.cl_growth
+    cap: float = DEFAULTS.cap
+    normalise: Normalise = DEFAULTS.normalise  # type: ignore[assignment]
+    score: Score = DEFAULTS.score  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.normalise not in ("all", "selected"):

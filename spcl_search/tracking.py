@@ -104,15 +104,17 @@ def training_tracker(target: Target, name: str, tags: Mapping[str, str]) -> RunT
 def effective_settings(spec: StudySpec, params: Mapping[str, Any], use_cl: bool = True) -> dict[str, Any]:
     """What one trial of ``spec`` trained with: its searched ``params`` over the study's protocol (the form's
     defaults under the spec's ``train`` table), switches and model options, flat (``spcl.cap``, ``model.hidden``)."""
-    from backbones.defaults import RUN, SPCL
+    from spcl_search.defaults import RUN
+    from spcl_search.methods.registry import method_options, space
     from spcl_search.schema.spec import form
 
     dataset = spec.dataset if spec.dataset in ("iemocap", "meld") else None
     protocol = {**form(spec.backbone, spec.variant).training_defaults(dataset), "clip_grad_norm": RUN["clip_grad_norm"], **spec.train}
+    method, fixed = (spec.method, spec.method_options) if use_cl else ("none", {})
     out: dict[str, Any] = {
         "backbone": spec.backbone,
         "form": spec.variant,
-        "method": spec.method if use_cl else "none",
+        "method": method,
         "precision": spec.precision,
         "kind": spec.kind,
         "dataset": spec.dataset,
@@ -121,7 +123,7 @@ def effective_settings(spec: StudySpec, params: Mapping[str, Any], use_cl: bool 
         "seeds": ",".join(map(str, spec.seeds)),
         **{k: v for k, v in protocol.items() if k != "epochs"},
         "epochs": spec.epochs,
-        **{f"spcl.{k}": v for k, v in {**SPCL, **spec.spcl}.items() if k not in ("cl_threshold", "cl_growth")},
+        **{f"{method}.{k}": v for k, v in method_options(method, fixed).items() if k not in space(method)},
         **{f"model.{k}": v for k, v in spec.model.items()},
     }
     out.update(params)

@@ -23,16 +23,16 @@ from sklearn.metrics import accuracy_score, f1_score
 
 import backbones
 from backbones.base import ParameterPart
-from backbones.defaults import DEFAULT_PRECISION, PRECISIONS, RUN
 from backbones.registry import DEFAULT_FORM, Form
 from spcl_search.data.batching import Batch, iter_batches
 from spcl_search.data.standardise import standardise
 from spcl_search.data.types import ERCDataset, canonical_modalities
+from spcl_search.defaults import DEFAULT_PRECISION, PRECISIONS, RUN
 from spcl_search.errors import ConfigError, NonFiniteLossError
 from spcl_search.methods import DEFAULT_METHOD, make_method, method_options
 from spcl_search.results import EPOCH_BASE, EpochRecord, TrainResult, drive
 from spcl_search.schema import limits
-from spcl_search.spcl import SPCLConfig, joint_logits, modality_ratio
+from spcl_search.spcl import joint_logits, modality_ratio
 
 __all__ = ["EpochRecord", "TrainConfig", "TrainResult", "effective_protocol", "library_versions", "resolve_device", "train", "training"]
 
@@ -48,6 +48,8 @@ class TrainConfig:
     epochs, lr, weight_decay, batch_size, patience: ``None`` takes the form's protocol
                  (:meth:`backbones.registry.Form.training_defaults`); ``patience = 0`` turns early stopping off
     standardise: standardise every feature dimension with train-split moments before training
+    method, method_options: the balance method (``none``: none) and its options over its defaults
+                 (:mod:`spcl_search.methods.registry`); SPCL's threshold and growth are ``spcl``'s options
     precision:   ``"fp32"`` (default) or ``"bf16"``: forward passes (training and evaluation) under
                  ``torch.autocast`` with bfloat16; parameters, optimiser, loss and recurrent states stay float32
     """
@@ -68,7 +70,6 @@ class TrainConfig:
     method: str = DEFAULT_METHOD
     method_options: dict[str, Any] = field(default_factory=dict)
     precision: str = DEFAULT_PRECISION
-    spcl: SPCLConfig = field(default_factory=SPCLConfig)
     model: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
 
@@ -83,9 +84,7 @@ class TrainConfig:
         method_options(self.method, self.method_options)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["spcl"] = self.spcl.to_dict()
-        return d
+        return asdict(self)
 
 
 def library_versions() -> dict[str, str]:
@@ -294,7 +293,7 @@ def training(dataset: ERCDataset, config: TrainConfig) -> Generator[EpochRecord,
             f"(it has {dataset.modalities!r})"
         )
     eff = effective_protocol(config, dataset.name)  # the values given were checked by TrainConfig; the defaults hold
-    method = make_method(config.method, config.method_options, config.spcl, modalities)
+    method = make_method(config.method, config.method_options, modalities)
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)

@@ -76,23 +76,26 @@ class SimulatedTrainer:
     surrogate: str = ""
 
     def run(self, modalities: str, seed: int, setting: Setting) -> Generator[EpochRecord, None, TrainResult]:
-        peak = BASE.get(modalities, 40.0) - 40 * (setting.cl_threshold - 0.7) ** 2 - 30 * (setting.cl_growth - 1.3) ** 2
-        numbers = {k: v for k, v in setting.method_options.items() if isinstance(v, float)}  # not switches or epochs
+        spcl = setting.method == "spcl"
+        threshold0 = float(setting.method_options.get("cl_threshold", 0.4))
+        growth = float(setting.method_options.get("cl_growth", 1.1))
+        peak = BASE.get(modalities, 40.0) - 40 * (threshold0 - 0.7) ** 2 - 30 * (growth - 1.3) ** 2
+        numbers = {k: v for k, v in setting.method_options.items() if isinstance(v, float) and not spcl}  # not switches or epochs
         peak -= sum(10 * (v - 0.5) ** 2 for v in numbers.values())  # other balance methods' settings
-        if not setting.use_cl:
+        if setting.baseline:
             peak -= 3.0 if modalities == "atv" else 1.0
         options = ":".join(f"{k}={v:.6f}" for k, v in sorted(numbers.items()))
-        rng = random.Random(zlib.crc32(f"{modalities}:{seed}:{setting.cl_threshold:.6f}:{setting.cl_growth:.6f}:{options}".encode()))
+        rng = random.Random(zlib.crc32(f"{modalities}:{seed}:{threshold0:.6f}:{growth:.6f}:{options}".encode()))
         history: list[EpochRecord] = []
         for epoch in range(self.epochs):
             t0 = time.perf_counter()
             if self.seconds:
                 time.sleep(self.seconds)
-            if self.fault and epoch == self.fault_epoch and setting.cl_threshold > self.fault_above:
+            if self.fault and epoch == self.fault_epoch and threshold0 > self.fault_above:
                 _inject(self.fault, epoch + 1)
             dev = peak * (1 - 0.5 ** (epoch + 1)) + rng.uniform(-0.5, 0.5)
-            take = 1.0 if not setting.use_cl else min(1.0, setting.cl_threshold * setting.cl_growth**epoch)
-            threshold = setting.cl_threshold * setting.cl_growth**epoch if setting.use_cl else None
+            take = 1.0 if setting.baseline else min(1.0, threshold0 * growth**epoch)
+            threshold = threshold0 * growth**epoch if not setting.baseline else None
             record = EpochRecord(epoch + 1, 0.0, take, threshold, dev, dev + 2.0, dev - 1.0, dev + 1.0, time.perf_counter() - t0, 0.0, {}, {})
             history.append(record)
             yield record

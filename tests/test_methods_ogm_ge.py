@@ -23,7 +23,6 @@ from spcl_search.methods.base import plain_loss
 from spcl_search.methods.ogm_ge import OGMGE, ogm_coefficients
 from spcl_search.methods.opm import drop_probabilities
 from spcl_search.schema.method_options import method_options, parse_option
-from spcl_search.spcl import SPCLConfig
 
 # ------------------------------------------------------------------------ Eq. 10, hand-worked
 
@@ -114,7 +113,7 @@ def test_ogm_ge_modulates_and_adds_noise_only_inside_its_window():
 
 
 def test_make_method_passes_the_smooth_switch_and_the_window():
-    method = make_method("ogm_ge", {"smooth": True, "modulation_starts": 2, "modulation_ends": 5}, SPCLConfig(), "at")
+    method = make_method("ogm_ge", {"smooth": True, "modulation_starts": 2, "modulation_ends": 5}, "at")
     assert isinstance(method, OGMGE)
     assert (method.smooth, method.starts, method.ends, method.alpha) == (True, 2, 5, 0.3)
 
@@ -123,13 +122,14 @@ def test_ogm_ge_defaults_to_eq10_over_the_whole_run():
     assert method_options("ogm_ge") == {"alpha": 0.3, "smooth": False, "modulation_starts": 1, "modulation_ends": None}
 
 
-def test_an_option_value_is_a_number_or_true_false():
+def test_an_option_value_is_a_number_true_false_or_a_word_the_method_checks():
     assert parse_option("smooth=true") == ("smooth", True)
     assert parse_option("smooth=False") == ("smooth", False)
     assert parse_option("modulation_ends=9") == ("modulation_ends", 9)
     assert parse_option("alpha=0.5") == ("alpha", 0.5)
-    with pytest.raises(ConfigError, match=r"^--method-option 'smooth=yes': the value must be a number or true/false$"):
-        parse_option("smooth=yes")
+    assert parse_option("normalise=selected") == ("normalise", "selected")
+    with pytest.raises(ConfigError, match=r"^--method ogm_ge: option smooth must be true or false, got 'yes'$"):
+        method_options("ogm_ge", dict([parse_option("smooth=yes")]))
 
 
 @pytest.mark.parametrize(

@@ -291,7 +291,7 @@ _field_values = {
                                       _numbers, max_size=2),
     "warm_start": st.sampled_from(["none", "paper", "paper:meld", "paper:x"]),
     "train": st.dictionaries(st.sampled_from([*specs.TRAIN_KEYS, "x"]), st.one_of(_numbers, _junk_values), max_size=2),
-    "spcl": st.dictionaries(st.sampled_from([*specs.SPCL_KEYS, "x"]), st.one_of(_numbers, st.sampled_from(["all", "mean"])), max_size=2),
+    "spcl": st.dictionaries(st.sampled_from(["normalise", "score", "cap", "x"]), st.one_of(_numbers, st.sampled_from(["all", "mean"])), max_size=2),
     "space": st.dictionaries(st.sampled_from([*specs.PARAMS, "modalities"]), st.one_of(_ranges, _junk_values), max_size=3),
     "dataset": st.sampled_from(["synthetic", "iemocap", ""]),
     "baseline": _junk_values,

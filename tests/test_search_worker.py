@@ -114,7 +114,7 @@ def test_the_pruner_sees_the_mean_over_seeds_at_each_epoch(rdb):
     (trial,) = _study(rdb, "mmgcn-synthetic-search").trials
     spec = stored_spec(_study(rdb, "mmgcn-synthetic-search"))
     trainer = simulated.SimulatedTrainer(3)
-    setting = Setting(("atv",), trial.params["cl_threshold"], trial.params["cl_growth"])
+    setting = Setting(("atv",), "spcl", {"cl_threshold": trial.params["cl_threshold"], "cl_growth": trial.params["cl_growth"]})
     curves = [[r.dev_f1 for r in trainer.run("atv", seed, setting)] for seed in spec.seeds]
     assert sorted(trial.intermediate_values) == [0, 1, 2]
     for epoch, value in trial.intermediate_values.items():

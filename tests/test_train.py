@@ -10,7 +10,6 @@ from conftest import DIMS, make_dialogues
 
 from spcl_search.data.types import ERCDataset
 from spcl_search.errors import ConfigError
-from spcl_search.spcl import SPCLConfig
 from spcl_search.train import NonFiniteLossError, TrainConfig, train
 
 
@@ -60,14 +59,14 @@ def test_different_seeds_give_different_runs(tiny):
 
 
 def test_training_learns_the_signal(tiny):
-    result = train(tiny, _cfg(epochs=10, spcl=SPCLConfig(enabled=False)))
+    result = train(tiny, _cfg(epochs=10, method="none"))
     assert result.history[-1].train_loss < result.history[0].train_loss
     assert result.dev_acc > 40.0  # 4 balanced classes: chance is 25 %
 
 
 def test_callback_runs_after_every_epoch_with_the_threshold_used(tiny):
     seen = []
-    train(tiny, _cfg(epochs=3, spcl=SPCLConfig(threshold=0.5, growth=2.0)), callback=seen.append)
+    train(tiny, _cfg(epochs=3, method_options={"cl_threshold": 0.5, "cl_growth": 2.0}), callback=seen.append)
     assert [r.epoch for r in seen] == [1, 2, 3]  # epochs count from 1
     assert [r.threshold for r in seen] == pytest.approx([0.5, 1.0, 2.0])
     assert all(0.0 <= r.take_rate <= 1.0 for r in seen)
@@ -92,13 +91,13 @@ def test_patience_stops_after_epochs_without_improvement(tiny):
 
 
 def test_take_rate_is_one_without_spcl(tiny):
-    result = train(tiny, _cfg(epochs=2, spcl=SPCLConfig(enabled=False)))
+    result = train(tiny, _cfg(epochs=2, method="none"))
     assert all(r.take_rate == 1.0 for r in result.history)
 
 
 def test_a_tiny_threshold_selects_fewer_utterances_than_a_large_one(tiny):
-    low = train(tiny, _cfg(epochs=1, spcl=SPCLConfig(threshold=0.05, growth=1.0)))
-    high = train(tiny, _cfg(epochs=1, spcl=SPCLConfig(threshold=50.0, growth=1.0)))
+    low = train(tiny, _cfg(epochs=1, method_options={"cl_threshold": 0.05, "cl_growth": 1.0}))
+    high = train(tiny, _cfg(epochs=1, method_options={"cl_threshold": 50.0, "cl_growth": 1.0}))
     assert low.history[0].take_rate < high.history[0].take_rate
 
 
@@ -116,7 +115,7 @@ def test_a_bad_modality_string_is_named(tiny):
 def test_a_nan_loss_is_reported_not_trained_through(tiny):
     tiny.train[0].features["t"][0, 0] = math.nan
     with pytest.raises(NonFiniteLossError, match="loss became nan"):
-        train(tiny, _cfg(epochs=2, spcl=SPCLConfig(enabled=False)))
+        train(tiny, _cfg(epochs=2, method="none"))
 
 
 def test_cuda_on_a_machine_without_it_is_a_clear_error(tiny):
@@ -138,7 +137,7 @@ def test_result_records_versions_device_and_effective_config(tiny):
     result = train(tiny, _cfg(epochs=1))
     assert result.device == "cpu"
     assert {"torch", "optuna", "numpy"} <= set(result.versions)
-    assert result.config["lr"] == 3e-3 and result.config["spcl"]["normalise"] == "all"
+    assert result.config["lr"] == 3e-3 and result.config["method_options"]["normalise"] == "all"
 
 
 def test_the_spcl_form_is_the_default_and_the_form_is_recorded(tiny):

@@ -10,11 +10,10 @@ from conftest import DIMS, make_dialogues
 from test_backbone_contract import FORMS, SMALL
 
 from spcl_search.data.types import ERCDataset
-from spcl_search.methods import SPACES
-from spcl_search.spcl import SPCLConfig
+from spcl_search.methods import registry
 from spcl_search.train import TrainConfig, TrainResult, train
 
-METHODS = [m for m in SPACES if m != "none"]
+METHODS = [m for m in registry.names() if m != "none"]
 
 
 @cache
@@ -44,7 +43,7 @@ def _train(form: tuple[str, str], method: str) -> TrainResult:
         threads=1,
         method=method,
         # a threshold that leaves utterances out: with every utterance admitted SPCL is plain training
-        spcl=SPCLConfig(threshold=0.05, growth=1.1),
+        method_options={"cl_threshold": 0.05, "cl_growth": 1.1} if method == "spcl" else {},
     )
     return train(_tiny(), config)
 

@@ -65,8 +65,12 @@ COMMAND_MODULES = ("data", "train", "search", "confirm", "report")
 
 
 def _register() -> None:
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"spcl_search.cli.{name}")
+    """Import the command modules; a plug-in their help names that cannot be loaded is a one-line error."""
+    try:
+        for name in COMMAND_MODULES:
+            importlib.import_module(f"spcl_search.cli.{name}")
+    except SpclSearchError as exc:
+        _fail(str(exc))
 
 
 def main(argv: list[str] | None = None) -> None:

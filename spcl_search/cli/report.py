@@ -71,12 +71,10 @@ def report(
 
 def _track_report(study: Any, track: str | None, page: Path) -> None:
     """Log the page as an artifact of the study's tracked run (``--track``, else the study's own setting)."""
-    from spcl_search.schema.records import SPEC_ATTR
-    from spcl_search.schema.spec import from_dict
+    from spcl_search.schema.study_info import study_info
     from spcl_search.tracking import parse_target, require, study_tracker
 
-    stored = study.user_attrs.get(SPEC_ATTR)
-    spec = from_dict(stored) if isinstance(stored, dict) and "backbone" in stored else None
+    spec = study_info(study).spec
     target = parse_target(track if track is not None else (spec.track if spec is not None else None))
     if target is None or spec is None:
         return
@@ -146,7 +144,7 @@ def compare(
     from spcl_search.reports.gain import gain_csv, gain_rows
     from spcl_search.reports.study import load_study, open_storage
     from spcl_search.schema.best import best_settings, paper_table
-    from spcl_search.schema.records import study_info
+    from spcl_search.schema.study_info import study_info
 
     if csv_out is not None and csv_out.is_dir():
         raise ConfigError(f"--csv {csv_out}: is a directory; give a file path")

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from spcl_search.cli import app
 from spcl_search.errors import ConfigError, SpclSearchError
+from spcl_search.methods import registry
 from spcl_search.schema.limits import check_optional
 from spcl_search.search.settings import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_RETRY
 from spcl_search.stats import pm
@@ -185,7 +186,7 @@ Variant = Annotated[
 ]
 Method = Annotated[
     str | None,
-    typer.Option("--method", help="Balance method: spcl (default), none, ogm_ge, opm or mmpareto; each searches its own settings."),
+    typer.Option("--method", help=registry.help_line() + f" Each searches its own settings. Default: {registry.DEFAULT_METHOD}."),
 ]
 Precision = Annotated[
     str | None,

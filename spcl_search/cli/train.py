@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,14 +13,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import backbones
-from backbones.defaults import RUN, SPCL
 from spcl_search.cli import app
+from spcl_search.defaults import RUN
 from spcl_search.errors import ConfigError
+from spcl_search.methods import registry
 from spcl_search.outputs import atomic_write
 from spcl_search.results import EPOCH_BASE
 from spcl_search.tracking import RunTracker, parse_target, require, training_tracker
 
 console = Console()
+
+
+def _spcl_help(option: str) -> str:
+    """An SPCL flag's help: the option's own, and what the flag stands for."""
+    found = next(o for o in registry.get("spcl").options if o.name == option)
+    return f"SPCL's {found.help}, default {registry.shown(found.default)} (the same as --method-option {option}=VALUE)."
 
 
 @app.command()
@@ -47,25 +54,16 @@ def train(
         str, typer.Option("--dataset", "-d", help="Feature pickle (SPCL or DialogueGCN format) or 'synthetic'.")
     ] = "synthetic",
     modalities: Annotated[str, typer.Option("--modalities", "-m", help="Modality subset: a, t, v, at, av, tv, atv.")] = "atv",
-    cl_threshold: Annotated[float, typer.Option(help="SPCL starting threshold (the paper's epsilon).")] = SPCL["cl_threshold"],
-    cl_growth: Annotated[float, typer.Option(help="SPCL per-epoch threshold factor (the paper's alpha).")] = SPCL["cl_growth"],
-    cl_normalise: Annotated[
-        str, typer.Option(help="Loss normaliser: 'all' utterances (reference code) or 'selected' (paper formula).")
-    ] = SPCL["normalise"],
-    cl_score: Annotated[str, typer.Option(help="Dialogue score: 'sum' (reference) or 'mean' (length-fair).")] = SPCL["score"],
-    cl_cap: Annotated[float, typer.Option(help="Upper bound of the SPCL threshold.")] = SPCL["cap"],
+    cl_threshold: Annotated[float | None, typer.Option(help=_spcl_help("cl_threshold"))] = None,
+    cl_growth: Annotated[float | None, typer.Option(help=_spcl_help("cl_growth"))] = None,
+    cl_normalise: Annotated[str | None, typer.Option(help=_spcl_help("normalise"))] = None,
+    cl_score: Annotated[str | None, typer.Option(help=_spcl_help("score"))] = None,
+    cl_cap: Annotated[float | None, typer.Option(help=_spcl_help("cap"))] = None,
     no_cl: Annotated[
         bool, typer.Option("--no-cl", help="Train without SPCL (plain NLL on the joint prediction); the same as --method none.")
     ] = False,
-    method: Annotated[str, typer.Option("--method", help="Balance method: spcl, none, ogm_ge, opm, mmpareto.")] = "spcl",
-    method_option: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--method-option",
-            help="A method option KEY=VALUE (repeatable): ogm_ge alpha, smooth=true|false, modulation_starts/modulation_ends "
-            "(epochs); opm alpha, q_base, p_exe; mmpareto gamma.",
-        ),
-    ] = None,
+    method: Annotated[str | None, typer.Option("--method", help=registry.help_line() + f" Default: {registry.DEFAULT_METHOD}.")] = None,
+    method_option: Annotated[list[str] | None, typer.Option("--method-option", help=registry.options_help())] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs [default: the form's protocol].")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate [default: the backbone's].")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="Adam weight decay [default: the backbone's].")] = None,
@@ -99,7 +97,6 @@ def train(
 ) -> None:
     """Train one SPCL-wrapped backbone; select on dev, report test at the best dev epoch."""
     from spcl_search.data.load import load_dataset
-    from spcl_search.spcl import Normalise, Score, SPCLConfig
     from spcl_search.train import TrainConfig, effective_protocol
     from spcl_search.train import train as run_training
 
@@ -107,6 +104,9 @@ def train(
     if reference_arithmetic and "reference_arithmetic" not in form.accepts:
         accepting = [f for f in backbones.forms(backbone) if "reference_arithmetic" in backbones.lookup(backbone, f).accepts]
         raise ConfigError(f"--reference-arithmetic applies to --variant {' or '.join(accepting) or '(none of this backbone)'} only")
+    method = _chosen_method(method, no_cl)
+    aliases = {"cl_threshold": cl_threshold, "cl_growth": cl_growth, "normalise": cl_normalise, "score": cl_score, "cap": cl_cap}
+    options = {**_method_options(method_option or []), **_spcl_aliases(method, aliases)}
     seed_list = _seed_list(seeds, seed)
     model = {**_model_options(model_option or []), **({"reference_arithmetic": True} if reference_arithmetic else {})}
     config = TrainConfig(
@@ -125,16 +125,8 @@ def train(
         precision=precision,
         standardise=standardise,
         method=method,
-        method_options=_method_options(method_option or []),
+        method_options=options,  # TrainConfig checks them (a one-line ConfigError naming the option)
         model=model,
-        spcl=SPCLConfig(
-            enabled=not no_cl,
-            threshold=cl_threshold,
-            growth=cl_growth,
-            cap=cl_cap,
-            normalise=cast(Normalise, cl_normalise),
-            score=cast(Score, cl_score),
-        ),  # SPCLConfig checks both (a one-line ConfigError)
         checkpoint=str(checkpoint) if checkpoint else None,
     )
     if json_out is not None and json_out.is_dir():
@@ -147,7 +139,7 @@ def train(
     target = parse_target(track)
     require(target)
     ds = load_dataset(dataset, dev_fraction=dev_fraction)  # every option is checked by now
-    tags = {"backbone": backbone, "form": variant, "method": "none" if no_cl else method, "dataset": ds.name}
+    tags = {"backbone": backbone, "form": variant, "method": method, "dataset": ds.name}
     tracked: RunTracker | None = None
 
     progress = Progress(
@@ -220,11 +212,11 @@ def train(
             *(f"{summary['mean'][k]:.2f} ± {summary['std'][k]:.2f}" for k in ("dev_f1", "test_f1", "dev_acc", "test_acc")),
         )
     console.print(table)
-    if method == "spcl" and not no_cl:
-        cl = f"SPCL cl_threshold {cl_threshold} cl_growth {cl_growth} normalise {cl_normalise} score {cl_score}"
+    opts = result.config.get("method_options") or {}
+    if method == "spcl":
+        cl = f"SPCL cl_threshold {opts['cl_threshold']} cl_growth {opts['cl_growth']} normalise {opts['normalise']} score {opts['score']}"
     else:
-        opts = result.config.get("method_options") or {}
-        cl = "no balance method" if method in ("spcl", "none") else f"method {method} " + " ".join(f"{k} {v}" for k, v in opts.items())
+        cl = "no balance method" if method == "none" else f"method {method} " + " ".join(f"{k} {v}" for k, v in opts.items())
     seconds = sum(r.seconds_per_epoch for r in results) / len(results)
     console.print(
         f"{cl}; {len(result.history)} epochs, {seconds:.2f} s/epoch on {result.device}; "
@@ -291,6 +283,29 @@ def _model_options(items: list[str]) -> dict[str, object]:
             out[key.strip()] = json.loads(value)
         except ValueError:
             out[key.strip()] = value
+    return out
+
+
+def _chosen_method(method: str | None, no_cl: bool) -> str:
+    """The method asked for: ``--method``, ``none`` for ``--no-cl`` (an alias; with another method an error)."""
+    if no_cl and method not in (None, "none"):
+        raise ConfigError(f"--no-cl means --method none; drop one of --no-cl and --method {method}")
+    chosen = "none" if no_cl else (method or registry.DEFAULT_METHOD)
+    return registry.check_method(chosen)
+
+
+def _spcl_aliases(method: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The SPCL flags given (``--cl-threshold`` ...) as spcl's method options; with another method an error."""
+    flags = {
+        "cl_threshold": "--cl-threshold",
+        "cl_growth": "--cl-growth",
+        "normalise": "--cl-normalise",
+        "score": "--cl-score",
+        "cap": "--cl-cap",
+    }
+    out = {k: v for k, v in given.items() if v is not None}
+    if out and method != "spcl":
+        raise ConfigError(f"{flags[next(iter(out))]} is an option of --method spcl, not of --method {method}")
     return out
 
 

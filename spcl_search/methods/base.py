@@ -8,14 +8,14 @@ dev. The statistics a step returns (:class:`~spcl_search.spcl.StepOutput`) are t
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import torch
-import torch.nn.functional as F
+if TYPE_CHECKING:  # torch is imported where a method trains: describing the methods needs none
+    import torch
 
-from backbones.base import ParameterPart
-from spcl_search.data.batching import Batch
-from spcl_search.spcl import SPCL, SPCLConfig, StepOutput
+    from backbones.base import ParameterPart
+    from spcl_search.data.batching import Batch
+    from spcl_search.spcl import StepOutput
 
 
 class Trainable(Protocol):
@@ -30,7 +30,7 @@ class Trainable(Protocol):
 class BalanceMethod(Protocol):
     """One way of training a multimodal backbone against modality imbalance."""
 
-    #: registry name (``none``, ``spcl``, ``ogm_ge``, ``opm``, ``mmpareto``)
+    #: registry name (:mod:`spcl_search.methods.registry`)
     name: str
 
     def step(self, model: Trainable, batch: Batch) -> StepOutput:
@@ -53,11 +53,15 @@ def plain_loss(logits: dict[str, torch.Tensor], batch: Batch) -> StepOutput:
     Its ``weighted_p[m]`` is modality ``m``'s score, the sum over the batch's utterances of its own
     probability of the true label, which OGM-GE and OPM compare across modalities.
     """
+    from spcl_search.spcl import SPCL, SPCLConfig
+
     return SPCL(SPCLConfig(enabled=False), batch.modalities).loss(logits, batch.labels, batch.mask)
 
 
 def unimodal_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     """NLL of one modality's own prediction, averaged over the real utterances (MMPareto's unimodal loss)."""
+    import torch.nn.functional as F
+
     mask = batch.mask
     logp = F.log_softmax(logits, dim=-1).gather(-1, batch.labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
     return -(logp * mask).sum() / mask.sum().clamp_min(1)

@@ -11,12 +11,36 @@ code). Parameters outside the modality encoders (fusion, graph, heads) keep ``g_
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
-from spcl_search.data.batching import Batch
 from spcl_search.methods.base import Trainable, encoder_parts, plain_loss, unimodal_loss
-from spcl_search.spcl import StepOutput
+from spcl_search.methods.registry import Range, needs_modalities, option, register
+
+if TYPE_CHECKING:
+    import torch
+
+    from spcl_search.data.batching import Batch
+    from spcl_search.spcl import StepOutput
+
+
+@register
+@dataclass(frozen=True)
+class MMParetoOptions:
+    """MMPareto's options: the released code's magnitude factor gamma."""
+
+    name: ClassVar[str] = "mmpareto"
+    summary: ClassVar[str] = "multimodal and unimodal losses combined per encoder by the Pareto rule"
+    space: ClassVar[dict[str, Range]] = {"gamma": (1.0, 2.0, False)}
+
+    gamma: float = option(1.5, "magnitude factor of the combined encoder gradients")
+
+    def check(self) -> None:
+        pass
+
+    def build(self, modalities: str) -> MMPareto:
+        needs_modalities(self.name, modalities)
+        return MMPareto(gamma=self.gamma)
 
 
 def min_norm_weight(v1v1: float, v1v2: float, v2v2: float) -> float:
@@ -39,6 +63,8 @@ class MMPareto:
         self.last_weights: dict[str, float] = {}
 
     def step(self, model: Trainable, batch: Batch) -> StepOutput:
+        import torch
+
         logits = model(batch)
         out = plain_loss(logits, batch)
         uni = {m: unimodal_loss(z, batch) for m, z in logits.items()}
@@ -71,6 +97,8 @@ class MMPareto:
     @staticmethod
     def weight(g_mm: torch.Tensor, g_m: torch.Tensor) -> float:
         """Weight of the joint gradient: 0.5 when the two agree, else the minimum-norm combination's."""
+        import torch.nn.functional as F
+
         if float(F.cosine_similarity(g_mm, g_m, dim=0)) > 0:
             return 0.5
         return min_norm_weight(float(g_mm @ g_mm), float(g_mm @ g_m), float(g_m @ g_m))
@@ -81,7 +109,9 @@ class MMPareto:
 
 def _view(part, grad: torch.Tensor | None) -> torch.Tensor:
     """The part's rows of a full-parameter gradient (zeros when the loss does not reach the parameter)."""
+    import torch
+
     return part.view(torch.zeros_like(part.param) if grad is None else grad)
 
 
-__all__ = ["MMPareto", "min_norm_weight"]
+__all__ = ["MMPareto", "MMParetoOptions", "min_norm_weight"]

@@ -35,12 +35,42 @@ GeWu-Lab/BalanceBenchmark ``balancemm/trainer/OGM_trainer.py`` (two or three):
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
-import torch
-
-from spcl_search.data.batching import Batch
+from spcl_search.errors import ConfigError
 from spcl_search.methods.base import Trainable, dominance, encoder_parts, plain_loss
-from spcl_search.spcl import StepOutput
+from spcl_search.methods.registry import Range, needs_modalities, option, register
+
+if TYPE_CHECKING:
+    import torch
+
+    from spcl_search.data.batching import Batch
+    from spcl_search.spcl import StepOutput
+
+
+@register
+@dataclass(frozen=True)
+class OGMGEOptions:
+    """OGM-GE's options: BalanceBenchmark's alpha, the paper's Eq. 10, modulated from the first epoch to the last."""
+
+    name: ClassVar[str] = "ogm_ge"
+    summary: ClassVar[str] = "gradient modulation: the leading modalities' encoder gradients scaled down, plus noise"
+    space: ClassVar[dict[str, Range]] = {"alpha": (0.05, 2.0, True)}
+
+    alpha: float = option(0.3, "modulation strength (Eq. 10's alpha)")
+    smooth: bool = option(False, "true: tanh(alpha * (ratio - 1)), OPM's shaping, in place of Eq. 10's tanh(alpha * ratio)")
+    modulation_starts: int | None = option(1, "first modulated epoch (counted from 1)", epoch=True)
+    modulation_ends: int | None = option(None, "last modulated epoch (none: the last epoch)", epoch=True)
+
+    def check(self) -> None:
+        starts, ends = self.modulation_starts, self.modulation_ends
+        if isinstance(starts, int) and isinstance(ends, int) and ends < starts:
+            raise ConfigError(f"--method {self.name}: option modulation_ends ({ends}) comes before modulation_starts ({starts})")
+
+    def build(self, modalities: str) -> OGMGE:
+        needs_modalities(self.name, modalities)
+        return OGMGE(self.alpha, smooth=self.smooth, starts=self.modulation_starts or 1, ends=self.modulation_ends)
 
 
 def ogm_coefficients(scores: dict[str, float], alpha: float, smooth: bool = False) -> dict[str, float]:
@@ -85,20 +115,22 @@ class OGMGE:
             self.modulate(model, m, k)
         return out
 
-    @torch.no_grad()
     def modulate(self, model: Trainable, modality: str, k: float) -> None:
         """``g <- k g (+ N(0, std(g)))`` on every non-vector part of ``modality``'s encoder gradient, in place."""
-        for part in encoder_parts(model, modality):
-            g = part.grad()
-            if g is None or is_vector(g, stacked=isinstance(part.index, slice)):
-                continue
-            noise = torch.randn_like(g) * (g.std() + 1e-8) if self.noise and g.numel() > 1 else None
-            g.mul_(k)
-            if noise is not None:
-                g.add_(noise)
+        import torch
+
+        with torch.no_grad():
+            for part in encoder_parts(model, modality):
+                g = part.grad()
+                if g is None or is_vector(g, stacked=isinstance(part.index, slice)):
+                    continue
+                noise = torch.randn_like(g) * (g.std() + 1e-8) if self.noise and g.numel() > 1 else None
+                g.mul_(k)
+                if noise is not None:
+                    g.add_(noise)
 
     def end_epoch(self) -> None:
         self.epoch += 1
 
 
-__all__ = ["OGMGE", "is_vector", "ogm_coefficients"]
+__all__ = ["OGMGE", "OGMGEOptions", "is_vector", "ogm_coefficients"]

@@ -20,13 +20,40 @@ modulated forward is back-propagated.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, ClassVar
 
-import torch
-
-from spcl_search.data.batching import Batch
+from spcl_search.errors import ConfigError
 from spcl_search.methods.base import Trainable, dominance
-from spcl_search.spcl import SPCL, SPCLConfig, StepOutput
+from spcl_search.methods.registry import Range, needs_modalities, option, register
+
+if TYPE_CHECKING:
+    import torch
+
+    from spcl_search.data.batching import Batch
+    from spcl_search.spcl import StepOutput
+
+
+@register
+@dataclass(frozen=True)
+class OPMOptions:
+    """OPM's options: the released Modality_drop's drop frequency 0.7, base rate and strength mid-range."""
+
+    name: ClassVar[str] = "opm"
+    summary: ClassVar[str] = "prediction modulation: the leading modalities' features dropped now and then"
+    space: ClassVar[dict[str, Range]] = {"alpha": (0.1, 3.0, True), "q_base": (0.05, 0.8, False), "p_exe": (0.2, 1.0, False)}
+
+    alpha: float = option(1.0, "how much a modality's lead raises its drop probability")
+    q_base: float = option(0.5, "base drop probability (in [0, 1])")
+    p_exe: float = option(0.7, "probability that a step drops (in [0, 1])")
+
+    def check(self) -> None:
+        if not (0 <= self.q_base <= 1 and 0 <= self.p_exe <= 1):
+            raise ConfigError(f"--method opm: q_base and p_exe are probabilities in [0, 1], got {self.q_base} and {self.p_exe}")
+
+    def build(self, modalities: str) -> OPM:
+        needs_modalities(self.name, modalities)
+        return OPM(alpha=self.alpha, q_base=self.q_base, p_exe=self.p_exe)
 
 
 def drop_probabilities(scores: dict[str, float], alpha: float, q_base: float) -> dict[str, float]:
@@ -49,6 +76,10 @@ class OPM:
         self.last_drop: dict[str, float] = {}
 
     def step(self, model: Trainable, batch: Batch) -> StepOutput:
+        import torch
+
+        from spcl_search.spcl import SPCL, SPCLConfig
+
         engine = SPCL(SPCLConfig(enabled=False), batch.modalities)
         with torch.no_grad():
             probe = engine.loss(model(batch), batch.labels, batch.mask)
@@ -62,6 +93,8 @@ class OPM:
 
     def dropped(self, batch: Batch) -> tuple[Batch, torch.Tensor]:
         """The batch with per-utterance feature keep-masks, and the loss mask without fully dropped utterances."""
+        import torch
+
         theta = sum(self.last_drop.values()) / len(self.last_drop)
         keep = {m: (torch.rand_like(batch.mask) >= q).to(batch.mask.dtype) for m, q in self.last_drop.items()}
         scale = {m: k / (1.0 - theta + 1e-5) for m, k in keep.items()}
@@ -72,4 +105,4 @@ class OPM:
         pass
 
 
-__all__ = ["OPM", "drop_probabilities"]
+__all__ = ["OPM", "OPMOptions", "drop_probabilities"]

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial
 from plotly.subplots import make_subplots
 
-from backbones.defaults import SPCL as SPCL_DEFAULTS
+from spcl_search.methods.registry import method_options
 from spcl_search.reports import records
 from spcl_search.reports.gain import GainRow
 from spcl_search.schema.records import SetResult, TrialRecord
@@ -234,7 +234,7 @@ def _threshold_curve(trial: FrozenTrial, result: SetResult) -> list[float] | Non
     t0, growth = trial.params.get(records.THRESHOLD_PARAM), trial.params.get(records.GROWTH_PARAM)
     if records.is_baseline(trial) or t0 is None or growth is None or not result.dev_f1_curve:
         return None
-    return [min(SPCL_DEFAULTS["cap"], float(t0) * float(growth) ** e) for e in range(len(result.dev_f1_curve))]
+    return [min(method_options("spcl")["cap"], float(t0) * float(growth) ** e) for e in range(len(result.dev_f1_curve))]
 
 
 def learning_curves(

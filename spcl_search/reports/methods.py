@@ -17,12 +17,16 @@ import optuna
 import plotly.graph_objects as go
 from optuna.trial import TrialState
 
+from spcl_search.methods import registry
 from spcl_search.schema.best import best_trial, method_setting
-from spcl_search.schema.records import TrialRecord, study_info
+from spcl_search.schema.records import TrialRecord
 from spcl_search.schema.spec import METHOD_PARAMS, TRI_MODAL
+from spcl_search.schema.study_info import study_info
 
-#: methods in the order tables and figures show them
-METHOD_ORDER = ("none", "spcl", "ogm_ge", "opm", "mmpareto")
+
+def method_order() -> tuple[str, ...]:
+    """Methods in the order tables and figures show them: no method (the baseline) first, then the registry's."""
+    return ("none", *(name for name in registry.names() if name != "none"))
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,7 @@ def method_row(study: optuna.Study) -> MethodRow:
 
 
 def method_rows(studies: Sequence[optuna.Study]) -> list[MethodRow]:
-    """One row per study, grouped by backbone x form x dataset, methods in :data:`METHOD_ORDER`; within a group,
+    """One row per study, grouped by backbone x form x dataset, methods in :func:`method_order`; within a group,
     a tunable method with fewer finished trials than the most any method finished is flagged."""
     rows = [method_row(s) for s in studies]
     out: list[MethodRow] = []
@@ -97,7 +101,8 @@ def method_rows(studies: Sequence[optuna.Study]) -> list[MethodRow]:
         groups.setdefault((r.backbone, r.variant, r.dataset), []).append(r)
     for group in groups.values():
         most = max(r.n_trials for r in group)
-        for r in sorted(group, key=lambda r: (METHOD_ORDER.index(r.method) if r.method in METHOD_ORDER else 99, r.study)):
+        order = method_order()
+        for r in sorted(group, key=lambda r: (order.index(r.method) if r.method in order else len(order), r.study)):
             tunable = bool(METHOD_PARAMS.get(r.method))
             out.append(replace(r, flagged=tunable and r.n_trials < most))
     return out
@@ -111,7 +116,7 @@ def sibling_studies(storage: optuna.storages.BaseStorage, study: optuna.Study) -
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         other = optuna.load_study(study_name=summary.study_name, storage=storage)
         o = study_info(other)
-        if other.user_attrs.get("confirms"):  # a confirmation study belongs to its parent, not beside it
+        if o.confirms:  # a confirmation study belongs to its parent, not beside it
             continue
         if (o.backbone, o.variant, o.dataset, o.kind) == (info.backbone, info.variant, info.dataset, info.kind):
             out.append(other)
@@ -142,4 +147,4 @@ def method_box(studies: Sequence[optuna.Study]) -> go.Figure:
     return fig
 
 
-__all__ = ["METHOD_ORDER", "MethodRow", "method_box", "method_row", "method_rows", "sibling_studies"]
+__all__ = ["MethodRow", "method_box", "method_row", "method_rows", "sibling_studies"]

@@ -14,9 +14,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from spcl_search.schema.best import best_trial as best_for
 from spcl_search.schema.best import spcl_setting as _setting
-from spcl_search.schema.records import StudyInfo, TrialRecord, sort_modalities, study_info
+from spcl_search.schema.records import TrialRecord, sort_modalities
 from spcl_search.schema.spec import MODALITY_SETS as MODALITY_ORDER
 from spcl_search.schema.spec import TRI_MODAL
+from spcl_search.schema.study_info import StudyInfo, study_info
 
 __all__ = ["MODALITY_ORDER", "TRI_MODAL", "StudyInfo", "best_for", "sort_modalities", "study_info"]
 

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from spcl_search.reports import figures, records
 from spcl_search.reports.gain import GainRow, gain_rows
 from spcl_search.reports.importance import make_evaluator, param_importances
-from spcl_search.reports.methods import method_box, method_rows
+from spcl_search.reports.methods import method_box, method_order, method_rows
 from spcl_search.schema.best import GAIN_COLUMNS, BestSetting, best_settings, gain_cells, paper_table
 from spcl_search.stats import pm
 
@@ -82,7 +82,7 @@ def _fill(section: Section, key: str, make: Callable[[], go.Figure | list[go.Fig
 
 def _trial_count(info: records.StudyInfo) -> str:
     """``5 complete of 8 run (budget 20)``, or what an empty study has: its budget and no trial yet."""
-    budget = info.spec.get("n_trials")
+    budget = info.budget
     of = f" (budget {budget})" if budget else ""
     if info.n_trials == 0:
         return f"none run yet{of}"
@@ -274,9 +274,11 @@ def _methods_section(studies: list[optuna.Study]) -> Section:
     section = Section("methods", "Balance methods side by side")
     methods = {records.study_info(s).method for s in studies}
     if len(methods) < 2:
+        others = [m for m in method_order() if m not in methods]
+        other = others[0] + (f" (or {', '.join(others[1:])})" if len(others) > 1 else "")
         section.notices.append(
             "Only one balance method has a study on this backbone, form, dataset and kind in this database; run "
-            "spcl-search run --method ogm_ge (or opm, mmpareto, none) with the same budget to compare."
+            f"spcl-search run --method {other} with the same budget to compare."
         )
         return section
     rows = method_rows(studies)

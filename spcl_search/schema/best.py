@@ -19,9 +19,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from backbones.defaults import METHOD_OPTIONS
-from spcl_search.schema.records import TrialRecord, sort_modalities, study_info
+from spcl_search.methods import registry
+from spcl_search.schema.records import TrialRecord, sort_modalities
 from spcl_search.schema.spec import METHOD_PARAMS
+from spcl_search.schema.study_info import study_info
 from spcl_search.stats import PairedDifference, mean_std, paired_difference
 
 
@@ -118,7 +119,7 @@ def method_setting(method: str, params: dict[str, Any], options: dict[str, Any] 
     if method == "spcl":
         return spcl_setting(params)
     own = [f"{name}={params[name]:.3g}" for name in METHOD_PARAMS.get(method, ()) if name in params]
-    defaults = METHOD_OPTIONS.get(method, {})
+    defaults = registry.get(method).defaults() if method in registry.methods() else {}
     for name, value in (options or {}).items():
         if name not in params and name in defaults and value != defaults[name]:
             own.append(f"{name}={str(value).lower() if isinstance(value, bool) else value}")

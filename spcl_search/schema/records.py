@@ -15,8 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from spcl_search.results import EPOCH_BASE
 from spcl_search.schema.spec import MODALITY_SETS
@@ -54,6 +53,15 @@ class SetResult:
 _SET_FIELDS = {f.name for f in fields(SetResult)}
 
 
+#: the user attrs that mark an enqueued trial as the baseline (no balance method), as stored studies hold them
+BASELINE_ATTRS: dict[str, Any] = {"use_cl": False}
+
+
+def marks_baseline(attrs: Mapping[str, Any]) -> bool:
+    """Whether a trial's user ``attrs`` mark it as a baseline: the one place that reads the stored ``use_cl``."""
+    return attrs.get("use_cl", True) is False
+
+
 @dataclass
 class TrialRecord:
     """What one trial records: its settings, seeds, versions, timings and per-set figures."""
@@ -61,8 +69,9 @@ class TrialRecord:
     variant: str | None = None
     #: the balance method this trial trained with (``none`` for a baseline; older trials: ``None``, SPCL's)
     method: str | None = None
-    #: every option of that method the trial trained with, searched, fixed or default (``None`` for SPCL and
-    #: none, and for trials stored before it was recorded: those of OGM-GE used ``rho - 1``, the smooth variant)
+    #: every option of that method the trial trained with, searched, fixed or default (``None`` for none, for SPCL
+    #: trials stored before SPCL's switches were its options, and for trials stored before it was recorded: those
+    #: of OGM-GE used ``rho - 1``, the smooth variant)
     method_options: dict[str, Any] | None = None
     #: forward-pass arithmetic, ``fp32`` or ``bf16`` (older trials: ``None``, fp32)
     precision: str | None = None
@@ -120,7 +129,7 @@ class TrialRecord:
                 record.gain_vs[match["m"]] = value
             else:
                 record.extra[key] = value
-        record.use_cl = bool(record.use_cl)
+        record.use_cl = not marks_baseline(attrs)
         return record
 
     @classmethod
@@ -188,58 +197,6 @@ class TrialRecord:
             elif value is not None:
                 out[f.name] = value
         return out
-
-
-@dataclass(frozen=True)
-class StudyInfo:
-    """What a study says about itself: its user attrs (written by ``open_study``), metric names and trial counts.
-
-    A study stored before backbones had forms has no ``variant``: it trained the original forms; one stored
-    before balance methods has no ``method``: it trained SPCL.
-    """
-
-    name: str
-    kind: str
-    backbone: str
-    dataset: str
-    metric_names: tuple[str, ...]
-    n_trials: int
-    n_complete: int
-    surrogate: str = ""
-    variant: str = "original"
-    #: the study's balance method (studies stored before methods existed: SPCL)
-    method: str = "spcl"
-    spec: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def is_multi_objective(self) -> bool:
-        return len(self.metric_names) > 1
-
-
-def study_info(study: optuna.Study) -> StudyInfo:
-    """The :class:`StudyInfo` of ``study`` (the study attrs, else its stored spec, else a fallback)."""
-    attrs = study.user_attrs
-    stored = attrs.get(SPEC_ATTR)
-    spec: dict[str, Any] = stored if isinstance(stored, dict) else {}
-    n_objectives = len(study.directions)
-    trials = study.get_trials(deepcopy=False)
-
-    def attr(key: str, fallback: str) -> str:
-        return str(attrs.get(key) or spec.get(key) or fallback)
-
-    return StudyInfo(
-        name=study.study_name,
-        kind=attr("kind", "balance" if n_objectives > 1 else "search"),
-        backbone=attr("backbone", "?"),
-        dataset=attr("dataset", "?"),
-        metric_names=tuple(study.metric_names or spec.get("objectives") or [f"objective {i}" for i in range(n_objectives)]),
-        n_trials=len(trials),
-        n_complete=sum(t.state == TrialState.COMPLETE for t in trials),
-        surrogate=next((str(t.user_attrs["data_surrogate"]) for t in trials if t.user_attrs.get("data_surrogate")), ""),
-        variant=attr("variant", "original"),
-        method=attr("method", "spcl"),
-        spec=spec,
-    )
 
 
 def sort_modalities(modalities: Iterable[str]) -> list[str]:

@@ -1,7 +1,7 @@
 """A trial as something to run again: the complete ``spcl-search train`` line, or a study spec fragment.
 
 ``spcl-search best --command`` prints, per modality set, the command that trains the chosen trial again with
-every setting that shaped it: form, method and its options (searched and fixed), the SPCL switches, lr, weight decay, batch size,
+every setting that shaped it: form, method and its options (searched and fixed), SPCL's switches among them, lr, weight decay, batch size,
 epochs, patience, clipping, standardisation, precision, model options, seeds, data path, and the threads and
 device its worker used (CPU training is deterministic for a given thread count, so the command gives the trial's
 dev F1 exactly). ``best --toml`` writes the same as a spec whose space holds just that setting. The effective
@@ -17,7 +17,8 @@ from typing import Any
 
 from optuna.trial import FrozenTrial
 
-from backbones.defaults import RUN, SPCL
+from spcl_search.defaults import RUN
+from spcl_search.methods.registry import method_options
 from spcl_search.schema.records import TrialRecord
 from spcl_search.schema.spec import METHOD_PARAMS, StudySpec, form
 
@@ -46,12 +47,19 @@ def effective(spec: StudySpec, trial: FrozenTrial) -> dict[str, Any]:
         "method_params": {k: params[k] for k in METHOD_PARAMS.get(method, ()) if k in params},
         # the method's fixed options (OGM-GE's smooth, its window); a baseline trial trained without the method
         "method_fixed": {k: v for k, v in spec.method_options.items() if v is not None} if method == spec.method else {},
-        "spcl": {**{k: SPCL[k] for k in ("normalise", "score", "cap")}, **spec.spcl},
+        "spcl": _spcl_switches(spec),
         "protocol": protocol,
         "seeds": list(record.seeds or spec.seeds),
         "threads": record.threads,
         "device": (record.device or "").split(":")[0] or None,
     }
+
+
+def _spcl_switches(spec: StudySpec) -> dict[str, Any]:
+    """SPCL's fixed switches a trial of ``spec`` trained with (its defaults where the spec sets none)."""
+    fixed = spec.method_options if spec.method == "spcl" else {}
+    options = method_options("spcl", {k: v for k, v in fixed.items() if k not in ("cl_threshold", "cl_growth")})
+    return {k: options[k] for k in ("normalise", "score", "cap")}
 
 
 def train_command(spec: StudySpec, trial: FrozenTrial, modalities: str) -> list[str]:
@@ -117,11 +125,11 @@ def spec_fragment(spec: StudySpec, trial: FrozenTrial, modalities: str, name: st
     train.update(patience=int(p.get("patience") or 0), clip_grad_norm=float(p["clip_grad_norm"]), standardise=bool(p.get("standardise")))
     tables: dict[str, dict[str, Any]] = {"train": train}
     if e["method"] == "spcl":
-        tables["spcl"] = dict(e["spcl"])
+        tables["method_options"] = dict(e["spcl"])
     if p.get("model"):
         tables["model"] = dict(p["model"])
     if e["method_fixed"]:
-        tables["method_options"] = dict(e["method_fixed"])
+        tables["method_options"] = {**tables.get("method_options", {}), **e["method_fixed"]}
     for key, value in e["method_params"].items():
         tables[f"space.{key}"] = {"choices": [value]}
     lines = [f"# trial {trial.number} of study {spec.name!r} on {modalities}: spcl-search run --spec THIS_FILE trains it again"]

@@ -8,7 +8,7 @@ A spec enters at three boundaries, and each parses it once into typed values:
 
 The first two give a :class:`Request` (the fields asked for, checked and canonical); :func:`build` lays a
 request over the defaults of its backbone x dataset x kind x variant (:func:`defaults`, read from
-:mod:`backbones.defaults` and the registered form class, :func:`form`) into a frozen :class:`StudySpec`. A
+:mod:`spcl_search.defaults` and the registered form class, :func:`form`) into a frozen :class:`StudySpec`. A
 process that joins an existing study adopts the stored spec and is refused if a field it asked for explicitly disagrees with it (:func:`conflicts`).
 Every field is parsed by one entry of :data:`FIELDS`; adding a field is a :class:`StudySpec` attribute
 and one entry there.
@@ -25,17 +25,12 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from backbones.defaults import (
-    DEFAULT_METHOD,
-    DEFAULT_PRECISION,
-    METHOD_SPACES,
-    METHODS,
-    PRECISIONS,
-    STUDY,
-)
 from backbones.registry import DEFAULT_FORM as DEFAULT_VARIANT
 from backbones.registry import Form, lookup
+from spcl_search.defaults import DEFAULT_PRECISION, PRECISIONS, STUDY
 from spcl_search.errors import ConfigError
+from spcl_search.methods import registry
+from spcl_search.methods.registry import DEFAULT_METHOD
 from spcl_search.schema.limits import LIMITS
 from spcl_search.schema.method_options import method_options, parse_option
 from spcl_search.schema.track import parse_target
@@ -53,19 +48,48 @@ RACE_DEFAULTS: dict[str, Any] = {"enabled": False, "alpha": 0.1, "test": "t"}
 RACE_TESTS = ("t", "wilcoxon")
 #: the seeds a racing study draws on when none are given
 RACE_SEEDS = (0, 1, 2, 3, 4)
-#: tunable parameters and whether they are integers: the methods' own (SPCL's cl_threshold/cl_growth, OGM-GE's
-#: alpha, OPM's alpha/q_base/p_exe, MMPareto's gamma) and the training ones any study may add
-METHOD_PARAMS: dict[str, tuple[str, ...]] = {method: tuple(space) for method, space in METHOD_SPACES.items()}
-PARAMS: dict[str, bool] = {
-    **{name: False for names in METHOD_PARAMS.values() for name in names},
-    "lr": False,
-    "dropout": False,
-    "hidden": True,
-}
+#: the training parameters any study may search, and whether they are integers
+TRAIN_SEARCHED: dict[str, bool] = {"lr": False, "dropout": False, "hidden": True}
+
+
+class _MethodParams(Mapping[str, tuple[str, ...]]):
+    """method -> the parameters a study of it searches (its registered space), read when first asked."""
+
+    def __getitem__(self, method: str) -> tuple[str, ...]:
+        return tuple(registry.space(method)) if method in registry.methods() else ()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(registry.methods())
+
+    def __len__(self) -> int:
+        return len(registry.methods())
+
+
+class _Params(Mapping[str, bool]):
+    """Tunable parameter -> whether it is an integer: the methods' own (SPCL's cl_threshold/cl_growth, OGM-GE's
+    alpha, ...) and the training ones any study may add."""
+
+    def _all(self) -> dict[str, bool]:
+        return {**{name: False for name in registry.searched_names()}, **TRAIN_SEARCHED}
+
+    def __getitem__(self, name: str) -> bool:
+        return self._all()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+#: tunable parameters per method (the registry's spaces)
+METHOD_PARAMS: Mapping[str, tuple[str, ...]] = _MethodParams()
+#: every tunable parameter and whether it is an integer
+PARAMS: Mapping[str, bool] = _Params()
 #: fixed training options a spec may set (``TrainConfig`` fields other than the searched ones)
 TRAIN_KEYS = ("lr", "weight_decay", "batch_size", "clip_grad_norm", "patience", "standardise")
-#: fixed SPCL switches a spec may set (cl_threshold and cl_growth are searched, ``enabled`` is per trial)
-SPCL_KEYS = ("normalise", "score", "cap")
+#: a spec's ``spcl`` table (stored studies, older spec files): SPCL's fixed options, read as ``method_options``
+LEGACY_SPCL_TABLE = "spcl"
 #: modality sets in the order of the paper's tables (tri-modal first): every table and figure uses it
 MODALITY_SETS = ("atv", "at", "tv", "av")
 TRI_MODAL = "atv"
@@ -76,6 +100,9 @@ TRAINED_SETS = ("atv", "at", "av", "tv")
 RUNTIME_KEYS = ("data", "n_trials", "track")
 #: metric names per kind (``study.set_metric_names``); every objective is maximised
 METRICS = {"search": ("dev_f1",), "balance": ("dev_f1_atv", "gain")}
+#: what a study stored before a field existed trained with: the original forms (before forms), SPCL (before
+#: balance methods), fp32 (before ``precision``); mapped once, when a stored spec is read (:func:`from_dict`)
+LEGACY_DEFAULTS: dict[str, str] = {"variant": "original", "method": DEFAULT_METHOD, "precision": DEFAULT_PRECISION}
 #: stored fields that older versions wrote and this one ignores (``objectives`` is derived from ``kind``;
 #: ``objective`` and ``cheap`` named a simulated trainer, which tests now inject)
 IGNORED_STORED = ("objectives", "objective", "cheap")
@@ -144,7 +171,6 @@ class StudySpec:
     method_options: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
-    spcl: dict[str, Any] = field(default_factory=dict)
     #: racing over the seeds (``RACE_DEFAULTS``); empty or ``enabled = false``: every trial trains every seed
     race: dict[str, Any] = field(default_factory=dict)
     #: experiment tracking of the trials (``mlflow`` or ``mlflow:URI``; empty: none), a runtime setting like ``data``
@@ -188,9 +214,9 @@ def study_name(backbone: str, dataset: str, kind: str, variant: str = DEFAULT_VA
 
 
 def default_space(method: str = DEFAULT_METHOD) -> dict[str, ParamRange]:
-    """The ranges a study of ``method`` searches (``backbones.defaults.METHOD_SPACES``); SPCL's hold every value
+    """The ranges a study of ``method`` searches (the method's registered ``space``); SPCL's hold every value
     of the paper's table."""
-    return {name: ParamRange(low, high, log) for name, (low, high, log) in METHOD_SPACES[method].items()}
+    return {name: ParamRange(low, high, log) for name, (low, high, log) in registry.space(method).items()}
 
 
 def defaults(
@@ -380,14 +406,6 @@ def _check_model(key: str, value: Any, what: str) -> None:
         raise ConfigError(f"{what} must be {LIMITS[key].describe()}, got {value!r}")
 
 
-def _check_spcl(key: str, value: Any, what: str) -> None:
-    allowed = {"normalise": ("all", "selected"), "score": ("sum", "mean")}.get(key)
-    if allowed is not None and value not in allowed:
-        raise ConfigError(f"{what} must be one of {', '.join(allowed)}, got {value!r}")
-    if key == "cap":
-        _number(value, what, positive=True)
-
-
 def _table(
     key: str, allowed: tuple[str, ...] | None = None, check: Callable[[str, Any, str], None] | None = None
 ) -> Callable[[Any, str], dict[str, Any]]:
@@ -417,6 +435,11 @@ def _check_race(key: str, value: Any, what: str) -> None:
         raise ConfigError(f"{what} must be one of {', '.join(RACE_TESTS)}, got {value!r}")
 
 
+def _method(value: Any, where: str) -> str:
+    """A registered method's name (the registry's choices, plug-ins included)."""
+    return _choice("method", registry.names())(value, where)
+
+
 def _data(value: Any, where: str) -> str | None:
     del where
     return None if value is None else str(value)
@@ -434,7 +457,7 @@ FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "dataset": _text("dataset"),
     "kind": _choice("kind", KINDS),
     "variant": _text("variant"),  # checked with the backbone, by form()
-    "method": _choice("method", METHODS),
+    "method": lambda value, where: _method(value, where),
     "precision": _choice("precision", PRECISIONS),
     "name": _text("name"),
     "data": _data,
@@ -451,7 +474,6 @@ FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "method_options": _table("method_options"),
     "train": _table("train", TRAIN_KEYS, _check_train),
     "model": _table("model", check=_check_model),
-    "spcl": _table("spcl", SPCL_KEYS, _check_spcl),
     "race": _table("race", tuple(RACE_DEFAULTS), _check_race),
     "track": _track,
 }
@@ -468,7 +490,7 @@ class Request(Mapping[str, Any]):
     """
 
     def __init__(self, raw: Mapping[str, Any] | None = None, where: str = "spec") -> None:
-        raw = dict(raw or {})
+        raw = _legacy(dict(raw or {}), where)
         known = set(FIELDS) | {"objectives"}
         unknown = set(raw) - known
         if unknown:
@@ -512,6 +534,18 @@ class Request(Mapping[str, Any]):
             self.get("variant", DEFAULT_VARIANT),
             self.get("method", DEFAULT_METHOD),
         )
+
+
+def _legacy(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """``raw`` with the older ``spcl`` table (SPCL's fixed switches) moved into ``method_options``."""
+    table = raw.pop(LEGACY_SPCL_TABLE, None)
+    if table is None:
+        return raw
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: spcl must be a table")
+    options = raw.get("method_options")
+    raw["method_options"] = {**table, **options} if isinstance(options, Mapping) else (options if options is not None else dict(table))
+    return raw
 
 
 def load_file(path: str | Path, kind: str | None = None) -> Request:
@@ -660,13 +694,8 @@ def validate(spec: StudySpec) -> None:
     searched = sorted(set(spec.method_options) & set(spec.space))
     if searched:
         raise ConfigError(f"method_options.{searched[0]} is searched (space.{searched[0]}); fix it in one place only")
-    if spec.method == "spcl":
-        threshold, growth = spec.space["cl_threshold"], spec.space["cl_growth"]
-        if threshold.choices is None and threshold.bounds[0] <= 0:
-            raise ConfigError("space.cl_threshold.low must be > 0")
-        if growth.choices is None and growth.bounds[0] < 1:
-            raise ConfigError("space.cl_growth.low must be >= 1 (the threshold only grows)")
-    elif spec.warm_start != "none":
+    _check_method_space(spec)
+    if spec.method != "spcl" and spec.warm_start != "none":
         raise ConfigError(f"--warm-start {spec.warm_start}: the paper's settings are SPCL's; method {spec.method} has none to start from")
     if spec.racing:
         if spec.kind != "search":
@@ -688,6 +717,19 @@ def validate(spec: StudySpec) -> None:
         raise ConfigError(
             f"study {spec.name!r} needs a feature file for dataset {spec.dataset!r}: pass --data PATH or set data in the spec"
         )
+
+
+def _check_method_space(spec: StudySpec) -> None:
+    """Each end of a searched method parameter must be a value the option takes (``space.cl_threshold.low must
+    be > 0``)."""
+    options = {o.name: o for o in registry.get(spec.method).options}
+    for name in METHOD_PARAMS[spec.method]:
+        rng, option = spec.space[name], options.get(name)
+        if option is None or option.minimum is None or rng.choices is not None:
+            continue
+        low = rng.bounds[0]
+        if low < option.minimum or (option.above and low == option.minimum):
+            raise ConfigError(f"space.{name}.low must be {'>' if option.above else '>='} {option.minimum:g}")
 
 
 def foreign_params(method: str) -> tuple[str, ...]:
@@ -712,9 +754,8 @@ def from_dict(stored: Mapping[str, Any]) -> StudySpec:
     stored before balance methods has no ``method``: those trained SPCL; one stored before ``precision`` trained fp32.
     """
     fields_ = {k: v for k, v in stored.items() if k not in IGNORED_STORED}
-    fields_.setdefault("variant", "original")
-    fields_.setdefault("method", DEFAULT_METHOD)
-    fields_.setdefault("precision", DEFAULT_PRECISION)
+    for key, value in LEGACY_DEFAULTS.items():
+        fields_.setdefault(key, value)
     try:
         return StudySpec(**Request(fields_, where="stored spec"))
     except TypeError:  # a required field is missing

@@ -24,9 +24,11 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from spcl_search.errors import ConfigError
+from spcl_search.schema import study_info as study_info_module
 from spcl_search.schema.best import ranked_trials
-from spcl_search.schema.records import TrialRecord
+from spcl_search.schema.records import BASELINE_ATTRS, TrialRecord
 from spcl_search.schema.spec import TRI_MODAL, StudySpec
+from spcl_search.schema.study_info import study_info
 from spcl_search.search import budget as budgets
 from spcl_search.search.storage import StudyStorage, mask_url, study_exists
 from spcl_search.search.study import OpenedStudy, baseline_params, open_study, stored_spec
@@ -34,7 +36,7 @@ from spcl_search.search.study import OpenedStudy, baseline_params, open_study, s
 #: the confirmation study of ``S`` is ``S`` + this suffix
 SUFFIX = "-confirm"
 #: study user attr of a confirmation study: the name of the study it confirms
-CONFIRMS_ATTR = "confirms"
+CONFIRMS_ATTR = study_info_module.CONFIRMS_ATTR
 #: settings confirmed per modality set, and fresh seeds, when none are asked for
 DEFAULT_TOP = 3
 DEFAULT_SEEDS = 5
@@ -125,7 +127,7 @@ def confirm(
     if reused:
         notes.append(f"seeds {reused} were used by the search too: its selection bias stays in them (fresh seeds avoid it)")
     queue: list[tuple[dict[str, Any], dict[str, Any]]] = [(dict(t.params), {"use_cl": True, "confirms": t.number}) for t in picks]
-    queue += [(params, {"use_cl": False, "enqueued": "baseline"}) for params in baseline_params(spec)]
+    queue += [(params, {**BASELINE_ATTRS, "enqueued": "baseline"}) for params in baseline_params(spec)]
     child = confirmation_name(name)
     request = {
         **{k: v for k, v in spec.to_dict().items() if k != "objectives"},
@@ -151,7 +153,7 @@ def confirm(
     opened = open_study(
         storage,
         request,
-        fingerprint=parent.user_attrs.get("data_sha256"),
+        fingerprint=study_info(parent).data_sha256,
         attrs={CONFIRMS_ATTR: name, "confirm": {"top": top, "seeds": list(chosen), "trials": [t.number for t in picks]}},
         queue=queue,
     )

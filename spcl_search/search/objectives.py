@@ -2,7 +2,7 @@
 
 * ``search``: one objective, the dev weighted-F1 of the trained modality set (a parameter when the
   spec lists several). Dev F1 is reported after every epoch so the pruner can stop the trial.
-* ``balance``: two objectives for one SPCL setting and seed: the tri-modal dev F1 and the gain, the
+* ``balance``: two objectives for one setting of the study's method and seed: the tri-modal dev F1 and the gain, the
   tri-modal dev F1 minus the best bi-modal dev F1 (atv, at, av and tv are all trained).
 
 Every setting of a study is trained on the same seeds (the spec's), so settings are compared on shared seeds
@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import optuna
 
-from backbones.defaults import SPCL as SPCL_DEFAULTS
+from spcl_search.methods.registry import DEFAULT_METHOD
 from spcl_search.results import EPOCH_BASE, EpochRecord, TrainResult
 from spcl_search.schema.method_options import method_options
-from spcl_search.schema.records import SetResult, TrialRecord
+from spcl_search.schema.records import SetResult, TrialRecord, marks_baseline
 from spcl_search.schema.spec import BIMODAL, METHOD_PARAMS, TRI_MODAL, StudySpec
 from spcl_search.search import optuna_internals as internals
 from spcl_search.search.algorithms import first_prunable_step, take_rate_warmup
@@ -40,17 +40,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Setting:
-    """What one trial trains: the SPCL setting (``cl_threshold``, ``cl_growth``; off for a baseline), another
-    method's options (``method_options``: the searched ones, e.g. OGM-GE's ``alpha``, over the spec's fixed
-    ones), the other searched values (lr, dropout, hidden) and the modality sets. ``use_cl = False`` is the
-    baseline: no balance method at all."""
+    """What one trial trains: the modality sets, the balance method and its options (``method_options``: the
+    searched ones, e.g. SPCL's ``cl_threshold`` and ``cl_growth`` or OGM-GE's ``alpha``, over the spec's fixed
+    ones), and the other searched values (lr, dropout, hidden). ``baseline``: the study's comparison trial,
+    which trains method ``none`` and is never an answer (a study *of* ``none`` has no baseline trial)."""
 
     modalities: tuple[str, ...]
-    cl_threshold: float
-    cl_growth: float
-    use_cl: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
+    method: str = DEFAULT_METHOD
     method_options: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    baseline: bool = False
 
 
 class Trainer(Protocol):
@@ -119,11 +118,10 @@ def suggest(trial: optuna.Trial, spec: StudySpec) -> Setting:
         modalities = (trial.suggest_categorical("modalities", list(spec.modalities)),)
     else:
         modalities = (spec.modalities[0],)
-    searched = {name: float(values.pop(name)) for name in METHOD_PARAMS[spec.method] if name not in ("cl_threshold", "cl_growth")}
-    options = {**spec.method_options, **searched}
-    cl_threshold = float(values.pop("cl_threshold", SPCL_DEFAULTS["cl_threshold"]))
-    cl_growth = float(values.pop("cl_growth", SPCL_DEFAULTS["cl_growth"]))
-    return Setting(modalities, cl_threshold, cl_growth, bool(trial.user_attrs.get("use_cl", True)), values, options)
+    searched = {name: float(values.pop(name)) for name in METHOD_PARAMS[spec.method] if name in values}
+    if marks_baseline(trial.user_attrs):
+        return Setting(modalities, "none", {}, values, baseline=True)
+    return Setting(modalities, spec.method, {**spec.method_options, **searched}, values)
 
 
 @dataclass
@@ -138,7 +136,6 @@ class RealTrainer:
     threads: int | None = None
 
     def run(self, modalities: str, seed: int, setting: Setting) -> Generator[EpochRecord, None, TrainResult]:
-        from spcl_search.spcl import SPCLConfig
         from spcl_search.train import TrainConfig, training
 
         extra = dict(setting.extra)
@@ -148,15 +145,14 @@ class RealTrainer:
         config = TrainConfig(
             backbone=self.spec.backbone,
             variant=self.spec.variant,
-            method=self.spec.method if setting.use_cl else "none",
-            method_options=setting.method_options if setting.use_cl else {},
+            method=setting.method,
+            method_options=setting.method_options,
             precision=self.spec.precision,
             modalities=modalities,
             epochs=self.spec.epochs,
             seed=seed,
             device=self.device,
             threads=self.threads,
-            spcl=SPCLConfig(enabled=setting.use_cl, threshold=setting.cl_threshold, growth=setting.cl_growth, **self.spec.spcl),
             model={**self.spec.model, **extra},
             **train_kwargs,
         )
@@ -311,7 +307,7 @@ def make_objective(
         if spec.kind == "search":
             (m,) = setting.modalities
             record.modalities = m
-            return float(train_set(trial, setting, m, setting.use_cl, record).dev_f1 or 0.0)
+            return float(train_set(trial, setting, m, not setting.baseline, record).dev_f1 or 0.0)
         dev = {m: float(train_set(trial, setting, m, False, record).dev_f1 or 0.0) for m in setting.modalities}
         test = {m: float(record.sets[m].test_f1 or 0.0) for m in setting.modalities}
         bi = [m for m in setting.modalities if m in BIMODAL]
@@ -324,16 +320,16 @@ def make_objective(
         setting = suggest(trial, spec)
         record = TrialRecord(
             variant=spec.variant,
-            method=spec.method if setting.use_cl else "none",
+            method=setting.method,
             precision=spec.precision,
-            use_cl=setting.use_cl,
+            use_cl=not setting.baseline,
             seed=int(spec.seeds[0]),
             seeds=list(spec.seeds),
             device=trainer.device,
             versions=dict(trainer.versions),
             data_surrogate=trainer.surrogate or None,
             epoch_base=EPOCH_BASE,
-            method_options=(method_options(spec.method, setting.method_options) if setting.use_cl else {}) or None,
+            method_options=method_options(setting.method, setting.method_options) or None,
             threads=getattr(trainer, "threads", None),
         )
         try:

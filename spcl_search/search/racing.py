@@ -23,10 +23,12 @@ from collections.abc import Iterable, Mapping
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from spcl_search.schema.records import marks_baseline
+
 
 def incumbent(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
     """The best complete trial that is not a no-curriculum baseline (the earlier one on ties)."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and t.user_attrs.get("use_cl", True)]
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and not marks_baseline(t.user_attrs)]
     return max(done, key=lambda t: (t.value, -t.number)) if done else None
 
 
@@ -36,7 +38,7 @@ def pooled_spread(trials: Iterable[FrozenTrial], best: FrozenTrial) -> tuple[flo
     reference = best.intermediate_values
     total, df = 0.0, 0
     for t in trials:
-        if t.number == best.number or not t.user_attrs.get("use_cl", True):
+        if t.number == best.number or marks_baseline(t.user_attrs):
             continue
         diffs = _diffs(t.intermediate_values, reference)
         if len(diffs) >= 2:
@@ -61,7 +63,7 @@ class RacingPruner(optuna.pruners.BasePruner):
         self.alpha, self.test = alpha, test
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
-        if not trial.user_attrs.get("use_cl", True) or not trial.intermediate_values:
+        if marks_baseline(trial.user_attrs) or not trial.intermediate_values:
             return False
         trials = study.get_trials(deepcopy=False)
         best = incumbent(trials)

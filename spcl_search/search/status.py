@@ -12,7 +12,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from spcl_search.schema.records import TrialRecord, study_info
+from spcl_search.schema.records import TrialRecord, marks_baseline
+from spcl_search.schema.study_info import study_info
 from spcl_search.search import budget as budgets
 from spcl_search.search.registry import WorkerRecord, workers
 from spcl_search.search.settings import DEFAULT_GRACE_PERIOD
@@ -124,7 +125,7 @@ def trial_rows(trials: Sequence[optuna.trial.FrozenTrial], now: datetime.datetim
         run = next(iter(TrialRecord.of(t).sets.values()), None)
         if t.state == TrialState.PRUNED and run is not None and run.epochs:
             notes.append(f"pruned after epoch {run.epochs}")
-        if attrs.get("use_cl") is False:
+        if marks_baseline(attrs):
             notes.append("no-SPCL baseline")
         if t.system_attrs.get("failed_trial") is not None:
             notes.append(f"retry of trial {t.system_attrs['failed_trial']}")
@@ -152,7 +153,7 @@ def study_status(
     every = study.get_trials(deepcopy=False)
     counts = budgets.count(every)
     # the baseline (no balance method) is the reference, never "best": its params are placeholders
-    complete = [t for t in every if t.state == TrialState.COMPLETE and t.values is not None and t.user_attrs.get("use_cl", True)]
+    complete = [t for t in every if t.state == TrialState.COMPLETE and t.values is not None and not marks_baseline(t.user_attrs)]
     best_values = best_params = best_trial = None
     pareto = 0
     if complete:
@@ -166,7 +167,7 @@ def study_status(
         grace = float(getattr(storage, "grace_period", None) or DEFAULT_GRACE_PERIOD)
     study_id = storage.get_study_id_from_name(name)
     live = workers(storage, study_id, stale_after=grace)
-    n_trials = int(info.spec.get("n_trials", 0))
+    n_trials = info.budget
     mean, left = eta(every, n_trials, len(live))
     return StudyStatus(
         name=name,
@@ -174,7 +175,7 @@ def study_status(
         backbone=info.backbone,
         variant=info.variant,
         method=info.method,
-        precision=str(info.spec.get("precision") or "fp32"),
+        precision=info.precision,
         dataset=info.dataset,
         n_trials=n_trials,
         counts=counts,
@@ -195,9 +196,9 @@ def study_answers(storage: optuna.storages.BaseStorage, study: optuna.Study) -> 
     """One line per modality set: the study's answer with its spread, stage and verdict (a confirmation study gives
     its parent's)."""
     from spcl_search.schema.best import best_settings
-    from spcl_search.search.confirm import CONFIRMS_ATTR, confirmation_of
+    from spcl_search.search.confirm import confirmation_of
 
-    parent_name = study.user_attrs.get(CONFIRMS_ATTR)
+    parent_name = study_info(study).confirms
     parent = study if not parent_name else optuna.load_study(study_name=parent_name, storage=storage)
     return [
         f"{r.modalities} {r.setting}: dev {pm(r.dev_f1, r.dev_f1_std)}, test {pm(r.test_f1, r.test_f1_std)} - {r.stage}; {r.verdict}"

@@ -18,8 +18,9 @@ import optuna
 
 from spcl_search.errors import ConfigError
 from spcl_search.schema import spec as schema
-from spcl_search.schema.records import SPEC_ATTR
+from spcl_search.schema.records import BASELINE_ATTRS, SPEC_ATTR
 from spcl_search.schema.spec import METHOD_PARAMS, Request, StudySpec
+from spcl_search.schema.study_info import DATA_SHA256_ATTR
 from spcl_search.search.algorithms import make_pruner, make_sampler
 from spcl_search.search.lock import study_lock
 from spcl_search.search.paper import warm_start_params
@@ -71,7 +72,7 @@ def baseline_params(spec: StudySpec) -> list[dict[str, Any]]:
     """The params of the no-balance-method baseline trial(s) of ``spec``: one per modality set a search trains
     (or one for a balance study). They are the space's top corner (for SPCL the setting closest to no
     curriculum), so that samplers that learn from these trials are not misled; every reader tells the
-    baseline apart by its ``use_cl`` attr, never by its params."""
+    baseline apart by its attrs (:func:`~spcl_search.schema.records.marks_baseline`), never by its params."""
     upper = {name: rng.upper for name, rng in spec.space.items() if name in METHOD_PARAMS[spec.method]}
     if spec.kind == "search" and len(spec.modalities) > 1:
         return [{**upper, "modalities": m} for m in spec.modalities]
@@ -83,7 +84,7 @@ def _enqueue(study: optuna.Study, spec: StudySpec, queued: list[dict[str, Any]],
     for params in queued:
         study.enqueue_trial(params, user_attrs={"use_cl": True, "enqueued": "paper"})
     for params in baselines:
-        study.enqueue_trial(params, user_attrs={"use_cl": False, "enqueued": "baseline"})
+        study.enqueue_trial(params, user_attrs={**BASELINE_ATTRS, "enqueued": "baseline"})
     if queued:
         notes.append(f"enqueued {len(queued)} paper setting(s) as the first trials")
     if baselines:
@@ -197,7 +198,7 @@ def _create(
             ):
                 study.set_user_attr(key, value)
             if fingerprint:
-                study.set_user_attr("data_sha256", fingerprint)
+                study.set_user_attr(DATA_SHA256_ATTR, fingerprint)
             for key, value in (attrs or {}).items():
                 study.set_user_attr(key, value)
             notes = _enqueue(study, spec, queued, baselines)
