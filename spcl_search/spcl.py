@@ -16,18 +16,16 @@ import torch
 import torch.nn.functional as F
 
 from spcl_search.errors import ConfigError
-from spcl_search.methods.curriculum import SPCLOptions
 
 Normalise = Literal["all", "selected"]
 Score = Literal["sum", "mean"]
-#: the switches' defaults: the ``spcl`` method's options
-DEFAULTS = SPCLOptions()
 
 
 @dataclass(frozen=True)
 class SPCLConfig:
-    """SPCL switches, all recorded with every run (defaults: the ``spcl`` method's options,
-    :class:`~spcl_search.methods.curriculum.SPCLOptions`).
+    """SPCL switches, all recorded with every run. The defaults are the reference code's, as are those of the
+    ``spcl`` method's options (:class:`~spcl_search.methods.curriculum.SPCLOptions`, which builds this; a test keeps
+    the two equal: the engine does not import the method that builds it).
 
     enabled:   False trains with plain NLL on the joint prediction (the baseline).
     threshold: the starting threshold (``cl_threshold``, the paper's epsilon).
@@ -40,11 +38,11 @@ class SPCLConfig:
     """
 
     enabled: bool = True
-    threshold: float = DEFAULTS.cl_threshold
-    growth: float = DEFAULTS.cl_growth
-    cap: float = DEFAULTS.cap
-    normalise: Normalise = DEFAULTS.normalise  # type: ignore[assignment]
-    score: Score = DEFAULTS.score  # type: ignore[assignment]
+    threshold: float = 0.4
+    growth: float = 1.1
+    cap: float = 60.0
+    normalise: Normalise = "all"
+    score: Score = "sum"
 
     def __post_init__(self) -> None:
         if self.normalise not in ("all", "selected"):

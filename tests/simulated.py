@@ -79,6 +79,8 @@ class SimulatedTrainer:
         spcl = setting.method == "spcl"
         threshold0 = float(setting.method_options.get("cl_threshold", 0.4))
         growth = float(setting.method_options.get("cl_growth", 1.1))
+        if setting.baseline:  # trained as the stored baseline's params, the corner closest to no curriculum
+            threshold0, growth = 1.5, 2.0
         peak = BASE.get(modalities, 40.0) - 40 * (threshold0 - 0.7) ** 2 - 30 * (growth - 1.3) ** 2
         numbers = {k: v for k, v in setting.method_options.items() if isinstance(v, float) and not spcl}  # not switches or epochs
         peak -= sum(10 * (v - 0.5) ** 2 for v in numbers.values())  # other balance methods' settings

@@ -53,4 +53,4 @@ def test_imports_form_no_cycle_even_inside_functions():
     for name in sorted(graph):
         if name not in state:
             visit(name, [name])
-    assert cycles == []
+    assert cycles == [], cycles

@@ -169,3 +169,17 @@ def test_a_one_file_method_plugin_appears_in_help_trains_and_is_searched(toy_dir
     trials = optuna.load_study(study_name=study, storage=url).trials
     assert len(trials) == 2 and all(t.state.name == "COMPLETE" and set(t.params) == {"scale"} for t in trials)
     assert all(t.user_attrs["method"] == "toy" for t in trials)
+
+
+def test_the_engines_defaults_are_the_spcl_methods_option_defaults():
+    from spcl_search.methods.curriculum import SPCLOptions
+    from spcl_search.spcl import SPCLConfig
+
+    engine, options = SPCLConfig(), SPCLOptions()
+    assert (engine.threshold, engine.growth, engine.cap, engine.normalise, engine.score) == (
+        options.cl_threshold,
+        options.cl_growth,
+        options.cap,
+        options.normalise,
+        options.score,
+    )

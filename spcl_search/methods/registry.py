@@ -25,6 +25,7 @@ import pkgutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from spcl_search.errors import ConfigError
@@ -155,11 +156,10 @@ def register(cls: type[T]) -> type[T]:
 
 def _import_plugins() -> None:
     """Import every module that may register methods: this package's, ``$SPCL_SEARCH_PLUGINS``', the entry points'."""
-    import spcl_search.methods as package
-
-    for info in pkgutil.iter_modules(package.__path__):
+    package = __name__.rpartition(".")[0]  # this module's package, by name (importing it here would be a cycle)
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if info.name not in _NOT_METHODS and not info.name.startswith("_"):
-            importlib.import_module(f"{package.__name__}.{info.name}")
+            importlib.import_module(f"{package}.{info.name}")
     for name in plugin_modules():
         try:
             importlib.import_module(name)

@@ -18,6 +18,7 @@ from typing import Any
 from optuna.trial import FrozenTrial
 
 from spcl_search.results import EPOCH_BASE
+from spcl_search.schema.baseline import marks_baseline
 from spcl_search.schema.spec import MODALITY_SETS
 
 #: study user attr holding the effective spec (its other attrs: kind, backbone, variant, dataset, data_sha256)
@@ -51,15 +52,6 @@ class SetResult:
 
 
 _SET_FIELDS = {f.name for f in fields(SetResult)}
-
-
-#: the user attrs that mark an enqueued trial as the baseline (no balance method), as stored studies hold them
-BASELINE_ATTRS: dict[str, Any] = {"use_cl": False}
-
-
-def marks_baseline(attrs: Mapping[str, Any]) -> bool:
-    """Whether a trial's user ``attrs`` mark it as a baseline: the one place that reads the stored ``use_cl``."""
-    return attrs.get("use_cl", True) is False
 
 
 @dataclass

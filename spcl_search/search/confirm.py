@@ -25,8 +25,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from spcl_search.errors import ConfigError
 from spcl_search.schema import study_info as study_info_module
+from spcl_search.schema.baseline import BASELINE_ATTRS
 from spcl_search.schema.best import ranked_trials
-from spcl_search.schema.records import BASELINE_ATTRS, TrialRecord
+from spcl_search.schema.records import TrialRecord
 from spcl_search.schema.spec import TRI_MODAL, StudySpec
 from spcl_search.schema.study_info import study_info
 from spcl_search.search import budget as budgets

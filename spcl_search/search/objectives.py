@@ -28,8 +28,9 @@ import optuna
 
 from spcl_search.methods.registry import DEFAULT_METHOD
 from spcl_search.results import EPOCH_BASE, EpochRecord, TrainResult
+from spcl_search.schema.baseline import marks_baseline
 from spcl_search.schema.method_options import method_options
-from spcl_search.schema.records import SetResult, TrialRecord, marks_baseline
+from spcl_search.schema.records import SetResult, TrialRecord
 from spcl_search.schema.spec import BIMODAL, METHOD_PARAMS, TRI_MODAL, StudySpec
 from spcl_search.search import optuna_internals as internals
 from spcl_search.search.algorithms import first_prunable_step, take_rate_warmup

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from spcl_search.schema.records import marks_baseline
+from spcl_search.schema.baseline import marks_baseline
 
 
 def incumbent(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:

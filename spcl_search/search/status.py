@@ -12,7 +12,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from spcl_search.schema.records import TrialRecord, marks_baseline
+from spcl_search.schema.baseline import marks_baseline
+from spcl_search.schema.records import TrialRecord
 from spcl_search.schema.study_info import study_info
 from spcl_search.search import budget as budgets
 from spcl_search.search.registry import WorkerRecord, workers

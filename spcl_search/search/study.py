@@ -18,7 +18,8 @@ import optuna
 
 from spcl_search.errors import ConfigError
 from spcl_search.schema import spec as schema
-from spcl_search.schema.records import BASELINE_ATTRS, SPEC_ATTR
+from spcl_search.schema.baseline import BASELINE_ATTRS
+from spcl_search.schema.records import SPEC_ATTR
 from spcl_search.schema.spec import METHOD_PARAMS, Request, StudySpec
 from spcl_search.schema.study_info import DATA_SHA256_ATTR
 from spcl_search.search.algorithms import make_pruner, make_sampler
