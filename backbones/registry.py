@@ -137,13 +137,18 @@ def _import_all() -> None:
 
     for info in pkgutil.iter_modules(builtin.__path__):
         importlib.import_module(f"{builtin.__name__}.{info.name}")
-    for name in filter(None, (n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(","))):
+    for name in plugin_modules():
         try:
             importlib.import_module(name)
         except ImportError as exc:
             raise ValueError(f"{PLUGINS_ENV}: cannot import {name!r} ({exc})") from None
     for entry in importlib.metadata.entry_points(group=ENTRY_POINTS):
         entry.load()
+
+
+def plugin_modules() -> list[str]:
+    """The module names in ``$SPCL_SEARCH_PLUGINS`` (comma-separated, blanks ignored): plug-ins of forms and methods."""
+    return [name.strip() for name in os.environ.get(PLUGINS_ENV, "").split(",") if name.strip()]
 
 
 def names() -> list[str]:
@@ -175,6 +180,7 @@ __all__ = [
     "DEFAULT_FORM",
     "ENTRY_POINTS",
     "PLUGINS_ENV",
+    "plugin_modules",
     "SPCL_PROTOCOL",
     "Form",
     "UnknownForm",

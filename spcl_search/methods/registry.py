@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
-import os
 import pkgutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,13 +27,12 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
+from backbones.registry import PLUGINS_ENV, plugin_modules
 from spcl_search.errors import ConfigError
 
 if TYPE_CHECKING:
     from spcl_search.methods.base import BalanceMethod
 
-#: the environment variable naming plug-in modules (methods here; the backbone forms read it too)
-PLUGINS_ENV = "SPCL_SEARCH_PLUGINS"
 #: the entry-point group of installed method plug-ins
 ENTRY_POINT_GROUP = "spcl_search.methods"
 #: the method a study or a run uses when none is named
@@ -167,11 +165,6 @@ def _import_plugins() -> None:
             raise ConfigError(f"{PLUGINS_ENV}: cannot import {name!r} ({exc})") from None
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         entry.load()
-
-
-def plugin_modules() -> list[str]:
-    """The module names in ``$SPCL_SEARCH_PLUGINS`` (comma-separated, blanks ignored)."""
-    return [name.strip() for name in os.environ.get(PLUGINS_ENV, "").split(",") if name.strip()]
 
 
 def methods() -> dict[str, Method]:
